@@ -1,0 +1,116 @@
+"""`ablate plan`, `ablate fields`, `ablate models`: inspecting studies before anything runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ablate.cli import app
+
+StudyFile = Annotated[Path, typer.Argument(help="Study file, e.g. studies/digits_quick.py", show_default=False)]
+StudyName = Annotated[
+    str | None, typer.Option("--study", "-s", help="Which study, when the file defines several.")
+]
+
+
+@app.command()
+def plan(
+    study_file: StudyFile,
+    study: StudyName = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON for scripts.")] = False,
+) -> None:
+    """Show the trials a study expands to, after validating every one of them."""
+    from ablate.study import ADAPTIVE_DESIGNS, iter_level_counts, load_studies, select_study
+
+    studies = load_studies(study_file)
+    chosen = [select_study(studies, study, source=str(study_file))] if study else studies
+    payload = []
+    for s in chosen:
+        specs = s.validate()
+        payload.append((s, specs))
+    if as_json:
+        out = [
+            {
+                "study": s.name,
+                "design": s.design,
+                "metric": s.metric,
+                "direction": s.direction,
+                "seeds": list(s.seeds),
+                "n_trials": len(specs) if s.design not in ADAPTIVE_DESIGNS else s.n_trials * len(s.seeds),
+                "factors": {k: v.describe() for k, v in s.spaces.items()},
+                "trials": [
+                    {"number": t.number, "params": t.params, "seed": t.seed, "config_hash": t.config_hash}
+                    for t in specs
+                ],
+                "level_counts": {
+                    f: [{"level": lv, "trials": n} for lv, n in c.items()]
+                    for f, c in iter_level_counts(specs).items()
+                },
+            }
+            for s, specs in payload
+        ]
+        typer.echo(json.dumps(out if len(out) > 1 else out[0], indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for s, specs in payload:
+        console.print(f"[bold]{s.name}[/bold]  ({s.source}, design {s.design}, metric {s.metric}, {s.direction})")
+        if s.design in ADAPTIVE_DESIGNS:
+            table = Table("factor", "space")
+            for name, space in s.spaces.items():
+                table.add_row(name, space.describe())
+            console.print(table)
+            assert s.n_trials is not None
+            console.print(
+                f"{s.n_trials} points sampled by Optuna ({s.design}) x {len(s.seeds)} seed(s) = "
+                f"{s.n_trials * len(s.seeds)} trials"
+            )
+            continue
+        table = Table("#", *s.spaces, "seed")
+        for t in specs:
+            table.add_row(str(t.number), *(_cell(t.params[f]) for f in s.spaces), str(t.seed))
+        console.print(table)
+        configs = len({t.config_hash for t in specs})
+        console.print(f"{len(specs)} trials: {configs} configurations x {len(s.seeds)} seed(s)")
+        for factor, counts in iter_level_counts(specs).items():
+            levels = ", ".join(f"{_cell(lv)}: {n}" for lv, n in counts.items())
+            console.print(f"  {factor}: {levels}")
+
+
+def _cell(value: Any) -> str:
+    return str(value)
+
+
+@app.command()
+def fields() -> None:
+    """List every trial configuration field with its default and meaning."""
+    import dataclasses
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from ablate.study import TrialConfig
+
+    table = Table("field", "default", "meaning")
+    for f in dataclasses.fields(TrialConfig):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        table.add_row(f.name, repr(default), str(f.metadata["doc"]))
+    Console().print(table)
+
+
+@app.command()
+def models(
+    pattern: Annotated[str, typer.Argument(help="Shell-style wildcard, e.g. 'resnet*' or 'tv:*'.")] = "*",
+) -> None:
+    """List the model names a study may use (cnn, timm, tv:<torchvision>)."""
+    from ablate.study import list_model_names
+
+    names = list_model_names(pattern)
+    for name in names:
+        typer.echo(name)
+    typer.echo(f"{len(names)} models", err=True)

@@ -1,0 +1,36 @@
+"""The exceptions ablate raises.
+
+Every error a user can cause (a bad study file, a missing dataset, a database URL that does not
+answer) derives from :class:`AblateError`; the CLI prints its message as one line and exits with
+``exit_code`` instead of showing a traceback.
+"""
+
+from __future__ import annotations
+
+
+class AblateError(Exception):
+    """Base class of every error ablate raises on purpose."""
+
+    exit_code: int = 1
+
+
+class StudyError(AblateError):
+    """A study file or trial configuration is invalid (user input: exit code 2)."""
+
+    exit_code = 2
+
+
+class DataNotFoundError(AblateError):
+    """A dataset or pretrained weight file is not where the configuration says."""
+
+    exit_code = 2
+
+
+class StoreError(AblateError):
+    """The result database refused an operation or could not be reached."""
+
+
+class ReadOnlyQueryError(StoreError):
+    """`ablate sql` was given a statement that would write."""
+
+    exit_code = 2

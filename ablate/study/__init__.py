@@ -1,0 +1,31 @@
+"""Declaring studies: the typed trial configuration, factor spaces, designs, study files."""
+
+from ablate.study._config import TrialConfig, config_hash, make_config
+from ablate.study._load import load_studies, select_study
+from ablate.study._models import cache_dir, check_model_name, list_model_names
+from ablate.study._space import Choice, IntRange, Space, Uniform, choice, intrange, loguniform, uniform
+from ablate.study._study import ADAPTIVE_DESIGNS, DESIGNS, Study, TrialSpec, iter_level_counts
+
+__all__ = [
+    "ADAPTIVE_DESIGNS",
+    "DESIGNS",
+    "Choice",
+    "IntRange",
+    "Space",
+    "Study",
+    "TrialConfig",
+    "TrialSpec",
+    "Uniform",
+    "cache_dir",
+    "check_model_name",
+    "choice",
+    "config_hash",
+    "intrange",
+    "iter_level_counts",
+    "list_model_names",
+    "load_studies",
+    "loguniform",
+    "make_config",
+    "select_study",
+    "uniform",
+]

@@ -1,0 +1,308 @@
+"""The typed configuration of one trial: every knob the trainer reads, with its default and unit.
+
+A study's ``base`` dict, each factor level and the seed are merged into one :class:`TrialConfig`
+by :func:`make_config`, which checks every field (type, range, allowed choices) and reports the
+first problem as a :class:`~ablate.errors.StudyError` naming the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ablate.errors import StudyError
+
+DATASETS = ("digits", "cifar10", "cifar100", "synthetic", "imagefolder:<path>")
+AUGMENT_PRESETS = ("none", "basic", "heavy")
+AUTO_AUGMENT = ("none", "randaugment", "trivialaugment")
+NORMALIZE = ("dataset", "imagenet", "none")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULERS = ("none", "step", "multistep", "plateau", "cosine", "cosine_restarts", "onecycle")
+AMP_MODES = ("auto", "off", "fp16", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
+CNN_ORGANISATION = ("same", "double", "half")
+CNN_ACTIVATIONS = ("relu", "gelu", "silu", "mish")
+METRICS = ("val_acc", "val_loss", "val_top5", "train_acc", "train_loss", "test_acc")
+
+_IMAGEFOLDER = re.compile(r"^imagefolder:.+$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+
+
+def _knob(
+    default: Any,
+    doc: str,
+    *,
+    choices: tuple[str, ...] | None = None,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+) -> Any:
+    """A dataclass field carrying what validation needs: allowed choices and a numeric range."""
+    meta = {"doc": doc, "choices": choices, "low": low, "high": high, "low_open": low_open}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything one training run depends on. Units are in the field docs."""
+
+    # --- data
+    dataset: str = _knob("digits", "digits | cifar10 | cifar100 | synthetic | imagefolder:<path>")
+    data_root: str | None = _knob(None, "folder holding the dataset (default: $ABLATE_DATA or ./data)")
+    download: bool = _knob(False, "let torchvision download cifar10/100 into data_root")
+    num_classes: int | None = _knob(None, "classes; required for imagefolder smoke runs and synthetic", low=2)
+    synthetic_samples: int = _knob(512, "images per split for dataset=synthetic", low=8)
+    val_split: float = _knob(0.2, "stratified fraction of train held out when there is no val split", low=0.0, high=0.9)
+    max_train_samples: int | None = _knob(None, "cap on training images (smoke runs, quick checks)", low=1)
+    image_size: int = _knob(32, "input side in pixels", low=4, high=1024)
+    # --- model
+    model: str = _knob("cnn", "timm name, tv:<torchvision name>, or cnn (the configurable small CNN)")
+    pretrained: bool = _knob(False, "load ImageNet weights from a local file or cache")
+    weights_path: str | None = _knob(None, "local file with pretrained weights (.pth / .safetensors)")
+    cifar_stem: bool = _knob(False, "3x3 stride-1 first conv and no max-pool, for 32 px inputs")
+    cnn_blocks: int = _knob(3, "cnn: conv blocks (conv, act, [bn], max-pool)", low=1, high=8)
+    cnn_filters: int = _knob(32, "cnn: filters in the first block", low=1, high=1024)
+    cnn_organisation: str = _knob("double", "cnn: filters per block", choices=CNN_ORGANISATION)
+    cnn_activation: str = _knob("relu", "cnn: activation", choices=CNN_ACTIVATIONS)
+    cnn_batch_norm: bool = _knob(True, "cnn: batch norm after each conv")
+    cnn_dropout: float = _knob(0.0, "cnn: dropout before the dense layer", low=0.0, high=0.95)
+    cnn_dense: int = _knob(128, "cnn: units of the dense layer", low=1)
+    freeze: str = _knob("none", "none | head_only | a stage name such as layer3 (frozen up to and including it)")
+    lr_groups: list[float] = _knob([], "LR multipliers from the head backwards, e.g. [1, 0.5, 0.25]")
+    # --- augmentation
+    augment: str = _knob("basic", "preset: none | basic (crop+flip) | heavy (+erasing, jitter, rotation, grayscale)", choices=AUGMENT_PRESETS)
+    crop_padding: int = _knob(4, "pixels of padding for the random crop (basic, heavy)", low=0, high=64)
+    hflip: bool = _knob(True, "random horizontal flip (basic, heavy)")
+    rotation: float = _knob(12.0, "max rotation in degrees (heavy)", low=0.0, high=180.0)
+    color_jitter: float = _knob(0.2, "brightness/contrast/saturation jitter (heavy)", low=0.0, high=1.0)
+    grayscale_p: float = _knob(0.1, "probability of random grayscale (heavy)", low=0.0, high=1.0)
+    erasing_p: float = _knob(0.25, "probability of random erasing (heavy)", low=0.0, high=1.0)
+    auto_augment: str = _knob("none", "RandAugment/TrivialAugment (DataLoader path)", choices=AUTO_AUGMENT)
+    normalize: str = _knob("dataset", "mean/std: the dataset's own, ImageNet's, or none", choices=NORMALIZE)
+    mixup_alpha: float = _knob(0.0, "MixUp alpha, 0 = off", low=0.0)
+    cutmix_alpha: float = _knob(0.0, "CutMix alpha, 0 = off", low=0.0)
+    label_smoothing: float = _knob(0.0, "cross-entropy label smoothing", low=0.0, high=0.99)
+    # --- optimisation
+    optimizer: str = _knob("sgd", "optimizer", choices=OPTIMIZERS)
+    lr: float = _knob(0.05, "base learning rate", low=0.0, low_open=True)
+    momentum: float = _knob(0.9, "SGD momentum", low=0.0, high=1.0)
+    nesterov: bool = _knob(False, "SGD Nesterov momentum")
+    weight_decay: float = _knob(5e-4, "L2 weight decay", low=0.0)
+    scheduler: str = _knob("cosine", "LR schedule", choices=SCHEDULERS)
+    step_size: int = _knob(30, "step: epochs between decays", low=1)
+    milestones: list[int] = _knob([], "multistep: epochs at which the LR decays")
+    gamma: float = _knob(0.1, "step/multistep: decay factor", low=0.0, high=1.0, low_open=True)
+    plateau_patience: int = _knob(10, "plateau: epochs without improvement before decaying", low=0)
+    plateau_factor: float = _knob(0.1, "plateau: decay factor", low=0.0, high=1.0, low_open=True)
+    t_0: int = _knob(10, "cosine_restarts: epochs of the first cycle", low=1)
+    t_mult: int = _knob(1, "cosine_restarts: cycle length multiplier", low=1)
+    min_lr: float = _knob(0.0, "cosine / cosine_restarts: final LR", low=0.0)
+    warmup_epochs: int = _knob(0, "linear warm-up epochs before the schedule", low=0)
+    epochs: int = _knob(10, "training epochs", low=1, high=10_000)
+    batch_size: int = _knob(128, "training batch size", low=1, high=65_536)
+    early_stopping: int = _knob(0, "patience in epochs on the study metric, 0 = off", low=0)
+    time_limit_s: float = _knob(0.0, "stop training after this many seconds, 0 = none", low=0.0)
+    # --- execution
+    amp: str = _knob("auto", "mixed precision: auto (CUDA bf16/fp16, off on CPU), off, fp16, bf16", choices=AMP_MODES)
+    channels_last: bool = _knob(True, "channels_last memory format for convolutional models")
+    compile: bool = _knob(False, "torch.compile the model")
+    device: str = _knob("auto", "device", choices=DEVICES)
+    num_workers: int = _knob(2, "DataLoader workers for image-folder datasets", low=0, high=64)
+    pin_memory: bool = _knob(True, "pinned host memory for the DataLoader path on CUDA")
+    prediction_samples: int = _knob(30, "test images whose predictions are stored for the report", low=0)
+    seed: int = _knob(0, "random seed of this replicate", low=0)
+    extra: dict[str, Any] = _knob({}, "free-form values for a user-supplied train function")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values, in field order."""
+        return dataclasses.asdict(self)
+
+    @property
+    def config_hash(self) -> str:
+        """Identity of the configuration without its seed: replicates share it."""
+        return config_hash(self)
+
+
+FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(TrialConfig)}
+_HINTS = typing.get_type_hints(TrialConfig)
+
+
+def config_hash(config: TrialConfig) -> str:
+    values = config.to_dict()
+    del values["seed"]
+    blob = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def did_you_mean(name: str, options: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(options), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def field_doc(name: str) -> str:
+    return str(FIELDS[name].metadata["doc"])
+
+
+def check_field_name(name: str, *, where: str, allow_extra: bool = False) -> None:
+    """Raise for a key that is not a TrialConfig field (unless a custom trainer takes extras)."""
+    if name in FIELDS and name != "extra" or allow_extra:
+        return
+    raise StudyError(
+        f"{where}: unknown field {name!r}{did_you_mean(name, FIELDS)} "
+        f"(see `ablate fields` for all {len(FIELDS) - 1} fields)"
+    )
+
+
+def _describe_type(hint: Any) -> str:
+    if hint is bool:
+        return "true/false"
+    if hint is int:
+        return "an integer"
+    if hint is float:
+        return "a number"
+    if hint is str:
+        return "a string"
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _describe_type(args[0]) + " or None"
+    if origin is list:
+        return f"a list of {_describe_type(typing.get_args(hint)[0])}s"
+    if origin is dict:
+        return "a dict"
+    return str(hint)
+
+
+def coerce_value(name: str, value: Any, *, where: str) -> Any:
+    """Check one field's value against its type, range and choices; return it normalised."""
+    f = FIELDS[name]
+    hint = _HINTS[name]
+    meta = f.metadata
+
+    def bad(expected: str) -> StudyError:
+        return StudyError(
+            f"{where}: field {name!r} must be {expected}, got {value!r} ({type(value).__name__})"
+        )
+
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    if optional:
+        if value is None:
+            return None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise bad("true/false")
+    elif hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise bad(_describe_type(_HINTS[name]))
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad(_describe_type(_HINTS[name]))
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise bad("a finite number")
+    elif hint is str:
+        if not isinstance(value, str):
+            raise bad(_describe_type(_HINTS[name]))
+    elif typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise bad(_describe_type(hint))
+        items = []
+        for v in value:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise bad(_describe_type(hint))
+            if item is int and not float(v).is_integer():
+                raise bad(_describe_type(hint))
+            items.append(item(v))
+        value = items
+    elif typing.get_origin(hint) is dict:
+        if not isinstance(value, Mapping):
+            raise bad("a dict")
+        value = dict(value)
+
+    choices = meta["choices"]
+    if choices is not None and value not in choices:
+        raise StudyError(
+            f"{where}: field {name!r} is {value!r}{did_you_mean(str(value), choices)}; "
+            f"allowed: {', '.join(choices)}"
+        )
+    low, high = meta["low"], meta["high"]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if low is not None and (value < low or (meta["low_open"] and value == low)):
+            op = ">" if meta["low_open"] else ">="
+            rng = f"{op} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+            raise StudyError(f"{where}: field {name!r} is {value!r}; it must be {rng}")
+        if high is not None and value > high:
+            raise StudyError(f"{where}: field {name!r} is {value!r}; it must be <= {high:g}")
+    return value
+
+
+def _check_cross_fields(config: TrialConfig, where: str) -> None:
+    ds = config.dataset
+    if ds not in DATASETS[:-1] and not _IMAGEFOLDER.match(ds):
+        raise StudyError(
+            f"{where}: field 'dataset' is {ds!r}{did_you_mean(ds, DATASETS)}; "
+            f"allowed: {', '.join(DATASETS)}"
+        )
+    if ds == "synthetic" and config.num_classes is None:
+        raise StudyError(f"{where}: field 'num_classes' must be set when dataset is 'synthetic'")
+    if config.freeze not in ("none", "head_only") and not _IDENTIFIER.match(config.freeze):
+        raise StudyError(
+            f"{where}: field 'freeze' is {config.freeze!r}; allowed: none, head_only, "
+            "or a stage name such as layer3"
+        )
+    if config.freeze != "none" and not config.pretrained:
+        raise StudyError(
+            f"{where}: field 'freeze' is {config.freeze!r} but 'pretrained' is false; freezing "
+            "randomly initialised layers is almost always a mistake (add a constraint to drop "
+            "such combinations)"
+        )
+    if config.pretrained and config.model == "cnn":
+        raise StudyError(f"{where}: field 'pretrained' is true but model 'cnn' has no pretrained weights")
+    if any(m <= 0 for m in config.lr_groups):
+        raise StudyError(f"{where}: field 'lr_groups' must hold multipliers > 0, got {config.lr_groups}")
+    if config.scheduler == "multistep" and not config.milestones:
+        raise StudyError(f"{where}: field 'milestones' must list epochs when scheduler is 'multistep'")
+    if config.warmup_epochs >= config.epochs and config.warmup_epochs > 0:
+        raise StudyError(
+            f"{where}: field 'warmup_epochs' is {config.warmup_epochs}; it must be < epochs ({config.epochs})"
+        )
+    from ablate.study._models import check_model_name
+
+    check_model_name(config.model, where=where)
+
+
+def make_config(values: Mapping[str, Any], *, where: str, allow_extra: bool = False) -> TrialConfig:
+    """Build and validate a TrialConfig from merged study values.
+
+    With ``allow_extra`` (a study with its own train function), keys that are not fields go to
+    ``config.extra`` instead of being rejected.
+    """
+    kwargs: dict[str, Any] = {}
+    extra: dict[str, Any] = dict(values.get("extra", {}) or {})
+    for name, value in values.items():
+        if name == "extra":
+            continue
+        if name not in FIELDS:
+            check_field_name(name, where=where, allow_extra=allow_extra)
+            extra[name] = value
+            continue
+        kwargs[name] = coerce_value(name, value, where=where)
+    config = TrialConfig(**kwargs, extra=extra)
+    _check_cross_fields(config, where)
+    return config
