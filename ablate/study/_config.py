@@ -144,8 +144,32 @@ def config_hash(config: TrialConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+# Names other tools use for our fields, so a typo check can suggest the right one.
+_ALIASES = {
+    "learning_rate": "lr",
+    "wd": "weight_decay",
+    "img_size": "image_size",
+    "input_size": "image_size",
+    "bs": "batch_size",
+    "arch": "model",
+    "architecture": "model",
+    "n_epochs": "epochs",
+    "num_epochs": "epochs",
+    "patience": "early_stopping",
+    "lr_scheduler": "scheduler",
+    "sched": "scheduler",
+    "opt": "optimizer",
+    "smoothing": "label_smoothing",
+    "mixup": "mixup_alpha",
+    "cutmix": "cutmix_alpha",
+}
+
+
 def did_you_mean(name: str, options: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(options), n=3, cutoff=0.6)
+    options = list(options)
+    if _ALIASES.get(name) in options:
+        return f"; did you mean {_ALIASES[name]!r}?"
+    close = difflib.get_close_matches(name, options, n=3, cutoff=0.6)
     return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
