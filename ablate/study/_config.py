@@ -311,11 +311,14 @@ def _check_cross_fields(config: TrialConfig, where: str) -> None:
     check_model_name(config.model, where=where)
 
 
-def make_config(values: Mapping[str, Any], *, where: str, allow_extra: bool = False) -> TrialConfig:
+def make_config(
+    values: Mapping[str, Any], *, where: str, allow_extra: bool = False, cross_checks: bool = True
+) -> TrialConfig:
     """Build and validate a TrialConfig from merged study values.
 
     With ``allow_extra`` (a study with its own train function), keys that are not fields go to
-    ``config.extra`` instead of being rejected.
+    ``config.extra`` instead of being rejected. ``cross_checks=False`` checks each field alone,
+    not how fields combine: constraints see such configs before impossible ones are dropped.
     """
     kwargs: dict[str, Any] = {}
     extra: dict[str, Any] = dict(values.get("extra", {}) or {})
@@ -328,5 +331,6 @@ def make_config(values: Mapping[str, Any], *, where: str, allow_extra: bool = Fa
             continue
         kwargs[name] = coerce_value(name, value, where=where)
     config = TrialConfig(**kwargs, extra=extra)
-    _check_cross_fields(config, where)
+    if cross_checks:
+        _check_cross_fields(config, where)
     return config

@@ -171,7 +171,7 @@ class Study:
             coerce_value(factor, level, where=where)
 
     # ----------------------------------------------------------------- expansion
-    def config_for(self, levels: Mapping[str, Any], seed: int) -> TrialConfig:
+    def config_for(self, levels: Mapping[str, Any], seed: int, *, cross_checks: bool = True) -> TrialConfig:
         """The validated config for one combination of factor levels (declared levels)."""
         values = dict(self.base)
         for factor, level in levels.items():
@@ -182,7 +182,9 @@ class Study:
         values["seed"] = seed
         label = ", ".join(f"{k}={level_value(k, v)!r}" for k, v in levels.items())
         where = f"{self.where}: trial ({label})" if label else f"{self.where}: base"
-        return make_config(values, where=where, allow_extra=self.train is not None)
+        return make_config(
+            values, where=where, allow_extra=self.train is not None, cross_checks=cross_checks
+        )
 
     def level_combinations(self) -> list[dict[str, Any]]:
         """The factor-level combinations of a grid or OFAT design, before constraints."""
@@ -239,8 +241,8 @@ class Study:
         """
         configs: list[tuple[dict[str, Any], dict[str, Any]]] = []
         for levels in self.level_combinations():
-            config = self.config_for(levels, self.seeds[0])
-            if all(keep(config) for keep in self.constraints):
+            candidate = self.config_for(levels, self.seeds[0], cross_checks=False)
+            if self._keeps(candidate):
                 params = {k: level_value(k, v) for k, v in levels.items()}
                 configs.append((levels, params))
         specs = []
@@ -249,6 +251,16 @@ class Study:
                 config = self.config_for(levels, seed)
                 specs.append(TrialSpec(len(specs), params, seed, config))
         return specs
+
+    def _keeps(self, config: TrialConfig) -> bool:
+        for keep in self.constraints:
+            try:
+                if not keep(config):
+                    return False
+            except Exception as e:
+                name = getattr(keep, "__name__", repr(keep))
+                raise StudyError(f"{self.where}: constraint {name} raised {type(e).__name__}: {e}") from None
+        return True
 
     # ----------------------------------------------------------------- identity
     def definition(self) -> dict[str, Any]:

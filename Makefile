@@ -1,0 +1,29 @@
+# Two commands for a fresh machine (see README.md):
+#   make demo   set up .venv, run the digits study on the CPU and write its report
+#   make test   set up .venv if needed and run the whole test suite
+# Re-running either is quick: .venv is rebuilt only when pyproject.toml changes.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint setup clean-demo
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ablate plan studies/digits_quick.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check ablate tests bench studies
+	$(BIN)/mypy ablate

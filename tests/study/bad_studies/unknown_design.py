@@ -1,0 +1,3 @@
+# expect: design 'grd'
+from ablate import Study, choice, uniform, loguniform, intrange
+study = Study(name="s", factors=dict(image_size=[8]), design="grd")
