@@ -4,7 +4,14 @@ from ablate.study._config import TrialConfig, config_hash, make_config
 from ablate.study._load import load_studies, select_study
 from ablate.study._models import cache_dir, check_model_name, list_model_names
 from ablate.study._space import Choice, IntRange, Space, Uniform, choice, intrange, loguniform, uniform
-from ablate.study._study import ADAPTIVE_DESIGNS, DESIGNS, Study, TrialSpec, iter_level_counts
+from ablate.study._study import (
+    ADAPTIVE_DESIGNS,
+    DESIGNS,
+    Study,
+    TrialSpec,
+    iter_level_counts,
+    study_from_definition,
+)
 
 __all__ = [
     "ADAPTIVE_DESIGNS",
@@ -27,5 +34,6 @@ __all__ = [
     "loguniform",
     "make_config",
     "select_study",
+    "study_from_definition",
     "uniform",
 ]

@@ -20,11 +20,11 @@ from ablate.study._config import (
     did_you_mean,
     make_config,
 )
-from ablate.study._space import Choice, Space, as_space, level_value
+from ablate.study._space import Choice, IntRange, Space, Uniform, as_space, level_value
 
 DESIGNS = ("grid", "ofat", "random", "tpe")
 ADAPTIVE_DESIGNS = ("random", "tpe")
-PRUNERS = ("none", "median", "hyperband", "sha")
+PRUNERS = ("none", "median", "sha")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 Constraint = Callable[[TrialConfig], bool]
@@ -242,7 +242,7 @@ class Study:
         configs: list[tuple[dict[str, Any], dict[str, Any]]] = []
         for levels in self.level_combinations():
             candidate = self.config_for(levels, self.seeds[0], cross_checks=False)
-            if self._keeps(candidate):
+            if self.keeps(candidate):
                 params = {k: level_value(k, v) for k, v in levels.items()}
                 configs.append((levels, params))
         specs = []
@@ -252,7 +252,8 @@ class Study:
                 specs.append(TrialSpec(len(specs), params, seed, config))
         return specs
 
-    def _keeps(self, config: TrialConfig) -> bool:
+    def keeps(self, config: TrialConfig) -> bool:
+        """Whether every constraint keeps this configuration."""
         for keep in self.constraints:
             try:
                 if not keep(config):
@@ -276,6 +277,8 @@ class Study:
             "baseline": _jsonable(dict(self.baseline)) if self.baseline else None,
             "n_trials": self.n_trials,
             "pruner": self.pruner,
+            "description": self.description,
+            "constraints": len(self.constraints),
             "custom_train": getattr(self.train, "__qualname__", None) if self.train else None,
         }
 
@@ -296,7 +299,40 @@ def _jsonable(value: Any) -> Any:
 def _jsonable_space(space: Space) -> Any:
     if isinstance(space, Choice):
         return {"levels": _jsonable(list(space.values))}
-    return {"space": space.describe()}
+    if isinstance(space, Uniform):
+        return {"uniform": [space.low, space.high], "log": space.log}
+    assert isinstance(space, IntRange)
+    return {"int": [space.low, space.high], "step": space.step, "log": space.log}
+
+
+def _space_from_json(value: Mapping[str, Any]) -> Space:
+    if "levels" in value:
+        return Choice(tuple(value["levels"]))
+    if "uniform" in value:
+        return Uniform(*value["uniform"], log=value["log"])
+    return IntRange(*value["int"], step=value["step"], log=value["log"])
+
+
+def study_from_definition(definition: Mapping[str, Any], *, source: str = "<database>") -> Study:
+    """Rebuild a Study from its stored definition, so a worker needs no study file.
+
+    Constraints and a custom train function are Python code and are not stored: a study that
+    uses them must be run with its file.
+    """
+    return Study(
+        name=definition["name"],
+        base=definition["base"],
+        factors={k: _space_from_json(v) for k, v in definition["factors"].items()},
+        seeds=definition["seeds"],
+        design=definition["design"],
+        metric=definition["metric"],
+        direction=definition["direction"],
+        baseline=definition.get("baseline"),
+        n_trials=definition.get("n_trials"),
+        pruner=definition.get("pruner", "none"),
+        description=definition.get("description", ""),
+        source=source,
+    )
 
 
 def iter_level_counts(specs: Iterable[TrialSpec]) -> dict[str, dict[Any, int]]:

@@ -118,3 +118,18 @@ def test_definition_and_base_hash_detect_edits_of_base_only() -> None:
     assert a.base_hash() == b.base_hash() != c.base_hash()
     assert a.definition()["factors"]["image_size"] == {"levels": [8]}
     assert b.definition()["factors"]["image_size"] == {"levels": [8, 16]}
+
+
+def test_study_rebuilds_from_its_stored_definition() -> None:
+    import json
+
+    from ablate.study import study_from_definition
+
+    study = Study(
+        name="r", base=dict(epochs=3), factors=dict(lr=loguniform(1e-3, 1e-1), cnn_filters=[16, 32],
+                                                   epochs=intrange(2, 4)),
+        design="random", n_trials=4, seeds=[0, 1], pruner="median",
+    )
+    rebuilt = study_from_definition(json.loads(json.dumps(study.definition())))
+    assert rebuilt.definition() == study.definition()
+    assert rebuilt.spaces == study.spaces
