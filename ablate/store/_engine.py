@@ -1,0 +1,244 @@
+"""Database URLs, engines and transactions for SQLite and PostgreSQL.
+
+SQLite is tuned for several worker processes on one file: WAL (readers never block the writer),
+a busy timeout, foreign keys on, and ``BEGIN IMMEDIATE`` for every write transaction so that two
+writers queue on the lock instead of failing halfway through. What SQLite still reports as busy is
+retried with backoff by :func:`run_transaction`. Every database error leaves this module as a
+:class:`~ablate.errors.StoreError` naming the URL with its password masked.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import sqlite3
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from ablate.errors import StoreError
+
+T = TypeVar("T")
+
+DEFAULT_URL = "sqlite:///ablate.db"
+# How long SQLite waits for the write lock before it reports "database is locked" (ms).
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Attempts of a whole transaction when the database says busy, locked, or (PostgreSQL) that
+# the transaction lost a serialization race or a deadlock.
+MAX_ATTEMPTS = 12
+_RETRY_PG_CODES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+
+_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def resolve_url(url: str | os.PathLike[str] | None = None) -> URL:
+    """The SQLAlchemy URL to use: ``url``, else ``$ABLATE_DB``, else ``sqlite:///ablate.db``.
+
+    A plain file path means a SQLite file; ``postgresql://`` and ``postgres://`` use psycopg 3.
+    """
+    raw = os.fspath(url) if url is not None else os.environ.get("ABLATE_DB") or DEFAULT_URL
+    if "://" not in raw:
+        raw = "sqlite:///" + raw
+    try:
+        parsed = make_url(raw)
+    except ArgumentError:
+        raise StoreError(
+            f"database URL {mask_url(raw)!r} is not a URL; expected e.g. sqlite:///ablate.db, "
+            "a file path, or postgresql://user@host/db"
+        ) from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise StoreError(
+            f"database URL {mask_url(raw)!r}: backend {parsed.get_backend_name()!r} is not "
+            "supported; allowed: sqlite, postgresql"
+        )
+    return parsed
+
+
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
+_PASSWORD_PARAM = re.compile(r"((?:^|[?&\s])password=)([^&\s]*)", re.IGNORECASE)
+
+
+def mask_url(url: str | URL) -> str:
+    """The URL as text with any password replaced by ``***`` (safe to print and log)."""
+    if isinstance(url, URL):
+        text = url.render_as_string(hide_password=True)
+    else:
+        text = _PASSWORD_IN_URL.sub(r"\1***\3", str(url))
+    return _PASSWORD_PARAM.sub(r"\1***", text)
+
+
+def scrub(text: str, url: URL) -> str:
+    """Remove the URL's password from a message (drivers may quote the connection string)."""
+    if url.password:
+        text = text.replace(str(url.password), "***")
+    return mask_url(text)
+
+
+def is_sqlite(engine_or_url: Engine | URL) -> bool:
+    url = engine_or_url.url if isinstance(engine_or_url, Engine) else engine_or_url
+    return url.get_backend_name() == "sqlite"
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The file behind a SQLite URL, or None for an in-memory database."""
+    db = url.database
+    if not db or db == ":memory:" or db.startswith("file:"):
+        return None
+    return Path(db)
+
+
+def make_engine(url: URL, *, read_only: bool = False, foreign_keys: bool = True) -> Engine:
+    """An engine set up for ablate's access pattern (see the module docstring).
+
+    ``read_only`` opens SQLite files with ``mode=ro`` (the OS refuses writes) and sets
+    ``query_only``. ``foreign_keys=False`` is for migrations only: SQLite's batch mode copies
+    and drops tables, which with foreign keys on would cascade deletes into child tables.
+    """
+    if is_sqlite(url):
+        return _sqlite_engine(url, read_only=read_only, foreign_keys=foreign_keys)
+    engine = create_engine(
+        url,
+        pool_pre_ping=True,  # workers live for hours; the server may drop idle connections
+        connect_args={"connect_timeout": 10},
+    )
+    _engines.add(engine)
+    return engine
+
+
+def _sqlite_engine(url: URL, *, read_only: bool, foreign_keys: bool) -> Engine:
+    connect_args: dict[str, Any] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    target: str | URL = url
+    path = sqlite_path(url)
+    if read_only:
+        if path is None:
+            raise StoreError(
+                f"{mask_url(url)}: read-only access needs a SQLite file, not a memory database"
+            )
+        # The OS-level guarantee: sqlite3 itself refuses every write on a mode=ro connection.
+        target = f"sqlite:///file:{path.resolve().as_posix()}?mode=ro&uri=true"
+    engine = create_engine(target, connect_args=connect_args)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        # We emit BEGIN ourselves (below); sqlite3's own implicit BEGIN would be DEFERRED.
+        dbapi_connection.isolation_level = None
+        pragmas = [f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}"]
+        if read_only:
+            pragmas.append("PRAGMA query_only=ON")
+        else:
+            pragmas += ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL"]
+        pragmas.append(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+        for pragma in pragmas:
+            _retry_busy(lambda p=pragma: dbapi_connection.execute(p).fetchall())
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # IMMEDIATE takes the write lock up front: a writer either waits for it (busy timeout)
+        # or gets it, and never fails later when upgrading a read lock to a write lock.
+        write = conn.get_execution_options().get("ablate_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write and not read_only else "BEGIN")
+
+    _engines.add(engine)
+    return engine
+
+
+def _retry_busy(fn: Callable[[], T]) -> T:
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            return fn()
+        except sqlite3.OperationalError as e:
+            if not _busy_message(str(e)) or attempt == MAX_ATTEMPTS - 1:
+                raise
+            _backoff(attempt)
+    raise AssertionError("unreachable")
+
+
+def _busy_message(text: str) -> bool:
+    text = text.lower()
+    return (
+        "database is locked" in text
+        or "database is busy" in text
+        or "database table is locked" in text
+    )
+
+
+def _backoff(attempt: int) -> None:
+    # Exponential with jitter, so that processes that collided do not collide again.
+    time.sleep(min(2.0, 0.01 * 2**attempt) * (0.5 + random.random()))
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Whether a failed transaction may simply be run again."""
+    if isinstance(error, DBAPIError):
+        orig = error.orig
+        if isinstance(orig, sqlite3.OperationalError):
+            return _busy_message(str(orig))
+        return getattr(orig, "sqlstate", None) in _RETRY_PG_CODES
+    return False
+
+
+def store_error(error: SQLAlchemyError, url: URL, doing: str = "") -> StoreError:
+    """A StoreError for a database failure, one line, password masked."""
+    orig = getattr(error, "orig", None) or error
+    first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    what = f" while {doing}" if doing else ""
+    return StoreError(f"database {mask_url(url)}{what}: {scrub(first, url)}")
+
+
+def run_transaction(
+    engine: Engine, fn: Callable[[Session], T], *, write: bool, doing: str = ""
+) -> T:
+    """Run ``fn(session)`` in one transaction, committed on return; retried while busy.
+
+    ``fn`` may run more than once, so it must not have effects outside the database.
+    """
+    bind = engine.execution_options(ablate_write=True) if write else engine
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            with Session(bind, expire_on_commit=False) as session, session.begin():
+                return fn(session)
+        except SQLAlchemyError as e:
+            if is_retryable(e) and attempt < MAX_ATTEMPTS - 1:
+                _backoff(attempt)
+                continue
+            raise store_error(e, engine.url, doing) from e
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def session_scope(engine: Engine, *, write: bool = True, doing: str = "") -> Iterator[Session]:
+    """A session whose transaction commits on success and rolls back on error.
+
+    Database errors are re-raised as :class:`StoreError` (not retried: use
+    :func:`run_transaction` for work that may need to run again while SQLite is busy).
+    """
+    bind = engine.execution_options(ablate_write=True) if write else engine
+    session = Session(bind, expire_on_commit=False)
+    try:
+        with session.begin():
+            yield session
+    except SQLAlchemyError as e:
+        raise store_error(e, engine.url, doing) from e
+    finally:
+        session.close()
+
+
+def _dispose_in_child() -> None:
+    # A forked worker must not reuse the parent's sockets or SQLite handles: drop them from the
+    # pools without closing them (closing would disturb the parent's connections).
+    for engine in list(_engines):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_dispose_in_child)

@@ -1,0 +1,181 @@
+"""Factor values in SQL: their kinds, their typed columns in ``trial_params``, and the per-study view.
+
+Each factor of a study has a kind, decided at registration from its declared levels (or its
+range, for adaptive designs): ``int``, ``float``, ``bool``, ``text``, ``json`` (lists, dicts) or
+``mixed``. A value is stored in the column of its own Python type, and the view and
+:func:`~ablate.store.load_trials` read the column of the factor's kind, so ``image_size`` comes
+back as an integer and ``augment`` as text on both engines.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import Dialect
+
+from ablate.study import Choice, IntRange, Study, Uniform
+from ablate.study._space import level_value
+
+# Columns of the per-study view besides the factors. A factor with one of these names keeps its
+# name and the trial column is renamed "trial_<name>".
+VIEW_TRIAL_COLUMNS = ("trial_id", "number", "seed", "replicate", "status")
+VIEW_METRIC_COLUMNS = (
+    "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "best_val_acc", "best_epoch",
+    "test_acc", "test_loss", "epochs_run", "duration_s", "images_per_s", "peak_mem_mb",
+    "n_params", "stop_reason",
+)  # fmt: skip
+# Identifiers stay within PostgreSQL's limit (longer ones would be silently truncated there).
+MAX_IDENTIFIER = 63
+
+
+def value_kind(value: Any) -> str | None:
+    """The kind of one value; None for None."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "text"
+    return "json"
+
+
+def merge_kinds(kinds: Iterable[str | None]) -> str:
+    found = {k for k in kinds if k is not None}
+    if not found:
+        return "text"
+    if len(found) == 1:
+        return found.pop()
+    if found == {"int", "float"}:
+        return "float"
+    return "mixed"
+
+
+def factor_kinds(study: Study) -> dict[str, str]:
+    """Each factor of ``study`` (in declaration order) with the kind of its values."""
+    kinds = {}
+    for name, space in study.spaces.items():
+        if isinstance(space, Choice):
+            kinds[name] = merge_kinds(value_kind(level_value(name, v)) for v in space.values)
+        elif isinstance(space, IntRange):
+            kinds[name] = "int"
+        elif isinstance(space, Uniform):
+            kinds[name] = "float"
+        else:  # a Space subclass we do not know: decide from its example values
+            kinds[name] = merge_kinds(value_kind(v) for v in space.examples())
+    return kinds
+
+
+def param_columns(value: Any) -> dict[str, Any]:
+    """The typed ``trial_params`` columns holding ``value``."""
+    cols: dict[str, Any] = {
+        "value_num": None,
+        "value_text": None,
+        "value_bool": None,
+        "value_json": None,
+    }
+    kind = value_kind(value)
+    if kind == "bool":
+        cols["value_bool"] = value
+    elif kind in ("int", "float"):
+        cols["value_num"] = float(value) if math.isfinite(value) else None
+    elif kind == "text":
+        cols["value_text"] = value
+    elif kind == "json":
+        cols["value_json"] = json.loads(json.dumps(value, default=str))
+    return cols
+
+
+def param_value(row: Mapping[str, Any], kind: str) -> Any:
+    """A factor's value from its ``trial_params`` row, as the factor's kind."""
+    num, txt, flag, js = row["value_num"], row["value_text"], row["value_bool"], row["value_json"]
+    if kind == "int":
+        return int(num) if num is not None else None
+    if kind == "float":
+        return num
+    if kind == "bool":
+        return bool(flag) if flag is not None else None
+    if kind == "text":
+        return txt
+    if kind == "json":
+        return js
+    if txt is not None:
+        return txt
+    if flag is not None:
+        return bool(flag)
+    if js is not None:
+        return js
+    if num is not None:
+        return int(num) if float(num).is_integer() else num
+    return None
+
+
+def view_name_for(study_name: str) -> str:
+    """The per-study view: ``study_<name>``, cut to PostgreSQL's 63-character identifier limit."""
+    return f"study_{study_name}"[:MAX_IDENTIFIER]
+
+
+def _column_sql(alias: str, kind: str) -> str:
+    if kind == "int":
+        return f"CAST({alias}.value_num AS BIGINT)"
+    if kind == "float":
+        return f"{alias}.value_num"
+    if kind == "bool":
+        return f"{alias}.value_bool"
+    if kind == "text":
+        return f"{alias}.value_text"
+    if kind == "json":
+        return f"CAST({alias}.value_json AS TEXT)"
+    return (
+        f"COALESCE({alias}.value_text, CAST({alias}.value_num AS TEXT), "
+        f"CAST({alias}.value_bool AS TEXT), CAST({alias}.value_json AS TEXT))"
+    )
+
+
+def view_sql(dialect: Dialect, view_name: str, study_id: int, factors: Mapping[str, str]) -> str:
+    """``CREATE VIEW`` for one study version: one row per trial, one column per factor."""
+    quote = dialect.identifier_preparer.quote
+    taken = set(factors)
+    select = []
+    for col in VIEW_TRIAL_COLUMNS + VIEW_METRIC_COLUMNS:
+        source = "t.id" if col == "trial_id" else f"t.{col}"
+        shown = f"trial_{col}" if col in taken else col
+        select.append(f"{source} AS {quote(shown)}")
+        if col == "status":
+            for i, (name, kind) in enumerate(factors.items()):
+                select.append(f"{_column_sql(f'p{i}', kind)} AS {quote(name)}")
+    joins = [
+        f"LEFT JOIN trial_params p{i} ON p{i}.trial_id = t.id AND p{i}.name = {_literal(name)}"
+        for i, name in enumerate(factors)
+    ]
+    return (
+        f"CREATE VIEW {quote(view_name)} AS SELECT "
+        + ", ".join(select)
+        + " FROM trials t "
+        + " ".join(joins)
+        + f" WHERE t.study_id = {int(study_id)}"
+    )
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def replace_view(
+    conn: Connection, view_name: str, study_id: int, factors: Mapping[str, str]
+) -> None:
+    """Drop and create the study's view (its columns change when the factors do)."""
+    drop_view(conn, view_name)
+    conn.execute(text(view_sql(conn.dialect, view_name, study_id, factors)))
+
+
+def drop_view(conn: Connection, view_name: str) -> None:
+    quote = conn.dialect.identifier_preparer.quote
+    conn.execute(text(f"DROP VIEW IF EXISTS {quote(view_name)}"))

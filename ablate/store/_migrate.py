@@ -1,0 +1,168 @@
+"""Running the Alembic migrations in ``alembic/`` against a database, from any working directory.
+
+Every :class:`~ablate.store.ResultStore` calls :func:`upgrade` when it opens a database, so a new
+file gets the schema and an old one is brought up to date before use. Concurrent openers (eight
+workers starting at once) are serialised: SQLite by the ``BEGIN IMMEDIATE`` write lock,
+PostgreSQL by a transaction-level advisory lock; the second one finds the schema current.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
+
+import ablate
+from ablate.errors import StoreError
+from ablate.store._engine import (
+    MAX_ATTEMPTS,
+    _backoff,
+    is_retryable,
+    is_sqlite,
+    make_engine,
+    mask_url,
+    store_error,
+)
+from ablate.store._factors import drop_view, replace_view
+from alembic import command
+
+VERSION_TABLE = "ablate_alembic_version"
+# pg_advisory_xact_lock key: any constant; "ablate" in ASCII.
+_PG_LOCK_KEY = 0x61626C617465
+_current_urls: set[str] = set()  # databases found at head by this process
+
+
+def script_location() -> Path:
+    """The repository's ``alembic/`` folder (the package is installed editable, next to it)."""
+    return Path(ablate.__file__).resolve().parents[1] / "alembic"
+
+
+def alembic_config(url: URL | None = None, connection: Connection | None = None) -> Config:
+    """An Alembic config for ablate's migrations; ``connection`` is used as is when given."""
+    location = script_location()
+    if not (location / "env.py").is_file():
+        raise StoreError(
+            f"migrations not found at {location} (is ablate installed from its repository?)"
+        )
+    cfg = Config()
+    cfg.set_main_option("script_location", str(location))
+    cfg.set_main_option("file_template", "%%(rev)s_%%(slug)s")
+    if url is not None:
+        # ConfigParser interpolation would read a '%' in the URL (e.g. %3D) as a reference.
+        cfg.set_main_option(
+            "sqlalchemy.url", url.render_as_string(hide_password=False).replace("%", "%%")
+        )
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revisions() -> tuple[str, ...]:
+    return tuple(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def current_revisions(engine: Engine) -> tuple[str, ...]:
+    """The revisions the database is at; empty for a database without our schema."""
+    try:
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+            return tuple(ctx.get_current_heads())
+    except SQLAlchemyError as e:
+        raise store_error(e, engine.url, "reading the schema version") from e
+
+
+def upgrade(engine: Engine, revision: str = "head", *, force: bool = False) -> bool:
+    """Bring the database to ``revision``; return whether anything was applied.
+
+    Views of the studies are dropped before and recreated after, because SQLite's batch mode and
+    PostgreSQL's ALTER refuse to touch tables that views depend on.
+    """
+    key = engine.url.render_as_string(hide_password=False)
+    if revision == "head" and not force:
+        if key in _current_urls:
+            return False
+        if set(current_revisions(engine)) == set(head_revisions()):
+            _current_urls.add(key)
+            return False
+    # A separate engine with foreign keys off: batch migrations copy and drop tables on SQLite,
+    # and with foreign keys on that drop would cascade into the child tables.
+    migrate_engine = make_engine(engine.url, foreign_keys=False)
+    try:
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                applied = _upgrade_locked(migrate_engine, revision)
+                break
+            except SQLAlchemyError as e:
+                if is_retryable(e) and attempt < MAX_ATTEMPTS - 1:
+                    _backoff(attempt)
+                    continue
+                raise store_error(e, engine.url, f"upgrading the schema to {revision}") from e
+    finally:
+        migrate_engine.dispose()
+    if revision == "head":
+        _current_urls.add(key)
+    return applied
+
+
+def _upgrade_locked(engine: Engine, revision: str) -> bool:
+    with engine.execution_options(ablate_write=True).begin() as conn:
+        if not is_sqlite(engine):
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+        ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        before = tuple(ctx.get_current_heads())
+        if revision == "head" and set(before) == set(head_revisions()):
+            return False  # another process upgraded it while we waited for the lock
+        _drop_views(conn)
+        command.upgrade(alembic_config(engine.url, conn), revision)
+        _check_foreign_keys(conn)
+        _create_views(conn)
+        return tuple(ctx.get_current_heads()) != before
+
+
+def _study_rows(conn: Connection) -> list[dict[str, Any]]:
+    # Plain SQL on columns every revision has: the ORM model describes head, not this database.
+    if not inspect(conn).has_table("studies"):
+        return []
+    rows = conn.execute(text("SELECT id, name, version, view_name, factors FROM studies"))
+    return [dict(r._mapping) for r in rows]
+
+
+def _drop_views(conn: Connection) -> None:
+    for row in _study_rows(conn):
+        drop_view(conn, row["view_name"])
+
+
+def _create_views(conn: Connection) -> None:
+    latest: dict[str, dict[str, Any]] = {}
+    for row in _study_rows(conn):
+        if row["name"] not in latest or row["version"] > latest[row["name"]]["version"]:
+            latest[row["name"]] = row
+    for row in latest.values():
+        factors = row["factors"]
+        if isinstance(factors, str):  # JSON read through plain SQL on SQLite
+            factors = json.loads(factors)
+        replace_view(conn, row["view_name"], row["id"], factors)
+
+
+def _check_foreign_keys(conn: Connection) -> None:
+    if is_sqlite(conn.engine):
+        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise StoreError(
+                f"database {mask_url(conn.engine.url)}: migration left {len(broken)} rows with "
+                f"dangling foreign keys (first: {tuple(broken[0])}); nothing was committed"
+            )
+
+
+def stamp_info(engine: Engine) -> dict[str, Any]:
+    """Current and head revisions, for ``ablate db current``."""
+    current = current_revisions(engine)
+    heads = head_revisions()
+    return {"current": list(current), "head": list(heads), "up_to_date": set(current) == set(heads)}

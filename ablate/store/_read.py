@@ -1,0 +1,267 @@
+"""Reading results as pandas DataFrames: one row per trial, per epoch, per artifact.
+
+Factor columns are named as the factors and typed as their values (``image_size`` is an
+integer column, ``augment`` a string column). A trial column whose name a factor already uses
+(``device``, say) is renamed ``trial_<name>``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ablate.store._factors import param_value
+from ablate.store._models import (
+    EPOCH_METRICS,
+    INT_METRICS,
+    STATUSES,
+    TRIAL_METRICS,
+    Artifact,
+    Epoch,
+    Study,
+    Trial,
+    TrialParam,
+)
+from ablate.store._records import StudyInfo
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ablate.store._store import ResultStore
+
+TRIAL_COLUMNS_BEFORE = ("trial_id", "number", "seed", "replicate", "status", "config_hash")
+TRIAL_COLUMNS_AFTER = (
+    *TRIAL_METRICS[:-1],  # stop_reason comes with the run details
+    "stop_reason", "error", "worker", "host", "device", "attempt", "started_at", "finished_at",
+    "config", "extra_metrics",
+)  # fmt: skip
+EPOCH_COLUMNS_BEFORE = ("trial_id", "number", "seed", "replicate", "config_hash")
+EPOCH_COLUMNS_AFTER = ("epoch", *EPOCH_METRICS, "extra")
+
+
+@contextmanager
+def _opened(db: str | os.PathLike[str] | ResultStore | None) -> Iterator[ResultStore]:
+    from ablate.store._store import ResultStore
+
+    if isinstance(db, ResultStore):
+        yield db
+        return
+    store = ResultStore(db, create=False)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def load_study(name: str, db: str | os.PathLike[str] | ResultStore | None = None) -> StudyInfo:
+    """The current version of study ``name`` in ``db`` (a URL, a path, a ResultStore, or None
+    for ``$ABLATE_DB`` / ``sqlite:///ablate.db``)."""
+    with _opened(db) as store:
+        return store.load_study(name)
+
+
+def load_trials(name: str, db: str | os.PathLike[str] | ResultStore | None = None) -> pd.DataFrame:
+    """One row per trial of the study's current version, ordered by trial number.
+
+    Columns: trial_id, number, seed, replicate, status, config_hash, one column per factor,
+    the final metrics (train_loss ... n_params), stop_reason, error, worker, host, device,
+    attempt, started_at, finished_at (UTC), config (dict), extra_metrics (dict or None).
+    """
+    with _opened(db) as store:
+        return store._transact(lambda s: _trials_frame(s, store, name), write=False)
+
+
+def load_epochs(name: str, db: str | os.PathLike[str] | ResultStore | None = None) -> pd.DataFrame:
+    """One row per recorded epoch of the study's current version, ordered by trial and epoch.
+
+    Columns: trial_id, number, seed, replicate, config_hash, one column per factor, epoch,
+    train_loss, train_acc, val_loss, val_acc, val_top5, lr, seconds, images_per_s,
+    peak_mem_mb, extra (dict of other metrics, or None).
+    """
+    with _opened(db) as store:
+        return store._transact(lambda s: _epochs_frame(s, store, name), write=False)
+
+
+def load_artifacts(
+    name: str, db: str | os.PathLike[str] | ResultStore | None = None
+) -> pd.DataFrame:
+    """The files the study's trials produced: trial_id, number, kind, path."""
+    import pandas as pd
+
+    def op(session: Session) -> pd.DataFrame:
+        study = store._study_row(session, name)
+        rows = session.execute(
+            select(Artifact.trial_id, Trial.number, Artifact.kind, Artifact.path)
+            .join(Trial, Trial.id == Artifact.trial_id)
+            .where(Trial.study_id == study.id)
+            .order_by(Trial.number, Artifact.kind)
+        ).all()
+        return pd.DataFrame(
+            [tuple(r) for r in rows], columns=["trial_id", "number", "kind", "path"]
+        ).astype({"trial_id": "int64", "number": "int64"})
+
+    with _opened(db) as store:
+        return store._transact(op, write=False)
+
+
+def list_studies(db: str | os.PathLike[str] | ResultStore | None = None) -> pd.DataFrame:
+    """Every study version with its trial counts: name, version, design, metric, trials,
+    one column per status, updated_at."""
+    import pandas as pd
+
+    def op(session: Session) -> pd.DataFrame:
+        studies = session.execute(
+            select(
+                Study.id, Study.name, Study.version, Study.design, Study.metric, Study.updated_at
+            ).order_by(Study.name, Study.version)
+        ).all()
+        counts: dict[int, dict[str, int]] = {}
+        for study_id, status, n in session.execute(
+            select(Trial.study_id, Trial.status, func.count()).group_by(
+                Trial.study_id, Trial.status
+            )
+        ):
+            counts.setdefault(study_id, {})[status] = int(n)
+        records = []
+        for study_id, name, version, design, metric, updated in studies:
+            c = counts.get(study_id, {})
+            counts_by_status = {s: c.get(s, 0) for s in STATUSES}
+            records.append(
+                {
+                    "name": name,
+                    "version": version,
+                    "design": design,
+                    "metric": metric,
+                    "trials": sum(c.values()),
+                    **counts_by_status,
+                    "updated_at": updated,
+                }
+            )
+        columns = ["name", "version", "design", "metric", "trials", *STATUSES, "updated_at"]
+        frame = pd.DataFrame(records, columns=columns)
+        frame["updated_at"] = pd.to_datetime(frame["updated_at"], utc=True)
+        return frame.astype({c: "int64" for c in ["version", "trials", *STATUSES]})
+
+    with _opened(db) as store:
+        return store._transact(op, write=False)
+
+
+# ---------------------------------------------------------------------- frames
+def _factor_values(session: Session, study: Study) -> dict[int, dict[str, Any]]:
+    kinds = dict(study.factors)
+    values: dict[int, dict[str, Any]] = {}
+    rows = session.execute(
+        select(TrialParam)
+        .join(Trial, Trial.id == TrialParam.trial_id)
+        .where(Trial.study_id == study.id, TrialParam.name.in_(list(kinds)))
+    ).scalars()
+    for p in rows:
+        row = {
+            "value_num": p.value_num,
+            "value_text": p.value_text,
+            "value_bool": p.value_bool,
+            "value_json": p.value_json,
+        }
+        values.setdefault(p.trial_id, {})[p.name] = param_value(row, kinds[p.name])
+    return values
+
+
+def _factor_series(frame: pd.DataFrame, name: str, kind: str) -> Any:
+    """A factor column in the dtype of its kind (nullable when some trials lack a value)."""
+    import pandas as pd
+
+    column = frame[name]
+    has_null = column.isna().any()
+    if kind == "int":
+        return column.astype("Int64" if has_null else "int64")
+    if kind == "float":
+        return pd.to_numeric(column, errors="coerce").astype("float64")
+    if kind == "bool":
+        return column.astype("boolean" if has_null else "bool")
+    if kind == "text":
+        return column.astype("str")
+    return column  # json / mixed: Python objects
+
+
+def _renamed(columns: tuple[str, ...], factors: Mapping[str, str]) -> dict[str, str]:
+    return {c: (f"trial_{c}" if c in factors else c) for c in columns}
+
+
+def _trials_frame(session: Session, store: ResultStore, name: str) -> pd.DataFrame:
+    import pandas as pd
+
+    study = store._study_row(session, name)
+    kinds = dict(study.factors)
+    factor_values = _factor_values(session, study)
+    fields = [c for c in (*TRIAL_COLUMNS_BEFORE, *TRIAL_COLUMNS_AFTER) if c != "trial_id"]
+    trials = session.execute(
+        select(Trial.id, *(getattr(Trial, c) for c in fields))
+        .where(Trial.study_id == study.id)
+        .order_by(Trial.number)
+    ).all()
+    before = _renamed(TRIAL_COLUMNS_BEFORE, kinds)
+    after = _renamed(TRIAL_COLUMNS_AFTER, kinds)
+    records = []
+    for row in trials:
+        values = dict(zip(["trial_id", *fields], row, strict=True))
+        record = {before[c]: values[c] for c in TRIAL_COLUMNS_BEFORE}
+        record.update({f: factor_values.get(values["trial_id"], {}).get(f) for f in kinds})
+        record.update({after[c]: values[c] for c in TRIAL_COLUMNS_AFTER})
+        records.append(record)
+    columns = [*before.values(), *kinds, *after.values()]
+    frame = pd.DataFrame(records, columns=columns)
+    for f, kind in kinds.items():
+        frame[f] = _factor_series(frame, f, kind)
+    ints = {before[c]: "int64" for c in ("trial_id", "number", "seed", "replicate")}
+    ints[after["attempt"]] = "int64"
+    ints.update({after[m]: "Int64" for m in INT_METRICS})
+    frame = frame.astype(ints)
+    for m in TRIAL_METRICS:
+        if m not in INT_METRICS and m != "stop_reason":
+            frame[after[m]] = pd.to_numeric(frame[after[m]], errors="coerce").astype("float64")
+    for c in ("started_at", "finished_at"):
+        frame[after[c]] = pd.to_datetime(frame[after[c]], utc=True)
+    return frame
+
+
+def _epochs_frame(session: Session, store: ResultStore, name: str) -> pd.DataFrame:
+    import pandas as pd
+
+    study = store._study_row(session, name)
+    kinds = dict(study.factors)
+    factor_values = _factor_values(session, study)
+    trial_cols = [c for c in EPOCH_COLUMNS_BEFORE if c != "trial_id"]
+    epoch_cols = list(EPOCH_COLUMNS_AFTER)
+    rows = session.execute(
+        select(
+            Epoch.trial_id,
+            *(getattr(Trial, c) for c in trial_cols),
+            *(getattr(Epoch, c) for c in epoch_cols),
+        )
+        .join(Trial, Trial.id == Epoch.trial_id)
+        .where(Trial.study_id == study.id)
+        .order_by(Trial.number, Epoch.epoch)
+    ).all()
+    before = _renamed(EPOCH_COLUMNS_BEFORE, kinds)
+    after = _renamed(EPOCH_COLUMNS_AFTER, kinds)
+    records = []
+    for row in rows:
+        values = dict(zip(["trial_id", *trial_cols, *epoch_cols], row, strict=True))
+        record = {before[c]: values[c] for c in EPOCH_COLUMNS_BEFORE}
+        record.update({f: factor_values.get(values["trial_id"], {}).get(f) for f in kinds})
+        record.update({after[c]: values[c] for c in EPOCH_COLUMNS_AFTER})
+        records.append(record)
+    frame = pd.DataFrame(records, columns=[*before.values(), *kinds, *after.values()])
+    for f, kind in kinds.items():
+        frame[f] = _factor_series(frame, f, kind)
+    ints = {before[c]: "int64" for c in ("trial_id", "number", "seed", "replicate")}
+    ints[after["epoch"]] = "int64"
+    frame = frame.astype(ints)
+    for m in EPOCH_METRICS:
+        frame[after[m]] = pd.to_numeric(frame[after[m]], errors="coerce").astype("float64")
+    return frame

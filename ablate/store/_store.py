@@ -1,0 +1,678 @@
+"""`ResultStore`: registering studies, planning trials, and the claim / heartbeat / finish protocol.
+
+Exactly-once execution rests on three things here: trials are unique on (study, config hash,
+seed), so re-planning only adds what is missing; a claim is one short write transaction that
+takes a row no one else can take (PostgreSQL ``FOR UPDATE SKIP LOCKED``, SQLite ``BEGIN
+IMMEDIATE``); and a worker writes results only while it still owns the trial, so a worker that lost
+its lease cannot overwrite the one that took the trial over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ablate.errors import StoreError, StudyError
+from ablate.store import _migrate
+from ablate.store._engine import (
+    is_sqlite,
+    make_engine,
+    mask_url,
+    resolve_url,
+    run_transaction,
+    session_scope,
+    sqlite_path,
+)
+from ablate.store._factors import (
+    factor_kinds,
+    param_columns,
+    param_value,
+    replace_view,
+    view_name_for,
+)
+from ablate.store._models import (
+    ENVIRONMENT_FIELDS,
+    EPOCH_METRICS,
+    FINISHED_STATUSES,
+    INT_METRICS,
+    STATUSES,
+    TRIAL_METRICS,
+    Artifact,
+    Environment,
+    Epoch,
+    Study,
+    Trial,
+    TrialParam,
+)
+from ablate.store._records import ClaimedTrial, StudyInfo, TrialRecord, config_from_json
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ablate.study import Study as StudyDecl
+    from ablate.study import TrialSpec
+
+T = TypeVar("T")
+Proposer = Callable[[list[TrialRecord]], "TrialSpec | None"]
+
+
+class ResultStore:
+    """The result database: one SQLite file or PostgreSQL database holding many studies.
+
+    ``url`` is a SQLAlchemy URL or a file path; None means ``$ABLATE_DB``, else
+    ``sqlite:///ablate.db`` in the working directory. Opening a store upgrades the schema to the
+    latest migration (``upgrade=False`` skips that). With ``create=False`` a SQLite file that does
+    not exist is an error instead of a new empty database.
+    """
+
+    def __init__(
+        self,
+        url: str | os.PathLike[str] | None = None,
+        *,
+        create: bool = True,
+        upgrade: bool = True,
+    ) -> None:
+        self.url = resolve_url(url)
+        self.display_url = mask_url(self.url)
+        path = sqlite_path(self.url) if is_sqlite(self.url) else None
+        if path is not None:
+            if not path.exists() and not create:
+                raise StoreError(
+                    f"no database at {path} ({self.display_url}); run a study first, or pass "
+                    "--db / set ABLATE_DB to the database to use"
+                )
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = make_engine(self.url)
+        if upgrade:
+            _migrate.upgrade(self.engine)
+
+    def __repr__(self) -> str:
+        return f"ResultStore({self.display_url!r})"
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the store's connections (it can be used again; it reconnects)."""
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ plumbing
+    def session(self, *, write: bool = True) -> Any:
+        """A context-managed ORM session: commits on success, rolls back and raises StoreError."""
+        return session_scope(self.engine, write=write)
+
+    def _transact(self, fn: Callable[[Session], T], *, write: bool = True, doing: str = "") -> T:
+        return run_transaction(self.engine, fn, write=write, doing=doing)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return is_sqlite(self.url)
+
+    def _now(self, session: Session) -> datetime:
+        # Leases are compared across machines: on PostgreSQL use the server's clock, not ours.
+        if self.is_sqlite:
+            return datetime.now(UTC)
+        value = session.scalar(select(func.now()))
+        assert isinstance(value, datetime)
+        return value.astimezone(UTC)
+
+    def _study_row(self, session: Session, name: str, *, lock: bool = False) -> Study:
+        row = _latest_study(session, name, lock=lock)
+        if row is None:
+            known = sorted(set(session.scalars(select(Study.name))))
+            listing = ", ".join(known) if known else "none yet"
+            raise StudyError(f"no study named {name!r} in {self.display_url} (studies: {listing})")
+        return row
+
+    # ------------------------------------------------------------------ studies and trials
+    def register_study(self, study: StudyDecl, new_version: bool = False) -> StudyInfo:
+        """Insert or update a study (and its SQL view); ``new_version`` starts version N+1.
+
+        Raises StudyError when the study exists with a different base configuration: its
+        results would mix two configurations.
+        """
+        from ablate.study._space import level_value
+
+        definition = _jsonable(study.definition())
+        base_hash = study.base_hash()
+        definition_hash = _hash(definition)
+        kinds = factor_kinds(study)
+        baseline = None
+        if study.design == "ofat":
+            baseline = _jsonable({f: level_value(f, v) for f, v in study.baseline_levels().items()})
+        values = dict(
+            description=study.description or "",
+            design=study.design,
+            metric=study.metric,
+            direction=str(study.direction),
+            definition=definition,
+            definition_hash=definition_hash,
+            base_hash=base_hash,
+            factors=kinds,
+            seeds=list(study.seeds),
+            baseline=baseline,
+        )
+
+        def op(session: Session) -> StudyInfo:
+            row = _latest_study(session, study.name, lock=True)
+            now = self._now(session)
+            if row is None or new_version:
+                version = 1 if row is None else row.version + 1
+                row = Study(
+                    name=study.name,
+                    version=version,
+                    view_name=view_name_for(study.name),
+                    created_at=now,
+                    updated_at=now,
+                    **values,
+                )
+                session.add(row)
+                session.flush()
+            elif row.base_hash != base_hash:
+                raise StudyError(
+                    f"study {study.name!r} (version {row.version}) in {self.display_url} was "
+                    f"registered with a different base configuration or train function; running "
+                    "it now would mix results of two configurations in one study. Start a new "
+                    "version with --new-version (new_version=True), or give the study a new name"
+                )
+            else:
+                factors_changed = dict(row.factors) != kinds
+                changed = any(getattr(row, k) != v for k, v in values.items())
+                for key, value in values.items():
+                    setattr(row, key, value)
+                if changed:
+                    row.updated_at = now
+                session.flush()
+                if factors_changed:
+                    _backfill_params(session, row.id, kinds)
+            replace_view(session.connection(), row.view_name, row.id, kinds)
+            return _study_info(row)
+
+        # Two processes registering the same new study at once: one insert wins, the other
+        # hits the unique (name, version) constraint and, run again, finds the row.
+        for attempt in range(3):
+            try:
+                return self._transact(op, doing=f"registering study {study.name!r}")
+            except StoreError as e:
+                if not isinstance(e.__cause__, IntegrityError) or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def add_trials(self, study: StudyDecl, specs: Iterable[TrialSpec]) -> int:
+        """Insert the planned trials missing from the database; return how many were new.
+
+        A trial is identified by (config hash, seed); existing ones are left as they are, in
+        any status. New trials are numbered after the highest existing number.
+        """
+        specs = list(specs)
+
+        def op(session: Session) -> int:
+            row = self._study_row(session, study.name, lock=True)
+            existing = {
+                (h, s)
+                for h, s in session.execute(
+                    select(Trial.config_hash, Trial.seed).where(Trial.study_id == row.id)
+                )
+            }
+            number = _next_number(session, row.id)
+            new = []
+            for spec in specs:
+                key = (spec.config_hash, spec.seed)
+                if key in existing:
+                    continue
+                existing.add(key)
+                new.append(_new_trial(row, spec, number=number, status="queued"))
+                number += 1
+            session.add_all(new)
+            return len(new)
+
+        return self._transact(op, doing=f"adding trials to study {study.name!r}")
+
+    def claim_next_trial(
+        self,
+        study_name: str,
+        *,
+        worker: str,
+        host: str | None = None,
+        device: str | None = None,
+        lease_s: float,
+        propose: Proposer | None = None,
+    ) -> ClaimedTrial | None:
+        """Atomically take the next trial of the study's current version, or None.
+
+        Queued trials come first, in (replicate, number) order, so every configuration's first
+        seed runs before any second seed; then running trials whose lease expired (their worker
+        died), which are taken over with ``attempt`` + 1. If nothing is claimable and
+        ``propose`` is given (adaptive designs), it is called under the study's lock with every
+        existing trial as a :class:`TrialRecord`; the TrialSpec it returns is inserted as running
+        for this worker. ``propose`` may run more than once when SQLite is busy, so it must only
+        compute. It must not return a (config, seed) that already exists.
+        """
+
+        def op(session: Session) -> ClaimedTrial | None:
+            row = self._study_row(session, study_name)
+            now = self._now(session)
+            trial = _claimable(session, row.id, now)
+            if trial is None and propose is not None:
+                # Serialise proposers: each sees every proposal committed before it.
+                self._study_row(session, study_name, lock=True)
+                records = _trial_records(session, row)
+                spec = propose(records)
+                if spec is None:
+                    return None
+                if any(r.config_hash == spec.config_hash and r.seed == spec.seed for r in records):
+                    raise StoreError(
+                        f"study {study_name!r}: the proposed trial (config {spec.config_hash}, seed "
+                        f"{spec.seed}) already exists; propose() must return a new configuration or seed"
+                    )
+                trial = _new_trial(
+                    row, spec, number=_next_number(session, row.id), status="running"
+                )
+                session.add(trial)
+            if trial is None:
+                return None
+            trial.status = "running"
+            trial.worker = worker
+            trial.host = host
+            trial.device = device
+            trial.attempt = (trial.attempt or 0) + 1
+            trial.started_at = trial.started_at or now
+            trial.heartbeat_at = now
+            trial.lease_expires_at = now + timedelta(seconds=lease_s)
+            session.flush()
+            kinds = dict(row.factors)
+            params = {
+                p.name: param_value(_param_row(p), kinds.get(p.name, "mixed")) for p in trial.params
+            }
+            return ClaimedTrial(
+                trial_id=trial.id,
+                study_name=row.name,
+                number=trial.number,
+                seed=trial.seed,
+                params={k: params.get(k) for k in kinds} | params,
+                config=config_from_json(dict(trial.config), trial_id=trial.id),
+                config_hash=trial.config_hash,
+                attempt=trial.attempt,
+                lease_s=lease_s,
+                replicate=trial.replicate,
+                study_id=row.id,
+                current_epoch=trial.current_epoch,
+            )
+
+        return self._transact(op, doing=f"claiming a trial of study {study_name!r}")
+
+    def heartbeat(
+        self, trial_id: int, worker: str, lease_s: float, epoch: int | None = None
+    ) -> bool:
+        """Renew this worker's lease (and note the current epoch); False if it lost the trial."""
+
+        def op(session: Session) -> bool:
+            now = self._now(session)
+            values: dict[str, Any] = {
+                "heartbeat_at": now,
+                "lease_expires_at": now + timedelta(seconds=lease_s),
+            }
+            if epoch is not None:
+                values["current_epoch"] = int(epoch)
+            result = session.execute(
+                update(Trial).where(*_owned(trial_id, worker)).values(**values)
+            )
+            return _rowcount(result) == 1
+
+        return self._transact(op, doing=f"renewing the lease of trial {trial_id}")
+
+    def record_epoch(self, trial_id: int, metrics: Mapping[str, Any]) -> None:
+        """Store one epoch's metrics (``epoch`` is 1-based); a repeated epoch replaces the old row.
+
+        Known keys go to typed columns; others to the ``extra`` JSON column. Non-finite numbers
+        (a diverged loss) are stored as NULL.
+        """
+        epoch = metrics.get("epoch")
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
+            raise StoreError(
+                f"trial {trial_id}: record_epoch needs an integer 'epoch' >= 1, got {epoch!r}"
+            )
+        values: dict[str, Any] = {"trial_id": trial_id, "epoch": epoch}
+        extra = {}
+        for key, value in metrics.items():
+            if key == "epoch":
+                continue
+            if key in EPOCH_METRICS:
+                values[key] = _number(key, value)
+            else:
+                extra[key] = _json_value(value)
+        values["extra"] = extra or None
+
+        def op(session: Session) -> None:
+            values["recorded_at"] = self._now(session)
+            session.execute(_upsert(session, Epoch, values, ["trial_id", "epoch"]))
+
+        self._transact(op, doing=f"recording epoch {epoch} of trial {trial_id}")
+
+    def finish_trial(
+        self,
+        trial_id: int,
+        worker: str,
+        *,
+        status: str,
+        metrics: Mapping[str, Any],
+        error: str | None = None,
+        artifacts: Mapping[str, str | os.PathLike[str]] | None = None,
+        environment: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Store a trial's outcome; False (nothing written) if this worker no longer owns it.
+
+        ``status`` is completed, failed or pruned. Metric keys with a column of their own
+        (val_acc, best_epoch, n_params, stop_reason, ...) go there, others to ``extra_metrics``.
+        ``artifacts`` maps a kind ("best_checkpoint", "predictions") to a path; ``environment``
+        holds versions, git revision, device name and host.
+        """
+        if status not in FINISHED_STATUSES:
+            raise StoreError(
+                f"trial {trial_id}: finish status {status!r}; allowed: {', '.join(FINISHED_STATUSES)}"
+            )
+        values: dict[str, Any] = {"status": status, "error": error, "lease_expires_at": None}
+        extra = {}
+        for key, value in metrics.items():
+            if key == "stop_reason":
+                values[key] = None if value is None else str(value)
+            elif key in TRIAL_METRICS:
+                values[key] = _number(key, value)
+            else:
+                extra[key] = _json_value(value)
+        values["extra_metrics"] = extra or None
+
+        def op(session: Session) -> bool:
+            now = self._now(session)
+            values["finished_at"] = now
+            if values.get("duration_s") is None:
+                started = session.scalar(select(Trial.started_at).where(Trial.id == trial_id))
+                values["duration_s"] = (now - started).total_seconds() if started else None
+            result = session.execute(
+                update(Trial).where(*_owned(trial_id, worker)).values(**values)
+            )
+            if _rowcount(result) != 1:
+                return False
+            for kind, path in (artifacts or {}).items():
+                row = {
+                    "trial_id": trial_id,
+                    "kind": str(kind),
+                    "path": os.fspath(path),
+                    "created_at": now,
+                }
+                session.execute(_upsert(session, Artifact, row, ["trial_id", "kind"]))
+            if environment:
+                env: dict[str, Any] = {"trial_id": trial_id, "recorded_at": now}
+                env_extra = {}
+                for key, value in environment.items():
+                    if key in ENVIRONMENT_FIELDS:
+                        env[key] = None if value is None else str(value)
+                    else:
+                        env_extra[key] = _json_value(value)
+                env["extra"] = env_extra or None
+                session.execute(_upsert(session, Environment, env, ["trial_id"]))
+            return True
+
+        return self._transact(op, doing=f"finishing trial {trial_id}")
+
+    def requeue_trials(self, study_name: str, statuses: Sequence[str] = ("failed",)) -> int:
+        """Put the study's trials in ``statuses`` back in the queue (``ablate retry``).
+
+        Their final metrics and error are cleared; epochs already recorded stay (a resumed
+        trial overwrites them). Returns how many trials were requeued.
+        """
+        allowed = tuple(s for s in STATUSES if s != "queued")
+        bad = [s for s in statuses if s not in allowed]
+        if bad:
+            raise StoreError(f"requeue status {bad[0]!r}; allowed: {', '.join(allowed)}")
+        cleared: dict[str, Any] = {m: None for m in TRIAL_METRICS}
+        cleared.update(
+            status="queued", worker=None, host=None, device=None, lease_expires_at=None,
+            heartbeat_at=None, finished_at=None, error=None, extra_metrics=None,
+        )  # fmt: skip
+
+        def op(session: Session) -> int:
+            row = self._study_row(session, study_name, lock=True)
+            result = session.execute(
+                update(Trial)
+                .where(Trial.study_id == row.id, Trial.status.in_(list(statuses)))
+                .values(**cleared)
+            )
+            return _rowcount(result)
+
+        return self._transact(op, doing=f"requeueing trials of study {study_name!r}")
+
+    # ------------------------------------------------------------------ reading
+    def load_study(self, name: str) -> StudyInfo:
+        """The current version of study ``name``."""
+        return self._transact(lambda s: _study_info(self._study_row(s, name)), write=False)
+
+    def trial_records(self, name: str) -> list[TrialRecord]:
+        """Every trial of the study's current version, as an adaptive sampler sees them."""
+        return self._transact(lambda s: _trial_records(s, self._study_row(s, name)), write=False)
+
+    def list_studies(self) -> pd.DataFrame:
+        """Every study version: name, version, design, trials by status, last update."""
+        from ablate.store._read import list_studies
+
+        return list_studies(self)
+
+    def load_trials(self, name: str) -> pd.DataFrame:
+        """One row per trial of the study's current version (see :func:`ablate.store.load_trials`)."""
+        from ablate.store._read import load_trials
+
+        return load_trials(name, self)
+
+    def load_epochs(self, name: str) -> pd.DataFrame:
+        """One row per recorded epoch (see :func:`ablate.store.load_epochs`)."""
+        from ablate.store._read import load_epochs
+
+        return load_epochs(name, self)
+
+    def load_artifacts(self, name: str) -> pd.DataFrame:
+        """The files the study's trials produced: trial_id, number, kind, path."""
+        from ablate.store._read import load_artifacts
+
+        return load_artifacts(name, self)
+
+
+# ---------------------------------------------------------------------- helpers
+def _latest_study(session: Session, name: str, *, lock: bool = False) -> Study | None:
+    query = select(Study).where(Study.name == name).order_by(Study.version.desc()).limit(1)
+    if lock:
+        # PostgreSQL: writers of one study queue here. SQLite ignores it: BEGIN IMMEDIATE
+        # already holds the database's write lock.
+        query = query.with_for_update()
+    return session.scalars(query).first()
+
+
+def _study_info(row: Study) -> StudyInfo:
+    return StudyInfo(
+        study_id=row.id,
+        name=row.name,
+        version=row.version,
+        design=row.design,
+        metric=row.metric,
+        direction=row.direction,
+        factors=list(row.factors),
+        seeds=[int(s) for s in row.seeds],
+        baseline=dict(row.baseline) if row.baseline is not None else None,
+        definition=dict(row.definition),
+        description=row.description,
+        view_name=row.view_name,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        factor_kinds=dict(row.factors),
+    )
+
+
+def _claimable(session: Session, study_id: int, now: datetime) -> Trial | None:
+    base = select(Trial).where(Trial.study_id == study_id)
+    order = (Trial.replicate, Trial.number)
+    queued = base.where(Trial.status == "queued").order_by(*order).limit(1)
+    trial = session.scalars(queued.with_for_update(skip_locked=True)).first()
+    if trial is not None:
+        return trial
+    expired = base.where(Trial.status == "running", Trial.lease_expires_at < now)
+    return session.scalars(
+        expired.order_by(*order).limit(1).with_for_update(skip_locked=True)
+    ).first()
+
+
+def _next_number(session: Session, study_id: int) -> int:
+    highest = session.scalar(select(func.max(Trial.number)).where(Trial.study_id == study_id))
+    return 0 if highest is None else int(highest) + 1
+
+
+def _new_trial(study: Study, spec: TrialSpec, *, number: int, status: str) -> Trial:
+    seeds = [int(s) for s in study.seeds]
+    return Trial(
+        study_id=study.id,
+        number=number,
+        seed=int(spec.seed),
+        replicate=seeds.index(spec.seed) if spec.seed in seeds else 0,
+        config_hash=spec.config_hash,
+        status=status,
+        config=_jsonable(spec.config.to_dict()),
+        attempt=0,
+        params=[
+            TrialParam(name=name, **param_columns(value)) for name, value in spec.params.items()
+        ],
+    )
+
+
+def _backfill_params(session: Session, study_id: int, kinds: Mapping[str, str]) -> None:
+    """Give trials planned before a factor was added its value, taken from their config."""
+    have = {
+        (t, n)
+        for t, n in session.execute(
+            select(TrialParam.trial_id, TrialParam.name)
+            .join(Trial, Trial.id == TrialParam.trial_id)
+            .where(Trial.study_id == study_id)
+        )
+    }
+    for trial_id, config in session.execute(
+        select(Trial.id, Trial.config).where(Trial.study_id == study_id)
+    ):
+        for name in kinds:
+            if (trial_id, name) in have:
+                continue
+            if name in config:
+                value = config[name]
+            elif name in (config.get("extra") or {}):
+                value = config["extra"][name]
+            else:
+                continue
+            session.add(TrialParam(trial_id=trial_id, name=name, **param_columns(value)))
+    session.flush()
+
+
+def _param_row(p: TrialParam) -> dict[str, Any]:
+    return {
+        "value_num": p.value_num,
+        "value_text": p.value_text,
+        "value_bool": p.value_bool,
+        "value_json": p.value_json,
+    }
+
+
+def _trial_records(session: Session, study: Study) -> list[TrialRecord]:
+    kinds = dict(study.factors)
+    params: dict[int, dict[str, Any]] = {}
+    rows = session.execute(
+        select(TrialParam)
+        .join(Trial, Trial.id == TrialParam.trial_id)
+        .where(Trial.study_id == study.id)
+    ).scalars()
+    for p in rows:
+        params.setdefault(p.trial_id, {})[p.name] = param_value(
+            _param_row(p), kinds.get(p.name, "mixed")
+        )
+    records = []
+    for t in session.scalars(
+        select(Trial).where(Trial.study_id == study.id).order_by(Trial.number)
+    ):
+        metrics = {m: getattr(t, m) for m in TRIAL_METRICS if getattr(t, m) is not None}
+        metrics.update(t.extra_metrics or {})
+        records.append(
+            TrialRecord(
+                trial_id=t.id,
+                number=t.number,
+                seed=t.seed,
+                status=t.status,
+                params=params.get(t.id, {}),
+                config_hash=t.config_hash,
+                metrics=metrics,
+                replicate=t.replicate,
+            )
+        )
+    return records
+
+
+def _owned(trial_id: int, worker: str) -> tuple[Any, ...]:
+    return (Trial.id == trial_id, Trial.worker == worker, Trial.status == "running")
+
+
+def _rowcount(result: Any) -> int:
+    return int(result.rowcount)
+
+
+def _upsert(session: Session, model: type[Any], values: Mapping[str, Any], keys: list[str]) -> Any:
+    dialect = session.get_bind().dialect.name
+    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    stmt = insert(model).values(**values)
+    changes = {k: getattr(stmt.excluded, k) for k in values if k not in keys}
+    return stmt.on_conflict_do_update(index_elements=keys, set_=changes)
+
+
+def _number(key: str, value: Any) -> float | int | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)  # numpy and torch scalars too
+    except (TypeError, ValueError):
+        raise StoreError(f"metric {key!r} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        return None
+    return int(number) if key in INT_METRICS else number
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalar
+        try:
+            return _json_value(value.item())
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, Path):
+        return str(value)
+    return _jsonable(value)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _hash(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
