@@ -1,0 +1,187 @@
+"""`ablate db`, `ablate sql`, `ablate ls`, `ablate export`: the result database from the shell."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ablate.cli import app
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        envvar="ABLATE_DB",
+        help="Database URL (sqlite:///file.db, postgresql://user@host/db) or SQLite file path; "
+        "default sqlite:///ablate.db in the working directory.",
+        show_default=False,
+    ),
+]
+
+db_app = typer.Typer(
+    help="Manage the result database schema (Alembic migrations).", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    db: DbOption = None,
+    revision: Annotated[str, typer.Option(help="Target revision; 'head' is the latest.")] = "head",
+) -> None:
+    """Create the schema, or migrate it to the latest revision (other commands do this too)."""
+    from ablate.store import ResultStore
+    from ablate.store._migrate import current_revisions, upgrade
+
+    with ResultStore(db, upgrade=False) as store:
+        before = current_revisions(store.engine)
+        upgrade(store.engine, revision, force=True)
+        after = current_revisions(store.engine)
+    was = ", ".join(before) or "empty"
+    now = ", ".join(after) or "empty"
+    typer.echo(
+        f"{store.display_url}: at revision {now}"
+        + (f" (was {was})" if before != after else " (already)")
+    )
+
+
+@db_app.command("current")
+def db_current(db: DbOption = None) -> None:
+    """Show the database's schema revision and the latest one, without changing anything."""
+    from ablate.store import ResultStore
+    from ablate.store._migrate import stamp_info
+
+    with ResultStore(db, upgrade=False, create=False) as store:
+        info = stamp_info(store.engine)
+    current = ", ".join(info["current"]) or "empty (no ablate schema)"
+    state = "up to date" if info["up_to_date"] else "needs `ablate db upgrade`"
+    typer.echo(f"{store.display_url}: revision {current}; head {', '.join(info['head'])}; {state}")
+
+
+@app.command()
+def sql(
+    query: Annotated[
+        str,
+        typer.Argument(help='One read-only statement, e.g. "SELECT * FROM study_digits_quick".'),
+    ],
+    db: DbOption = None,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="Print CSV (header row first) for scripts.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON list of row objects for scripts.")
+    ] = False,
+) -> None:
+    """Run a read-only SQL query against the result database and print the rows."""
+    from ablate.store import run_read_only_query
+
+    if as_csv and as_json:
+        raise typer.BadParameter("choose one of --csv and --json")
+    result = run_read_only_query(db, query)
+    if as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(result.columns)
+        writer.writerows([[_plain(v) for v in row] for row in result.rows])
+        return
+    if as_json:
+        records = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
+        typer.echo(json.dumps(records, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*result.columns)
+    for row in result.rows:
+        table.add_row(*("NULL" if v is None else _plain(v) for v in row))
+    console = Console()
+    console.print(table)
+    console.print(f"{len(result.rows)} row{'s' if len(result.rows) != 1 else ''}", style="dim")
+
+
+@app.command("ls")
+def list_command(
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """List the studies in the database with their trials by status."""
+    from ablate.store import ResultStore
+
+    with ResultStore(db, create=False) as store:
+        frame = store.list_studies()
+    if as_json:
+        typer.echo(frame.to_json(orient="records", date_format="iso", indent=2))
+        return
+    if frame.empty:
+        typer.echo(f"no studies in {store.display_url}")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*(c.replace("_at", "") for c in frame.columns), title=store.display_url)
+    for record in frame.itertuples(index=False):
+        values = list(record)
+        values[-1] = values[-1].strftime("%Y-%m-%d %H:%M")
+        table.add_row(*(str(v) for v in values))
+    Console().print(table)
+
+
+@app.command()
+def export(
+    study: Annotated[
+        str, typer.Option("--study", "-s", help="Name of the study to export.", show_default=False)
+    ],
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="Output format: csv, parquet or json.")
+    ] = "csv",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output file; default <study>.<format>; '-' writes csv/json to stdout.",
+        ),
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Export one row per trial (factor columns, final metrics, config) of a study."""
+    from ablate.errors import StoreError
+    from ablate.store import load_trials
+
+    formats = ("csv", "parquet", "json")
+    if fmt not in formats:
+        raise StoreError(f"export --format {fmt!r}; allowed: {', '.join(formats)}")
+    frame = load_trials(study, db)
+    for column in ("config", "extra_metrics"):
+        frame[column] = [
+            None if v is None else json.dumps(v, sort_keys=True) for v in frame[column]
+        ]
+    to_stdout = out is not None and str(out) == "-"
+    if to_stdout and fmt == "parquet":
+        raise StoreError("export --format parquet needs a file: pass --out FILE.parquet")
+    target = None if to_stdout else (out or Path(f"{study}.{fmt}"))
+    if fmt == "csv":
+        text = frame.to_csv(index=False)
+    elif fmt == "json":
+        text = frame.to_json(orient="records", date_format="iso", indent=2)
+    else:
+        assert target is not None
+        frame.to_parquet(target, index=False)
+    if target is None:
+        typer.echo(text, nl=False)
+        return
+    if fmt != "parquet":
+        target.write_text(text)
+    typer.echo(f"wrote {len(frame)} trials of {study!r} to {target}", err=True)
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    return str(value)
