@@ -8,6 +8,7 @@ PostgreSQL by a transaction-level advisory lock; the second one finds the schema
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,6 @@ from alembic import command
 VERSION_TABLE = "ablate_alembic_version"
 # pg_advisory_xact_lock key: any constant; "ablate" in ASCII.
 _PG_LOCK_KEY = 0x61626C617465
-_current_urls: set[str] = set()  # databases found at head by this process
 
 
 def script_location() -> Path:
@@ -64,7 +64,9 @@ def alembic_config(url: URL | None = None, connection: Connection | None = None)
     return cfg
 
 
+@functools.cache
 def head_revisions() -> tuple[str, ...]:
+    """The latest revision(s) of the migration scripts."""
     return tuple(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
@@ -84,13 +86,8 @@ def upgrade(engine: Engine, revision: str = "head", *, force: bool = False) -> b
     Views of the studies are dropped before and recreated after, because SQLite's batch mode and
     PostgreSQL's ALTER refuse to touch tables that views depend on.
     """
-    key = engine.url.render_as_string(hide_password=False)
-    if revision == "head" and not force:
-        if key in _current_urls:
-            return False
-        if set(current_revisions(engine)) == set(head_revisions()):
-            _current_urls.add(key)
-            return False
+    if revision == "head" and not force and set(current_revisions(engine)) == set(head_revisions()):
+        return False
     # A separate engine with foreign keys off: batch migrations copy and drop tables on SQLite,
     # and with foreign keys on that drop would cascade into the child tables.
     migrate_engine = make_engine(engine.url, foreign_keys=False)
@@ -106,8 +103,6 @@ def upgrade(engine: Engine, revision: str = "head", *, force: bool = False) -> b
                 raise store_error(e, engine.url, f"upgrading the schema to {revision}") from e
     finally:
         migrate_engine.dispose()
-    if revision == "head":
-        _current_urls.add(key)
     return applied
 
 
