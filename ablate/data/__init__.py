@@ -1,0 +1,43 @@
+"""Datasets for the trainer: reading splits, batching them on the device, augmenting batches.
+
+``load_dataset`` reads digits (shipped here as ``digits.npz``), CIFAR-10/100, synthetic images or an
+image folder into train/val/test :class:`Split` objects; :class:`InMemoryBatches` and
+:class:`LoaderBatches` turn a split into uint8 batches on the device; :class:`BatchAugment`
+augments and normalises them there.
+"""
+
+from ablate.data._augment import BatchAugment
+from ablate.data._batches import (
+    InMemoryBatches,
+    LoaderBatches,
+    array_transforms,
+    decode_image,
+    folder_transforms,
+    resize_nhwc,
+)
+from ablate.data._sources import (
+    Dataset,
+    Split,
+    balanced_order,
+    data_root,
+    dataset_channels,
+    load_dataset,
+    stratified_split,
+)
+
+__all__ = [
+    "BatchAugment",
+    "Dataset",
+    "InMemoryBatches",
+    "LoaderBatches",
+    "Split",
+    "array_transforms",
+    "balanced_order",
+    "data_root",
+    "dataset_channels",
+    "decode_image",
+    "folder_transforms",
+    "load_dataset",
+    "resize_nhwc",
+    "stratified_split",
+]

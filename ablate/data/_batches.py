@@ -1,0 +1,205 @@
+"""Batches of uint8 images on the training device, from memory or through DataLoader workers.
+
+Both sources yield ``(images, labels)`` with images as uint8 (B, H, W, C) on the device (a
+channels-last view, so that converting to a channels_last float batch is free); augmentation and
+normalisation then run batched on the device (:mod:`ablate.data._augment`).
+
+* :class:`InMemoryBatches` holds a decoded split on the device and indexes it: no workers, no
+  per-image Python, which is what makes small datasets fast.
+* :class:`LoaderBatches` decodes files (or per-image transforms such as RandAugment) in DataLoader
+  workers with torchvision transforms v2, pinned memory on CUDA.
+
+Shuffling is seeded per epoch by the caller, so an epoch is reproducible from ``(seed, epoch)``
+alone and a resumed trial sees the same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ablate.data._sources import Split
+
+# Resize a whole in-memory split once when the result stays under this size, else per batch.
+PRESIZE_MAX_BYTES = 1 << 30
+# Eval/test batches on the DataLoader path use the crop ratio of the usual ImageNet recipe.
+CENTER_CROP_RATIO = 0.875
+
+
+def resize_nhwc(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (B, H, W, C) resized to (B, size, size, C), bilinear, antialiased when shrinking."""
+    x = images.permute(0, 3, 1, 2).float()
+    shrink = x.shape[-1] > size or x.shape[-2] > size
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
+    return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def train_steps(n: int, batch_size: int) -> int:
+    """Batches per training epoch; a final batch of one image is dropped (batch norm needs two)."""
+    steps = math.ceil(n / batch_size)
+    return steps - 1 if n % batch_size == 1 and steps > 1 else steps
+
+
+class InMemoryBatches:
+    """A decoded split held on ``device`` as uint8 (N, H, W, C), batched by indexing."""
+
+    def __init__(self, split: Split, *, device: torch.device, image_size: int) -> None:
+        assert split.images is not None
+        images = torch.from_numpy(np.ascontiguousarray(split.images)).to(device)
+        n, h, w, c = images.shape
+        if (h, w) != (image_size, image_size) and n * image_size * image_size * c <= PRESIZE_MAX_BYTES:
+            images = torch.cat([resize_nhwc(images[i : i + 1024], image_size) for i in range(0, n, 1024)])
+        self.images = images
+        self.labels = torch.from_numpy(split.labels).to(device)
+        self.device = device
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def steps(self, batch_size: int) -> int:
+        return train_steps(len(self), batch_size)
+
+    def train_batches(self, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Shuffled batches of one epoch, the order fixed by ``seed``."""
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        perm = torch.randperm(len(self), generator=gen, device=self.device)
+        for i in range(self.steps(batch_size)):
+            idx = perm[i * batch_size : (i + 1) * batch_size]
+            yield self.images[idx], self.labels[idx]
+
+    def eval_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for i in range(0, len(self), batch_size):
+            yield self.images[i : i + batch_size], self.labels[i : i + batch_size]
+
+    def take(self, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images and labels at ``index`` (for the prediction grid)."""
+        idx = torch.from_numpy(index).to(self.device)
+        return self.images[idx], self.labels[idx]
+
+
+def decode_image(path: str) -> torch.Tensor:
+    """An image file as uint8 (3, H, W) RGB; torchvision's decoders, PIL for other formats."""
+    from torchvision.io import ImageReadMode, read_file
+    from torchvision.io import decode_image as tv_decode
+
+    try:
+        return tv_decode(read_file(path), mode=ImageReadMode.RGB)
+    except (RuntimeError, ValueError):
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
+
+
+class _Samples(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
+    """Per-image access for DataLoader workers: decode (or slice) and transform one image."""
+
+    def __init__(self, split: Split, transform: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.split = split
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        if self.split.files is not None:
+            img = decode_image(self.split.files[i])
+        else:
+            assert self.split.images is not None
+            img = torch.from_numpy(self.split.images[i]).permute(2, 0, 1)
+        return self.transform(img), int(self.split.labels[i])
+
+
+def folder_transforms(image_size: int, *, train: bool, random_crop: bool, auto_augment: str) -> Any:
+    """Per-image v2 transforms of the DataLoader path, on uint8 tensors: resize the short side to
+    ``size / 0.875`` then a random (train) or centre crop, then RandAugment/TrivialAugment."""
+    from torchvision.transforms import v2
+
+    resize = round(image_size / CENTER_CROP_RATIO)
+    ops: list[Any] = [v2.Resize(resize, antialias=True)]
+    ops.append(v2.RandomCrop(image_size) if train and random_crop else v2.CenterCrop(image_size))
+    if train:
+        ops += auto_augment_ops(auto_augment)
+    return v2.Compose(ops)
+
+
+def array_transforms(image_size: int, native: tuple[int, int], auto_augment: str) -> Any:
+    """Per-image transforms for in-memory images that need RandAugment/TrivialAugment."""
+    from torchvision.transforms import v2
+
+    ops: list[Any] = []
+    if native != (image_size, image_size):
+        ops.append(v2.Resize((image_size, image_size), antialias=True))
+    return v2.Compose(ops + auto_augment_ops(auto_augment))
+
+
+def auto_augment_ops(name: str) -> list[Any]:
+    from torchvision.transforms import v2
+
+    if name == "randaugment":
+        return [v2.RandAugment()]
+    if name == "trivialaugment":
+        return [v2.TrivialAugmentWide()]
+    return []
+
+
+class LoaderBatches:
+    """A split read through DataLoader workers; batches moved to ``device`` as uint8."""
+
+    def __init__(
+        self,
+        split: Split,
+        *,
+        device: torch.device,
+        transform: Callable[[torch.Tensor], torch.Tensor],
+        num_workers: int,
+        pin_memory: bool,
+    ) -> None:
+        self.samples = _Samples(split, transform)
+        self.device = device
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory and device.type == "cuda"
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def steps(self, batch_size: int) -> int:
+        return train_steps(len(self), batch_size)
+
+    def _loader(self, batch_size: int, seed: int | None) -> torch.utils.data.DataLoader[Any]:
+        # A fresh generator per epoch seeds both the shuffle and the workers' transforms.
+        gen = torch.Generator().manual_seed(seed if seed is not None else 0)
+        return torch.utils.data.DataLoader(
+            self.samples,
+            batch_size=batch_size,
+            shuffle=seed is not None,
+            generator=gen,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+        )
+
+    def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.to(self.device, non_blocking=True).permute(0, 2, 3, 1)
+        return x, y.to(self.device, non_blocking=True)
+
+    def train_batches(self, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        steps = self.steps(batch_size)
+        for i, (x, y) in enumerate(self._loader(batch_size, seed)):
+            if i >= steps:
+                break
+            yield self._to_device(x, y)
+
+    def eval_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in self._loader(batch_size, None):
+            yield self._to_device(x, y)
+
+    def take(self, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        items = [self.samples[int(i)] for i in index]
+        x = torch.stack([im for im, _ in items]).permute(0, 2, 3, 1)
+        y = torch.tensor([label for _, label in items])
+        return x.to(self.device), y.to(self.device)

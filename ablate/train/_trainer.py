@@ -1,0 +1,494 @@
+"""The training loop: one trial config in, per-epoch metrics out to a reporter, a result back.
+
+Read top to bottom: ``train_trial`` builds a :class:`_Trial` (data on the device, model, optimizer,
+schedule), resumes it from ``last.pt`` when there is one, runs epochs until the last one, early
+stopping, the time limit or a non-finite loss, then evaluates the best weights on the test split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import resource
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ablate.data import (
+    BatchAugment,
+    InMemoryBatches,
+    LoaderBatches,
+    array_transforms,
+    balanced_order,
+    folder_transforms,
+    load_dataset,
+    resize_nhwc,
+)
+from ablate.errors import StudyError
+from ablate.study import TrialConfig
+from ablate.study._config import METRICS
+from ablate.train import _checkpoint as ckpt
+from ablate.train._mix import MixUpCutMix
+from ablate.train._models import build_model, is_conv_model, model_in_chans
+from ablate.train._optim import LRSchedule, build_optimizer
+from ablate.train._result import EpochMetrics, TrainResult, TrialPruned
+from ablate.train._stages import (
+    apply_freeze,
+    check_freeze,
+    check_lr_groups,
+    parameter_groups,
+    resolve_stages,
+)
+
+# on_batch is offered at most this often (batches), never with a GPU sync of its own.
+ON_BATCH_EVERY = 10
+# Side of the images stored for the report's prediction grid.
+PREDICTION_MAX_SIDE = 64
+CHECKPOINT_VERSION = 1
+
+
+def resolve_device(config: TrialConfig) -> torch.device:
+    """``auto`` is CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if config.device == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if config.device == "cuda":
+        raise StudyError("field 'device' is 'cuda' but torch sees no CUDA device here; allowed: auto, cpu")
+    return torch.device("cpu")
+
+
+def resolve_amp(config: TrialConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None, use a GradScaler). ``auto``: bf16 on CUDA where supported, else
+    fp16 with a scaler; off on CPU, where bf16 autocast measured many times slower than fp32."""
+    mode = config.amp
+    if mode == "auto":
+        if device.type != "cuda":
+            return None, False
+        mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if mode == "off":
+        return None, False
+    if mode == "bf16":
+        return torch.bfloat16, False
+    return torch.float16, True
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    # Everything random in an epoch derives from (seed, epoch): a resumed epoch repeats exactly.
+    return (seed * 1_000_003 + epoch * 7919) % (2**63 - 1)
+
+
+def _peak_mem_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _epoch_metric(metric: str) -> str:
+    # test_acc is never looked at during training: epochs are compared on val_acc instead.
+    return "val_acc" if metric == "test_acc" else metric
+
+
+def train_trial(
+    config: TrialConfig,
+    *,
+    reporter: Any = None,
+    checkpoint_dir: str | Path | None = None,
+    metric: str = "val_acc",
+    direction: str = "maximize",
+) -> TrainResult:
+    """Train one trial and return its result.
+
+    ``reporter.report_epoch(EpochMetrics)`` is called after each epoch's checkpoint is written
+    and may raise :class:`~ablate.train.TrialPruned`, which propagates. With ``checkpoint_dir``,
+    ``last.pt``/``best.pt``/``predictions.npz`` are written there, and an existing ``last.pt`` is
+    resumed from (its epochs are not reported again).
+    """
+    entered = time.perf_counter()
+    if metric not in METRICS:
+        raise StudyError(f"metric {metric!r} is not a trainer metric; allowed: {', '.join(METRICS)}")
+    if direction not in ("maximize", "minimize"):
+        raise StudyError(f"direction {direction!r}; allowed: maximize, minimize")
+    trial = _Trial(config, metric=metric, maximize=direction == "maximize", checkpoint_dir=checkpoint_dir)
+    return trial.run(reporter, entered)
+
+
+class _Trial:
+    """Everything one trial holds while it trains."""
+
+    def __init__(self, config: TrialConfig, *, metric: str, maximize: bool, checkpoint_dir: str | Path | None) -> None:
+        self.config = config
+        self.metric = metric
+        self.epoch_metric = _epoch_metric(metric)
+        self.maximize = maximize
+        self.folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        self.device = resolve_device(config)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            torch.cuda.reset_peak_memory_stats(self.device)
+        random.seed(config.seed)
+        np.random.seed(config.seed % 2**32)
+        torch.manual_seed(config.seed)
+
+        # --- data
+        self.data = load_dataset(config)
+        if self.epoch_metric == "val_top5" and self.data.num_classes <= 5:
+            raise StudyError(f"metric 'val_top5' needs more than 5 classes; {config.dataset} has {self.data.num_classes}")
+        self.train_src, self.val_src, self.test_src = self._sources()
+        self.batch_size = config.batch_size
+        self.eval_batch_size = 2 * config.batch_size
+        self.steps = self.train_src.steps(self.batch_size)
+
+        # --- model
+        in_chans = model_in_chans(config, self.data.channels)
+        self.model = build_model(config, in_chans=in_chans, num_classes=self.data.num_classes)
+        self.stages = resolve_stages(self.model)
+        check_freeze(self.stages, config.freeze, model=config.model)
+        check_lr_groups(self.stages, config.lr_groups, model=config.model)
+        self.frozen_bn = apply_freeze(self.model, self.stages, config.freeze)
+        channels_last = config.channels_last and is_conv_model(self.model)
+        self.model.to(self.device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        self.forward = torch.compile(self.model) if config.compile else self.model
+        self.augment = BatchAugment(
+            config, mean=self.data.mean, std=self.data.std, crop_on_device=self.data.in_memory,
+            out_channels=in_chans, channels_last=channels_last, device=self.device,
+        )
+        self.mix = MixUpCutMix(
+            mixup_alpha=config.mixup_alpha, cutmix_alpha=config.cutmix_alpha,
+            label_smoothing=config.label_smoothing, num_classes=self.data.num_classes,
+        )
+
+        # --- optimisation
+        groups = parameter_groups(self.model, self.stages, config.lr, config.lr_groups)
+        if not any(g["params"] for g in groups):
+            raise StudyError(f"field 'freeze' is {config.freeze!r}: it leaves no parameter to train")
+        self.optimizer = build_optimizer(config, groups)
+        self.schedule = LRSchedule(config, self.optimizer, steps_per_epoch=self.steps, maximize=maximize)
+        self.amp_dtype, use_scaler = resolve_amp(config, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
+
+        # --- progress (all of it goes into last.pt)
+        self.epoch = 0
+        self.history: list[EpochMetrics] = []
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.bad_epochs = 0
+        self.stop_reason: str | None = None
+        self.prior_duration = 0.0
+        self.train_seconds = 0.0
+        self.train_images = 0
+        self.best_state = self._model_state_copy()
+        self.first_step_at: float | None = None
+
+    # --- set-up helpers
+
+    def _sources(self) -> tuple[Any, Any, Any]:
+        c, ds, dev = self.config, self.data, self.device
+        if ds.in_memory:
+            assert ds.train.images is not None
+            if c.auto_augment != "none":  # per-image policies need the DataLoader path
+                native = (ds.train.images.shape[1], ds.train.images.shape[2])
+                train: Any = LoaderBatches(
+                    ds.train, device=dev, transform=array_transforms(c.image_size, native, c.auto_augment),
+                    num_workers=c.num_workers, pin_memory=c.pin_memory,
+                )
+            else:
+                train = InMemoryBatches(ds.train, device=dev, image_size=c.image_size)
+            val = InMemoryBatches(ds.val, device=dev, image_size=c.image_size)
+            test = InMemoryBatches(ds.test, device=dev, image_size=c.image_size) if ds.test else None
+            return train, val, test
+
+        def folder(split: Any, train: bool) -> LoaderBatches:
+            tf = folder_transforms(c.image_size, train=train, random_crop=c.augment != "none", auto_augment=c.auto_augment)
+            return LoaderBatches(split, device=dev, transform=tf, num_workers=c.num_workers, pin_memory=c.pin_memory)
+
+        return folder(ds.train, True), folder(ds.val, False), folder(ds.test, False) if ds.test else None
+
+    def _model_state_copy(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def elapsed(self, entered: float) -> float:
+        return self.prior_duration + time.perf_counter() - entered
+
+    # --- the run
+
+    def run(self, reporter: Any, entered: float) -> TrainResult:
+        error: str | None = None
+        if self.folder is not None and (self.folder / ckpt.LAST).exists():
+            self._resume()
+            self._report_missed(reporter)
+        on_batch = getattr(reporter, "on_batch", None)
+        while self.stop_reason is None and self.epoch < self.config.epochs:
+            epoch = self.epoch + 1
+            started = time.perf_counter()
+            train_loss, train_acc, n_images, train_s = self._train_epoch(epoch, on_batch, entered)
+            if not math.isfinite(train_loss):
+                self.stop_reason, error = "diverged", f"diverged: non-finite loss at epoch {epoch}"
+                break
+            val_loss, val_acc, val_top5 = self._evaluate(self.val_src)
+            if not math.isfinite(val_loss):
+                self.stop_reason, error = "diverged", f"diverged: non-finite loss at epoch {epoch}"
+                break
+            m = EpochMetrics(
+                epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
+                val_acc=val_acc, val_top5=val_top5, lr=float(self.optimizer.param_groups[0]["lr"]),
+                seconds=time.perf_counter() - started, images_per_s=n_images / max(train_s, 1e-9),
+                peak_mem_mb=_peak_mem_mb(self.device),
+            )
+            self._end_epoch(m, entered)
+            self._report(reporter, m)
+        return self._finish(error, entered)
+
+    def _train_epoch(self, epoch: int, on_batch: Any, entered: float) -> tuple[float, float, int, float]:
+        """One pass over the training split: (mean loss, accuracy, images, seconds)."""
+        model, dev = self.forward, self.device
+        model.train()
+        for bn in self.frozen_bn:
+            bn.eval()
+        seed = _epoch_seed(self.config.seed, epoch)
+        gen = torch.Generator(device=dev).manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
+        correct = torch.zeros((), dtype=torch.int64, device=dev)
+        seen = 0
+        started = time.perf_counter()
+        for i, (x, y) in enumerate(self.train_src.train_batches(self.batch_size, seed)):
+            self.schedule.apply(epoch - 1, i)
+            inputs = self.augment.train(x, gen)
+            target: torch.Tensor = y
+            if self.mix.active:
+                inputs, target = self.mix(inputs, y, rng)
+                inputs = inputs.contiguous(memory_format=self.augment.memory_format)
+            with self.autocast():
+                out = model(inputs)
+                loss = F.cross_entropy(out.float(), target, label_smoothing=0.0 if self.mix.active else self.config.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            with torch.no_grad():
+                loss_sum += loss.detach().double() * len(y)
+                correct += (out.argmax(1) == y).sum()
+            seen += len(y)
+            if self.first_step_at is None:
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)  # once per trial, for the start-up time
+                self.first_step_at = time.perf_counter() - entered
+            if on_batch is not None and ((i + 1) % ON_BATCH_EVERY == 0 or i + 1 == self.steps):
+                on_batch(epoch, i + 1, self.steps, float(loss.item()) if dev.type == "cpu" else None)
+        total = float(loss_sum.item())  # the epoch's one synchronisation
+        seconds = time.perf_counter() - started
+        self.train_seconds += seconds
+        self.train_images += seen
+        return total / max(seen, 1), int(correct.item()) / max(seen, 1), seen, seconds
+
+    def _eval_batches(self, source: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.forward.eval()
+        with torch.inference_mode(), self.autocast():
+            for x, y in source.eval_batches(self.eval_batch_size):
+                yield self.forward(self.augment.eval(x)).float(), y
+
+    def _evaluate(self, source: Any) -> tuple[float, float, float | None]:
+        """(mean loss, top-1 accuracy, top-5 accuracy or None with 5 classes or fewer)."""
+        k = self.data.num_classes
+        loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        top5 = torch.zeros((), dtype=torch.int64, device=self.device)
+        n = 0
+        for out, y in self._eval_batches(source):
+            loss += F.cross_entropy(out, y, reduction="sum").double()
+            correct += (out.argmax(1) == y).sum()
+            if k > 5:
+                top5 += (out.topk(5, dim=1).indices == y[:, None]).any(dim=1).sum()
+            n += len(y)
+        n = max(n, 1)
+        return float(loss.item()) / n, int(correct.item()) / n, int(top5.item()) / n if k > 5 else None
+
+    def _improved(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value > self.best if self.maximize else value < self.best
+
+    def _end_epoch(self, m: EpochMetrics, entered: float) -> None:
+        """Bookkeeping after a finished epoch, then the checkpoints (best before last)."""
+        value = getattr(m, self.epoch_metric)
+        self.schedule.end_epoch(m.epoch - 1, value)
+        self.history.append(m)
+        self.epoch = m.epoch
+        improved = value is not None and self._improved(value)
+        if improved:
+            self.best, self.best_epoch, self.bad_epochs = value, m.epoch, 0
+            self.best_state = self._model_state_copy()
+        else:
+            self.bad_epochs += 1
+        if self.config.early_stopping and self.bad_epochs >= self.config.early_stopping:
+            self.stop_reason = "early_stopped"
+        elif self.config.time_limit_s and self.elapsed(entered) >= self.config.time_limit_s:
+            self.stop_reason = "time_limit"
+        if self.folder is None:
+            return
+        if improved:
+            ckpt.atomic_save({"epoch": m.epoch, "model": self.best_state}, self.folder / ckpt.PENDING_BEST)
+        ckpt.atomic_save(self._checkpoint(entered), self.folder / ckpt.LAST)
+        if improved:
+            (self.folder / ckpt.PENDING_BEST).replace(self.folder / ckpt.BEST)
+
+    def _checkpoint(self, entered: float) -> dict[str, Any]:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "config_hash": self.config.config_hash,
+            "seed": self.config.seed,
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": ckpt.rng_state(),
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "stop_reason": self.stop_reason,
+            "history": [m.as_dict() for m in self.history],
+            "duration_s": self.elapsed(entered),
+            "train_seconds": self.train_seconds,
+            "train_images": self.train_images,
+        }
+
+    def _resume(self) -> None:
+        assert self.folder is not None
+        state = ckpt.load(self.folder / ckpt.LAST)
+        if state.get("config_hash") != self.config.config_hash or state.get("seed") != self.config.seed:
+            raise StudyError(
+                f"checkpoint_dir {self.folder} holds last.pt of another trial (config hash "
+                f"{state.get('config_hash')}, seed {state.get('seed')}); use a fresh folder per trial"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch = int(state["epoch"])
+        self.best, self.best_epoch = state["best"], state["best_epoch"]
+        self.bad_epochs = int(state["bad_epochs"])
+        self.stop_reason = state["stop_reason"]
+        self.history = [EpochMetrics(**d) for d in state["history"]]
+        self.prior_duration = float(state["duration_s"])
+        self.train_seconds = float(state["train_seconds"])
+        self.train_images = int(state["train_images"])
+        # A best.pt still pending means the crash came between last.pt and its rename.
+        pending = self.folder / ckpt.PENDING_BEST
+        if pending.exists() and ckpt.load(pending)["epoch"] == self.best_epoch:
+            pending.replace(self.folder / ckpt.BEST)
+        best_file = self.folder / ckpt.BEST
+        if self.best_epoch is not None and best_file.exists():
+            self.best_state = {k: v.to(self.device) for k, v in ckpt.load(best_file)["model"].items()}
+        ckpt.set_rng_state(state["rng"])
+
+    def _report_missed(self, reporter: Any) -> None:
+        """Epochs checkpointed but not reported before an interruption are reported now."""
+        if reporter is None or self.folder is None:
+            return
+        done = ckpt.read_reported(self.folder)
+        for m in self.history:
+            if m.epoch > done:
+                self._report(reporter, m)
+
+    def _report(self, reporter: Any, m: EpochMetrics) -> None:
+        """Hand ``m`` to the reporter and remember that it was delivered (also when the reporter
+        prunes: it has seen the epoch; any other error leaves it to be re-sent on resume)."""
+        if reporter is None:
+            return
+        try:
+            reporter.report_epoch(m)
+        except TrialPruned:
+            self._mark_reported(m.epoch)
+            raise
+        self._mark_reported(m.epoch)
+
+    def _mark_reported(self, epoch: int) -> None:
+        if self.folder is not None:
+            ckpt.write_reported(self.folder, epoch)
+
+    # --- the end
+
+    def _finish(self, error: str | None, entered: float) -> TrainResult:
+        test_loss = test_acc = None
+        have_best = self.best_epoch is not None
+        if have_best:
+            self.model.load_state_dict(self.best_state)
+            if self.test_src is not None:
+                test_loss, test_acc, _ = self._evaluate(self.test_src)
+            if self.folder is not None and self.config.prediction_samples > 0:
+                self._write_predictions()
+        last = self.history[-1] if self.history else None
+        best_metric = self.best
+        if self.metric == "test_acc":
+            best_metric = test_acc
+        stop = self.stop_reason or "completed"
+        artifacts: dict[str, str] = {}
+        if self.folder is not None:
+            for key, name in (("best_checkpoint", ckpt.BEST), ("last_checkpoint", ckpt.LAST), ("predictions", ckpt.PREDICTIONS)):
+                if (self.folder / name).exists():
+                    artifacts[key] = str(self.folder / name)
+        return TrainResult(
+            status="failed" if stop == "diverged" else "completed",
+            stop_reason=stop,
+            error=error,
+            train_loss=last.train_loss if last else None,
+            train_acc=last.train_acc if last else None,
+            val_loss=last.val_loss if last else None,
+            val_acc=last.val_acc if last else None,
+            val_top5=last.val_top5 if last else None,
+            best_val_acc=max((m.val_acc for m in self.history), default=None),
+            best_epoch=self.best_epoch,
+            best_metric=best_metric,
+            test_acc=test_acc,
+            test_loss=test_loss,
+            epochs_run=len(self.history),
+            duration_s=self.elapsed(entered),
+            images_per_s=self.train_images / self.train_seconds if self.train_seconds > 0 else None,
+            peak_mem_mb=_peak_mem_mb(self.device),
+            n_params=sum(p.numel() for p in self.model.parameters()),
+            artifacts=artifacts,
+            history=list(self.history),
+            n_trainable_params=sum(p.numel() for p in self.model.parameters() if p.requires_grad),
+            startup_s=self.first_step_at,
+        )
+
+    def _write_predictions(self) -> None:
+        """``prediction_samples`` test (else val) images, class-balanced, with the best model's
+        predictions, at most 64 px per side, for the report's grid."""
+        assert self.folder is not None
+        split, source = (self.data.test, self.test_src) if self.test_src is not None else (self.data.val, self.val_src)
+        assert split is not None
+        index = balanced_order(split.labels)[: self.config.prediction_samples]
+        images, labels, preds = [], [], []
+        self.forward.eval()
+        for start in range(0, len(index), self.eval_batch_size):
+            x, y = source.take(index[start : start + self.eval_batch_size])
+            with torch.inference_mode(), self.autocast():
+                preds.append(self.forward(self.augment.eval(x)).argmax(1).cpu())
+            side = min(self.config.image_size, PREDICTION_MAX_SIDE)
+            if x.shape[1] != side or x.shape[2] != side:
+                x = resize_nhwc(x, side)
+            images.append(x.cpu())
+            labels.append(y.cpu())
+        ckpt.save_predictions(
+            self.folder / ckpt.PREDICTIONS,
+            images=torch.cat(images).numpy(),
+            labels=torch.cat(labels).numpy(),
+            preds=torch.cat(preds).numpy(),
+            class_names=np.array(self.data.class_names),
+        )
