@@ -119,15 +119,32 @@ def list_command(
     if frame.empty:
         typer.echo(f"no studies in {store.display_url}")
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(*(c.replace("_at", "") for c in frame.columns), title=store.display_url)
-    for record in frame.itertuples(index=False):
-        values = list(record)
-        values[-1] = values[-1].strftime("%Y-%m-%d %H:%M")
-        table.add_row(*(str(v) for v in values))
-    Console().print(table)
+    # Plain aligned text: a rich table would truncate study names in an 80-column terminal.
+    headers = [
+        "study",
+        "ver",
+        "design",
+        "trials",
+        "done",
+        "running",
+        "queued",
+        "failed",
+        "pruned",
+        "updated (UTC)",
+    ]
+    rows = [
+        [r.name, r.version, r.design, r.trials, r.completed, r.running, r.queued, r.failed, r.pruned,
+         r.updated_at.strftime("%Y-%m-%d %H:%M")]
+        for r in frame.itertuples(index=False)
+    ]  # fmt: skip
+    widths = [max(len(str(v)) for v in column) for column in zip(headers, *rows, strict=True)]
+    for line in [headers, *rows]:
+        cells = [
+            str(v).ljust(w) if i in (0, 2, len(headers) - 1) else str(v).rjust(w)
+            for i, (v, w) in enumerate(zip(line, widths, strict=True))
+        ]
+        typer.echo("  ".join(cells).rstrip())
+    typer.echo(f"({store.display_url})")
 
 
 @app.command()

@@ -136,6 +136,8 @@ def _sqlite_engine(url: URL, *, read_only: bool, foreign_keys: bool) -> Engine:
         pragmas = [f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}"]
         if read_only:
             pragmas.append("PRAGMA query_only=ON")
+            # ATTACH is not bound by mode=ro: it would create the named file. Allow none.
+            dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
         else:
             pragmas += ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL"]
         pragmas.append(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")

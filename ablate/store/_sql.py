@@ -55,7 +55,9 @@ class QueryResult:
 
 def check_read_only(sql: str) -> None:
     """Raise ReadOnlyQueryError unless ``sql`` is one statement that only reads."""
-    code = _LITERALS.sub(" x ", sql)
+    # Comments vanish; strings and quoted names become a neutral token, so that a keyword
+    # inside them ('DROP me') neither counts nor hides.
+    code = _LITERALS.sub(lambda m: " " if m.group(0)[:2] in ("--", "/*") else " 0 ", sql)
     statements = [s for s in code.split(";") if s.strip()]
     if not statements:
         raise ReadOnlyQueryError("ablate sql: the query is empty; give one SELECT statement")
