@@ -86,7 +86,7 @@ def sql(
     if as_csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(result.columns)
-        writer.writerows([[_plain(v) for v in row] for row in result.rows])
+        writer.writerows([["" if v is None else _plain(v) for v in row] for row in result.rows])
         return
     if as_json:
         records = [dict(zip(result.columns, row, strict=True)) for row in result.rows]

@@ -9,6 +9,7 @@ retried with backoff by :func:`run_transaction`. Every database error leaves thi
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import re
@@ -142,7 +143,7 @@ def _sqlite_engine(url: URL, *, read_only: bool, foreign_keys: bool) -> Engine:
             pragmas += ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL"]
         pragmas.append(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         for pragma in pragmas:
-            _retry_busy(lambda p=pragma: dbapi_connection.execute(p).fetchall())
+            _retry_busy(functools.partial(_execute_pragma, dbapi_connection, pragma))
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
@@ -153,6 +154,10 @@ def _sqlite_engine(url: URL, *, read_only: bool, foreign_keys: bool) -> Engine:
 
     _engines.add(engine)
     return engine
+
+
+def _execute_pragma(connection: sqlite3.Connection, pragma: str) -> list[Any]:
+    return connection.execute(pragma).fetchall()
 
 
 def _retry_busy(fn: Callable[[], T]) -> T:
