@@ -1,0 +1,399 @@
+"""Building a report: read the study from the store, compute every DataFrame, draw, write.
+
+:func:`collect_report` turns store DataFrames into a :class:`Report` (numbers only),
+:func:`render_report` draws and writes it, :func:`build_report` does both for a study in a
+database. Each stage can be called alone, which is what the tests and the benchmark do.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ablate.errors import StudyError
+from ablate.report._data import (
+    AblationTable,
+    ParallelCoordinates,
+    ablation_table,
+    anova_table,
+    check_metric,
+    completed_trials,
+    compute_hours,
+    cost_table,
+    factor_importance,
+    format_level,
+    hashable_factors,
+    interaction_means,
+    is_full_grid,
+    learning_curves,
+    main_effects,
+    metric_direction,
+    parallel_coordinates,
+    parse_baseline,
+)
+
+#: Learning curves show at most this many configurations (the baseline and the best ones).
+MAX_CURVES = 8
+#: Interaction heatmaps drawn at most (pairs of varying factors of a grid).
+MAX_INTERACTIONS = 6
+ADAPTIVE = ("random", "tpe")
+
+
+@dataclass
+class Predictions:
+    """Stored test-set predictions of one trial (arrays from the trainer's .npz artifact)."""
+
+    trial_number: int
+    label: str
+    images: np.ndarray
+    labels: np.ndarray
+    preds: np.ndarray
+    class_names: list[str]
+
+
+@dataclass
+class Report:
+    """Every number of a report, computed and not yet drawn."""
+
+    study: str
+    design: str
+    metric: str
+    direction: str
+    description: str
+    table: AblationTable
+    base: dict[str, Any]
+    status_counts: dict[str, int]
+    effects: dict[str, pd.DataFrame]
+    effects_hold: dict[str, Any] | None
+    interactions: list[tuple[str, str, pd.DataFrame]]
+    anova: pd.DataFrame | None
+    curves: pd.DataFrame
+    curve_configs: list[str]
+    parallel: ParallelCoordinates | None
+    importance: pd.DataFrame | None
+    cost: pd.DataFrame | None
+    hours: pd.DataFrame | None
+    predictions: Predictions | None
+    notes: list[str] = field(default_factory=list)
+
+
+def collect_report(
+    *,
+    study: str,
+    design: str,
+    trials: pd.DataFrame,
+    epochs: pd.DataFrame | None,
+    factors: Sequence[str],
+    metric: str,
+    direction: str,
+    study_metric: str | None = None,
+    study_baseline: Mapping[str, Any] | None = None,
+    baseline: Mapping[str, Any] | str | None = None,
+    base: Mapping[str, Any] | None = None,
+    description: str = "",
+    seeds: Sequence[int] | None = None,
+    artifacts: pd.DataFrame | None = None,
+) -> Report:
+    """Compute every table and plot's data from the store's DataFrames; nothing is drawn."""
+    if not trials.empty:
+        check_metric(metric, trials, study=study)
+    if isinstance(baseline, str):
+        baseline = parse_baseline(baseline)
+    trials = hashable_factors(trials, [f for f in factors if f in trials.columns])
+    table = ablation_table(
+        trials,
+        factors=factors,
+        metric=metric,
+        direction=direction,
+        design=design,
+        baseline=baseline or None,
+        study_baseline=study_baseline,
+    )
+    if seeds:
+        table.seeds = sorted(int(s) for s in seeds)
+    # What the study holds constant besides its constant factors (model, dataset, epochs...).
+    table.constants = {**{k: v for k, v in (base or {}).items() if k not in factors}, **table.constants}
+    done = completed_trials(trials)
+    notes: list[str] = []
+    varying = table.factors
+    base_row = table.baseline_row
+
+    hold = None
+    if design == "ofat" and base_row is not None:
+        hold = {f: base_row[f] for f in varying}
+    effects = {f: main_effects(done, f, metric, hold=hold) for f in varying}
+
+    interactions: list[tuple[str, str, pd.DataFrame]] = []
+    anova = None
+    if design == "grid" and len(varying) >= 2:
+        for a, b in itertools.islice(itertools.combinations(varying, 2), MAX_INTERACTIONS):
+            interactions.append((a, b, interaction_means(done, a, b, metric)))
+    if design == "grid" and varying:
+        if is_full_grid(done, varying):
+            anova = anova_table(done, varying, metric)
+        else:
+            notes.append(
+                "No ANOVA table: it needs every combination of levels with at least 2 completed seeds."
+            )
+
+    rows = table.rows[table.rows["n"] > 0]
+    ranked = rows.sort_values(f"{metric}_mean", ascending=direction == "minimize")["config_hash"].tolist()
+    chosen = list(dict.fromkeys([*(x for x in [table.baseline] if x), *ranked]))[:MAX_CURVES]
+    order = [h for h in table.rows["config_hash"] if h in chosen]
+    curves = (
+        learning_curves(epochs, done, configs=order)
+        if epochs is not None and not epochs.empty
+        else pd.DataFrame(columns=["config_hash", "series", "epoch", "mean", "std", "n"])
+    )
+    if len(rows) > MAX_CURVES:
+        notes.append(f"Learning curves show the baseline and the best configurations ({MAX_CURVES} of {len(rows)}).")
+
+    parallel = parallel_coordinates(table) if varying and len(rows) >= 2 else None
+    importance = None
+    if design in ADAPTIVE:
+        try:
+            importance = factor_importance(done, varying, metric, direction)
+        except (ValueError, RuntimeError) as e:  # fANOVA refuses degenerate data (one trial, no spread)
+            notes.append(f"No factor importance: {e}")
+    has_time = "duration_s" in done.columns and done["duration_s"].notna().any()
+    cost = cost_table(table, done) if has_time else None
+    hours = compute_hours(trials, varying) if has_time and varying else None
+
+    return Report(
+        study=study,
+        design=design,
+        metric=metric,
+        direction=direction,
+        description=description,
+        table=table,
+        base=dict(base or {}),
+        status_counts={str(k): int(v) for k, v in trials["status"].value_counts().items()},
+        effects=effects,
+        effects_hold=hold,
+        interactions=interactions,
+        anova=anova,
+        curves=curves,
+        curve_configs=order,
+        parallel=parallel,
+        importance=importance if importance is not None and not importance.empty else None,
+        cost=cost,
+        hours=hours,
+        predictions=_best_predictions(table, done, artifacts, metric, direction, notes),
+        notes=notes,
+    )
+
+
+def _best_predictions(
+    table: AblationTable,
+    done: pd.DataFrame,
+    artifacts: pd.DataFrame | None,
+    metric: str,
+    direction: str,
+    notes: list[str],
+) -> Predictions | None:
+    """The stored predictions of the best completed trial that has any."""
+    if artifacts is None or artifacts.empty:
+        return None
+    preds = artifacts[artifacts["kind"] == "predictions"]
+    candidates = done[done["trial_id"].isin(preds["trial_id"]) & done[metric].notna()]
+    if candidates.empty:
+        return None
+    best = candidates.sort_values(metric, ascending=direction == "minimize").iloc[0]
+    path = Path(str(preds.loc[preds["trial_id"] == best["trial_id"], "path"].iloc[0]))
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in ("images", "labels", "preds", "class_names")}
+    except (OSError, KeyError, ValueError) as e:
+        notes.append(f"No prediction grid: the artifact {path} could not be read ({e}).")
+        return None
+    label = table.rows.set_index("config_hash").loc[best["config_hash"], "label"]
+    return Predictions(
+        trial_number=int(best["number"]),
+        label=f"{label}, seed {int(best['seed'])}",
+        images=arrays["images"],
+        labels=arrays["labels"],
+        preds=arrays["preds"],
+        class_names=[str(c) for c in arrays["class_names"]],
+    )
+
+
+# ------------------------------------------------------------------------------ rendering
+@dataclass(frozen=True)
+class Plot:
+    """One drawn figure: file stem, section title and the caption written under it."""
+
+    name: str
+    title: str
+    caption: str
+
+
+#: Every file a report may write, so a re-run removes plots that no longer apply.
+_PLOT_PREFIXES = ("main_effects", "interaction_", "learning_curves", "parallel_coordinates",
+                  "importance", "cost", "compute_hours", "predictions")
+
+
+def draw_report(report: Report, out: Path, *, svg: bool = True, workers: int | None = None) -> list[Plot]:
+    """Draw every figure the report has data for into ``out`` (PNG, and SVG unless told not).
+
+    ``workers`` processes draw in parallel (default: one per CPU core; 1 draws in this process).
+    """
+    from ablate.report import _plots as P
+    from ablate.report._tables import metric_label, time_unit
+
+    table = report.table
+    colors = P.config_colors(list(table.rows["config_hash"]))
+    labels = dict(zip(table.rows["config_hash"], table.rows["label"], strict=True))
+    m = metric_label(report.metric)
+    jobs: list[tuple[Plot, Any]] = []
+
+    if report.effects:
+        hold = {f: format_level(v) for f, v in report.effects_hold.items()} if report.effects_hold else None
+        how = ("each level at the baseline of the other factors (OFAT)" if hold
+               else "averaged over the other factors")
+        jobs.append((Plot("main_effects", "Main effects", f"{m} per factor level, {how}; error bars: 95 % t-interval of the mean."),
+                     lambda: P.plot_main_effects(report.effects, report.metric, baseline_levels=hold)))
+    for a, b, means in report.interactions:
+        jobs.append((Plot(f"interaction_{a}_{b}", f"Interaction: {a} x {b}", f"Mean {m} for each combination of {a} and {b}."),
+                     lambda a=a, b=b, means=means: P.plot_interaction(means, a, b, report.metric, report.direction)))
+    if not report.curves.empty:
+        curve_labels = {h: labels[h] for h in report.curve_configs}
+        jobs.append((Plot("learning_curves", "Learning curves", "Per epoch, completed trials only: mean over seeds, band ±1 std."),
+                     lambda: P.plot_learning_curves(report.curves, curve_labels, colors)))
+    if report.parallel is not None:
+        jobs.append((Plot("parallel_coordinates", "Parallel coordinates", f"One line per configuration (mean over seeds), coloured by {m}."),
+                     lambda: P.plot_parallel_coordinates(report.parallel, report.direction)))
+    if report.importance is not None:
+        jobs.append((Plot("importance", "Factor importance", "fANOVA (Optuna's FanovaImportanceEvaluator) over the completed trials."),
+                     lambda: P.plot_importance(report.importance, report.metric)))
+    if report.cost is not None:
+        unit = time_unit(report.cost["time_s"])
+        jobs.append((Plot("cost", "Accuracy against cost", f"{m} against mean training time per configuration; circled: Pareto front."),
+                     lambda: P.plot_cost(report.cost, report.metric, report.direction, colors, unit)))
+    if report.hours is not None and not report.hours.empty:
+        jobs.append((Plot("compute_hours", "Compute per factor level", "Device hours spent, summed over every trial that ran."),
+                     lambda: P.plot_compute_hours(report.hours)))
+    if report.predictions is not None:
+        p = report.predictions
+        jobs.append((Plot("predictions", "Predictions of the best trial", f"Test images of trial {p.trial_number} ({p.label}): green right, red wrong."),
+                     lambda: P.plot_predictions(p.images, p.labels, p.preds, p.class_names,
+                                                title=f"Best trial {p.trial_number}: test predictions")))
+
+    order = [plot.name for plot, _ in jobs]
+    # Costly figures first, so parallel workers finish together.
+    jobs.sort(key=lambda job: job[0].name not in ("learning_curves", "parallel_coordinates", "main_effects", "compute_hours"))
+    n = min(len(jobs), workers if workers is not None else (os.cpu_count() or 1))
+    if n > 1 and "fork" in multiprocessing.get_all_start_methods():
+        # Figures are independent and matplotlib holds the GIL while it renders: draw them in
+        # forked processes, which inherit the data (closures need no pickling).
+        global _PENDING
+        _PENDING = (jobs, out, svg)
+        try:
+            context = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(max_workers=n, mp_context=context) as pool:
+                list(pool.map(_draw_pending, range(len(jobs))))
+        finally:
+            _PENDING = None
+    else:
+        for plot, draw in jobs:
+            P.save_figure(draw(), out, plot.name, svg=svg)
+    return [plot for plot, _ in sorted(jobs, key=lambda job: order.index(job[0].name))]
+
+
+_PENDING: tuple[list[tuple[Plot, Any]], Path, bool] | None = None
+
+
+def _draw_pending(index: int) -> str:
+    from ablate.report._plots import save_figure
+
+    assert _PENDING is not None, "only called in a worker forked by draw_report"
+    jobs, out, svg = _PENDING
+    plot, draw = jobs[index]
+    save_figure(draw(), out, plot.name, svg=svg)
+    return plot.name
+
+
+def _remove_stale(out: Path, keep: Sequence[Plot]) -> None:
+    names = {p.name for p in keep}
+    for path in [*out.glob("*.png"), *out.glob("*.svg")]:
+        if path.stem.startswith(_PLOT_PREFIXES) and path.stem not in names:
+            path.unlink()
+
+
+def render_report(report: Report, out: Path | str, *, svg: bool = True, workers: int | None = None) -> Path:
+    """Write tables, plots, index.html and report.md into ``out``; return index.html's path."""
+    from ablate.report._html import write_html, write_markdown
+    from ablate.report._tables import write_tables
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_tables(report.table, out)
+    plots = draw_report(report, out, svg=svg, workers=workers)
+    _remove_stale(out, plots)
+    write_markdown(report, plots, out / "report.md")
+    return write_html(report, plots, out / "index.html")
+
+
+def build_report(
+    study: str,
+    db: str | None = None,
+    out: Path | str | None = None,
+    baseline: Mapping[str, Any] | str | None = None,
+    metric: str | None = None,
+    *,
+    svg: bool = True,
+) -> Path:
+    """Read ``study`` from the result database and write its report; return index.html's path.
+
+    ``out`` defaults to ``reports/<study>``; ``baseline`` is ``"factor=level,..."`` or a dict;
+    ``metric`` defaults to the study's metric.
+    """
+    report = load_report(study, db=db, baseline=baseline, metric=metric)
+    return render_report(report, Path(out) if out is not None else Path("reports") / study, svg=svg)
+
+
+def load_report(
+    study: str,
+    db: str | None = None,
+    baseline: Mapping[str, Any] | str | None = None,
+    metric: str | None = None,
+) -> Report:
+    """Read a study through the store's public API and compute its :class:`Report`."""
+    from ablate.store import ResultStore
+
+    # create=False: a mistyped SQLite path is an error, not a new empty database.
+    with ResultStore(db, create=False) as store:
+        info = store.load_study(study)
+        trials = store.load_trials(study)
+        if trials.empty or not (trials["status"] == "completed").any():
+            counts = ", ".join(f"{v} {k}" for k, v in trials["status"].value_counts().items())
+            raise StudyError(f"study {study!r} has no completed trials to report ({counts or 'no trials'})")
+        metric = metric or info.metric
+        check_metric(metric, trials, study=study)
+        epochs = store.load_epochs(study)
+        artifacts = store.load_artifacts(study)
+    definition = info.definition or {}
+    return collect_report(
+        study=study,
+        design=info.design,
+        trials=trials,
+        epochs=epochs,
+        factors=list(info.factors),
+        metric=metric,
+        direction=metric_direction(metric, study_metric=info.metric, study_direction=info.direction),
+        study_metric=info.metric,
+        study_baseline=info.baseline,
+        baseline=baseline,
+        base=definition.get("base", {}),
+        description=info.description or "",
+        seeds=info.seeds,
+        artifacts=artifacts,
+    )

@@ -1,0 +1,222 @@
+"""Writing index.html (self-contained: CSS, a few lines of JS and the PNGs inline) and report.md.
+
+Both pages hold the same content in the same order; the Markdown one links the PNGs next to
+it, so it renders on GitHub when the report folder is committed.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from ablate.report._tables import (
+    Cell,
+    constants_line,
+    format_p,
+    markdown_table,
+    metric_label,
+    table_cells,
+    table_notes,
+)
+
+if TYPE_CHECKING:
+    from ablate.report._build import Plot, Report
+
+_CSS = """
+:root { --fg: #1f2328; --muted: #59636e; --line: #d1d9e0; --head: #f6f8fa; --best: #dafbe1; --accent: #0969da; }
+* { box-sizing: border-box; }
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
+       color: var(--fg); margin: 0 auto; padding: 24px 32px 64px; max-width: 1280px; }
+h1 { font-size: 26px; margin: 0 0 4px; } h2 { font-size: 20px; margin: 36px 0 8px;
+     border-bottom: 1px solid var(--line); padding-bottom: 4px; }
+p.meta, p.caption, ul.notes { color: var(--muted); }
+p.caption { font-size: 13px; margin-top: 4px; }
+ul.notes { font-size: 13px; padding-left: 18px; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; font-size: 13.5px; }
+th, td { border: 1px solid var(--line); padding: 5px 9px; white-space: nowrap; }
+th { background: var(--head); text-align: left; }
+table.sortable th { cursor: pointer; user-select: none; }
+table.sortable th::after { content: " \\2195"; color: #b0b8c1; }
+table.sortable th[data-dir=asc]::after { content: " \\2191"; color: var(--accent); }
+table.sortable th[data-dir=desc]::after { content: " \\2193"; color: var(--accent); }
+td.num { text-align: right; }
+td.best { background: var(--best); font-weight: 600; }
+td.sig { font-weight: 600; }
+tr.baseline td { border-top: 2px solid #8c959f; border-bottom: 2px solid #8c959f; }
+figure { margin: 12px 0 24px; }
+figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; }
+details { margin-top: 8px; } code, pre { font: 12.5px ui-monospace, SFMono-Regular, Menlo, monospace; }
+pre { background: var(--head); padding: 10px; border-radius: 4px; overflow-x: auto; }
+"""
+
+# Sort on click by each cell's data-v (numbers numerically, text alphabetically, blanks last).
+_JS = """
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  table.querySelectorAll("th").forEach(function (th, col) {
+    th.addEventListener("click", function () {
+      var asc = th.dataset.dir !== "asc";
+      table.querySelectorAll("th").forEach(function (h) { delete h.dataset.dir; });
+      th.dataset.dir = asc ? "asc" : "desc";
+      var body = table.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var x = a.cells[col].dataset.v, y = b.cells[col].dataset.v;
+        if (x === "" || x === undefined) return 1;
+        if (y === "" || y === undefined) return -1;
+        var nx = Number(x), ny = Number(y);
+        var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : String(x).localeCompare(String(y));
+        return asc ? c : -c;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+});
+"""
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def summary_lines(report: Report) -> list[str]:
+    """The facts above the table: design, metric, trial counts, baseline."""
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(report.status_counts.items()))
+    lines = [
+        f"Design: {report.design}. Metric: {report.metric} ({report.direction}).",
+        f"Trials: {counts}. Configurations: {len(report.table.rows)}.",
+        constants_line(report.table),
+    ]
+    if report.description:
+        lines.insert(0, report.description)
+    return lines
+
+
+def _anova_rows(anova: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    header = ["source", "df", "sum sq", "mean sq", "F", "p"]
+    rows = []
+    for _, r in anova.iterrows():
+        rows.append(
+            [
+                str(r["source"]),
+                f"{r['df']:.0f}",
+                f"{r['sum_sq']:.4g}",
+                f"{r['mean_sq']:.4g}",
+                "" if math.isnan(r["F"]) else f"{r['F']:.2f}",
+                "" if math.isnan(r["p"]) else format_p(r["p"]),
+            ]
+        )
+    return header, rows
+
+
+def _hours_lines(report: Report) -> list[str]:
+    if report.hours is None or report.hours.empty:
+        return []
+    first = report.hours[report.hours["factor"] == report.hours["factor"].iloc[0]]
+    total = first.groupby("device")["hours"].sum()
+    return ["Compute spent: " + ", ".join(f"{v:.2f} {k} hours" for k, v in total.items()) + "."]
+
+
+# ------------------------------------------------------------------------------------ HTML
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[Cell]], *, baseline: Sequence[bool], factors: int) -> str:
+    parts = ['<div class="scroll"><table class="sortable" id="ablation"><thead><tr>']
+    parts += [f"<th>{_e(h)}</th>" for h in header]
+    parts.append("</tr></thead><tbody>")
+    for cells, is_base in zip(rows, baseline, strict=True):
+        parts.append('<tr class="baseline">' if is_base else "<tr>")
+        for i, c in enumerate(cells):
+            classes = [k for k, on in (("num", i >= factors and i < len(cells) - 1), ("best", c.best), ("sig", c.significant)) if on]
+            value = "" if c.value is None or (isinstance(c.value, float) and math.isnan(c.value)) else c.value
+            attr = f' class="{" ".join(classes)}"' if classes else ""
+            parts.append(f'<td{attr} data-v="{_e(value)}">{_e(c.text)}</td>')
+        parts.append("</tr>")
+    parts.append("</tbody></table></div>")
+    return "".join(parts)
+
+
+def _plain_html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f'<td class="num">{_e(c)}</td>' if i else f"<td>{_e(c)}</td>" for i, c in enumerate(r)) + "</tr>" for r in rows)
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+
+
+def write_html(report: Report, plots: Sequence[Plot], path: Path) -> Path:
+    """Write the self-contained page (no network: styles, script and images inline)."""
+    out = path.parent
+    table = report.table
+    header, rows = table_cells(table)
+    body = [f"<h1>Ablation report: {_e(report.study)}</h1>"]
+    body += [f'<p class="meta">{_e(line)}</p>' for line in summary_lines(report)]
+    body.append(f"<h2>Ablation table: {_e(metric_label(report.metric))}</h2>")
+    body.append(_html_table(header, rows, baseline=list(table.rows["is_baseline"]), factors=len(table.factors)))
+    body.append('<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in table_notes(table)) + "</ul>")
+    body.append('<p class="caption">Click a column header to sort. The same table: table.md, table.csv, table.tex.</p>')
+    for plot in plots:
+        body.append(f"<h2>{_e(plot.title)}</h2>")
+        body.append(f"<figure>{_img(out / f'{plot.name}.png', plot.title)}<p class=\"caption\">{_e(plot.caption)}</p></figure>")
+        if plot.name == "main_effects" and report.anova is not None:
+            body.append("<h2>Two-way ANOVA</h2>")
+            body.append(_plain_html_table(*_anova_rows(report.anova)))
+            body.append(f'<p class="caption">Type-II ANOVA of {_e(report.metric)} (statsmodels OLS, factors categorical, with two-way interactions).</p>')
+        if plot.name == "compute_hours":
+            body += [f'<p class="caption">{_e(line)}</p>' for line in _hours_lines(report)]
+    if report.notes:
+        body.append("<h2>Notes</h2>")
+        body.append('<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in report.notes) + "</ul>")
+    if report.base:
+        body.append("<details><summary>Constant configuration of the study (base)</summary>")
+        body.append(f"<pre>{_e(json.dumps(report.base, indent=2, sort_keys=True, default=str))}</pre></details>")
+    page = (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        # An empty data: icon stops the browser asking for /favicon.ico (a console error from disk).
+        '<link rel="icon" href="data:,">'
+        f"<title>{_e(report.study)}: ablation report</title><style>{_CSS}</style></head>\n<body>\n"
+        + "\n".join(body)
+        + f"\n<script>{_JS}</script>\n</body></html>\n"
+    )
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+# -------------------------------------------------------------------------------- Markdown
+def _md_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def write_markdown(report: Report, plots: Sequence[Plot], path: Path) -> Path:
+    """Write report.md: the same content as the page, images linked relative to it."""
+    lines = [f"# Ablation report: {report.study}", ""]
+    lines += [*(line + "  " for line in summary_lines(report)), ""]
+    lines += [f"## Ablation table: {metric_label(report.metric)}", ""]
+    # markdown_table already states the constants; summary_lines gave them once above.
+    lines += [*markdown_table(report.table).splitlines()[2:], ""]
+    for plot in plots:
+        lines += [f"## {plot.title}", "", f"![{plot.title}]({plot.name}.png)", "", f"_{plot.caption}_", ""]
+        if plot.name == "main_effects" and report.anova is not None:
+            header, rows = _anova_rows(report.anova)
+            lines += ["## Two-way ANOVA", "", _md_row(header), _md_row(["---"] + ["---:"] * (len(header) - 1))]
+            lines += [_md_row(r) for r in rows]
+            lines += ["", f"_Type-II ANOVA of {report.metric} (statsmodels OLS, factors categorical, with two-way interactions)._", ""]
+        if plot.name == "compute_hours":
+            lines += [*_hours_lines(report), ""]
+    if report.notes:
+        lines += ["## Notes", "", *(f"- {n}" for n in report.notes), ""]
+    if report.base:
+        lines += ["<details><summary>Constant configuration of the study (base)</summary>", "", "```json",
+                  json.dumps(report.base, indent=2, sort_keys=True, default=str), "```", "", "</details>", ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
