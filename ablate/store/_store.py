@@ -65,6 +65,13 @@ if TYPE_CHECKING:
     from ablate.study import TrialSpec
 
 T = TypeVar("T")
+# Names ablate.train.environment() and others use for our environment columns.
+_ENV_ALIASES = {
+    "device": "device_name",
+    "gpu": "device_name",
+    "git": "git_revision",
+    "host": "hostname",
+}
 Proposer = Callable[[list[TrialRecord]], "TrialSpec | None"]
 
 
@@ -85,15 +92,23 @@ class ResultStore:
         upgrade: bool = True,
     ) -> None:
         self.url = resolve_url(url)
-        self.display_url = mask_url(self.url)
-        path = sqlite_path(self.url) if is_sqlite(self.url) else None
-        if path is not None:
+        if is_sqlite(self.url):
+            path = sqlite_path(self.url)
+            if path is None:
+                raise StoreError(
+                    f"{mask_url(self.url)}: an in-memory SQLite database is not shared between "
+                    "connections or worker processes; use a file, e.g. sqlite:///ablate.db"
+                )
+            # Absolute, so that worker processes started elsewhere and later chdir()s agree.
+            path = path.resolve()
+            self.url = self.url.set(database=str(path))
             if not path.exists() and not create:
                 raise StoreError(
-                    f"no database at {path} ({self.display_url}); run a study first, or pass "
-                    "--db / set ABLATE_DB to the database to use"
+                    f"no database at {path}; run a study first, or pass --db / set ABLATE_DB "
+                    "to the database to use"
                 )
             path.parent.mkdir(parents=True, exist_ok=True)
+        self.display_url = mask_url(self.url)
         self.engine: Engine = make_engine(self.url)
         if upgrade:
             _migrate.upgrade(self.engine)
@@ -424,11 +439,15 @@ class ResultStore:
             if environment:
                 env: dict[str, Any] = {"trial_id": trial_id, "recorded_at": now}
                 env_extra = {}
-                for key, value in environment.items():
-                    if key in ENVIRONMENT_FIELDS:
+                # Exact column names first, so that an alias never displaces one.
+                names = sorted(environment, key=lambda n: n not in ENVIRONMENT_FIELDS)
+                for name in names:
+                    value = environment[name]
+                    key = name if name in ENVIRONMENT_FIELDS else _ENV_ALIASES.get(name, name)
+                    if key in ENVIRONMENT_FIELDS and key not in env:
                         env[key] = None if value is None else str(value)
                     else:
-                        env_extra[key] = _json_value(value)
+                        env_extra[name] = _json_value(value)
                 env["extra"] = env_extra or None
                 session.execute(_upsert(session, Environment, env, ["trial_id"]))
             return True

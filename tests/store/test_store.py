@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -169,7 +170,7 @@ def test_results_only_from_the_owner(store: ResultStore) -> None:
         metrics={"epochs_run": 1},
         error="RuntimeError: CUDA out of memory",
         artifacts={"last_checkpoint": "/ckpt/last.pt"},
-        environment={"torch": "2.14.1", "hostname": "box", "cudnn": 90100},
+        environment={"torch": "2.14.1", "hostname": "box", "cudnn": 90100, "device": "NVIDIA H100"},
     )
     # finished: no more heartbeats or second finishes, even from the owner
     assert not store.heartbeat(claimed.trial_id, "w1", 60)
@@ -180,8 +181,10 @@ def test_results_only_from_the_owner(store: ResultStore) -> None:
     assert row["status"] == "failed" and row["error"].startswith("RuntimeError")
     assert pd.isna(row["val_acc"]) and row["epochs_run"] == 1
     with store.engine.connect() as conn:
-        env = conn.execute(text("SELECT torch, hostname, extra FROM environments")).one()
-    assert env[0] == "2.14.1" and env[1] == "box"
+        env = conn.execute(
+            text("SELECT torch, hostname, extra, device_name FROM environments")
+        ).one()
+    assert env[0] == "2.14.1" and env[1] == "box" and env[3] == "NVIDIA H100"
     assert "90100" in str(env[2])
     artifacts = store.load_artifacts("digits_quick")
     assert artifacts[["number", "kind", "path"]].values.tolist() == [
@@ -413,6 +416,20 @@ def test_list_studies_counts_by_status(store: ResultStore) -> None:
     ]
 
 
-def test_opening_without_create_needs_the_file(tmp_path: object) -> None:
+def test_opening_without_create_needs_the_file(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="no database at"):
         ResultStore(f"sqlite:///{tmp_path}/missing.db", create=False)
+
+
+def test_relative_paths_become_absolute_and_memory_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with ResultStore("results/ablate.db") as store:
+        assert store.display_url == f"sqlite:///{tmp_path / 'results' / 'ablate.db'}"
+    assert (tmp_path / "results" / "ablate.db").is_file()
+    monkeypatch.setenv("ABLATE_DB", "from_env.db")
+    with ResultStore() as store:
+        assert store.display_url.endswith("/from_env.db")
+    with pytest.raises(StoreError, match="in-memory"):
+        ResultStore("sqlite:///:memory:")
