@@ -4,18 +4,20 @@ Every :class:`~ablate.store.ResultStore` calls :func:`upgrade` when it opens a d
 file gets the schema and an old one is brought up to date before use. Concurrent openers (eight
 workers starting at once) are serialised: SQLite by the ``BEGIN IMMEDIATE`` write lock,
 PostgreSQL by a transaction-level advisory lock; the second one finds the schema current.
+
+Alembic itself (with Mako and Pygments, half a second to import) is only imported when a
+database actually needs upgrading: checking that it is current reads the version table with
+plain SQL and the revision ids from the migration files.
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
@@ -32,7 +34,9 @@ from ablate.store._engine import (
     store_error,
 )
 from ablate.store._factors import drop_view, replace_view
-from alembic import command
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 VERSION_TABLE = "ablate_alembic_version"
 # pg_advisory_xact_lock key: any constant; "ablate" in ASCII.
@@ -46,6 +50,8 @@ def script_location() -> Path:
 
 def alembic_config(url: URL | None = None, connection: Connection | None = None) -> Config:
     """An Alembic config for ablate's migrations; ``connection`` is used as is when given."""
+    from alembic.config import Config
+
     location = script_location()
     if not (location / "env.py").is_file():
         raise StoreError(
@@ -66,18 +72,51 @@ def alembic_config(url: URL | None = None, connection: Connection | None = None)
 
 @functools.cache
 def head_revisions() -> tuple[str, ...]:
-    """The latest revision(s) of the migration scripts."""
-    return tuple(ScriptDirectory.from_config(alembic_config()).get_heads())
+    """The latest revision(s) of the migration scripts (read from the files, without Alembic)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in sorted((script_location() / "versions").glob("*.py")):
+        values = _module_constants(path, ("revision", "down_revision"))
+        if "revision" not in values:
+            continue
+        revisions.add(values["revision"])
+        down = values.get("down_revision")
+        parents.update([down] if isinstance(down, str) else list(down or ()))
+    return tuple(sorted(revisions - parents))
+
+
+def _module_constants(path: Path, names: tuple[str, ...]) -> dict[str, Any]:
+    found = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            target, value = node.target.id, node.value
+        elif (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+        ):
+            target, value = node.targets[0].id, node.value
+        else:
+            continue
+        if target in names and value is not None:
+            found[target] = ast.literal_eval(value)
+    return found
 
 
 def current_revisions(engine: Engine) -> tuple[str, ...]:
     """The revisions the database is at; empty for a database without our schema."""
     try:
         with engine.connect() as conn:
-            ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
-            return tuple(ctx.get_current_heads())
+            return _current(conn)
     except SQLAlchemyError as e:
         raise store_error(e, engine.url, "reading the schema version") from e
+
+
+def _current(conn: Connection) -> tuple[str, ...]:
+    if not inspect(conn).has_table(VERSION_TABLE):
+        return ()
+    rows = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))
+    return tuple(sorted(r[0] for r in rows))
 
 
 def upgrade(engine: Engine, revision: str = "head", *, force: bool = False) -> bool:
@@ -110,15 +149,16 @@ def _upgrade_locked(engine: Engine, revision: str) -> bool:
     with engine.execution_options(ablate_write=True).begin() as conn:
         if not is_sqlite(engine):
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-        ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
-        before = tuple(ctx.get_current_heads())
+        before = _current(conn)
         if revision == "head" and set(before) == set(head_revisions()):
             return False  # another process upgraded it while we waited for the lock
+        from alembic import command
+
         _drop_views(conn)
         command.upgrade(alembic_config(engine.url, conn), revision)
         _check_foreign_keys(conn)
         _create_views(conn)
-        return tuple(ctx.get_current_heads()) != before
+        return _current(conn) != before
 
 
 def _study_rows(conn: Connection) -> list[dict[str, Any]]:

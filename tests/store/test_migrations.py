@@ -112,3 +112,9 @@ def test_other_tools_tables_are_left_alone(db_url: str) -> None:
                 conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "v3.0.0.d"
             )
         assert set(current_revisions(store.engine)) == set(head_revisions())
+
+
+def test_heads_read_from_files_match_alembic() -> None:
+    # The store checks "is the database current?" without importing Alembic; it must agree.
+    script = ScriptDirectory.from_config(alembic_config())
+    assert set(head_revisions()) == set(script.get_heads())
