@@ -14,6 +14,7 @@ from ablate.data._batches import (
     decode_image,
     folder_transforms,
     resize_nhwc,
+    resize_side,
 )
 from ablate.data._sources import (
     Dataset,
@@ -39,5 +40,6 @@ __all__ = [
     "folder_transforms",
     "load_dataset",
     "resize_nhwc",
+    "resize_side",
     "stratified_split",
 ]

@@ -6,8 +6,8 @@ normalisation then run batched on the device (:mod:`ablate.data._augment`).
 
 * :class:`InMemoryBatches` holds a decoded split on the device and indexes it: no workers, no
   per-image Python, which is what makes small datasets fast.
-* :class:`LoaderBatches` decodes files (or per-image transforms such as RandAugment) in DataLoader
-  workers with torchvision transforms v2, pinned memory on CUDA.
+* :class:`LoaderBatches` decodes files with PIL (or applies per-image transforms such as
+  RandAugment) in DataLoader workers with torchvision transforms v2, pinned memory on CUDA.
 
 Shuffling is seeded per epoch by the caller, so an epoch is reproducible from ``(seed, epoch)``
 alone and a resumed trial sees the same batches as an uninterrupted one.
@@ -82,37 +82,42 @@ class InMemoryBatches:
         return self.images[idx], self.labels[idx]
 
 
-def decode_image(path: str) -> torch.Tensor:
-    """An image file as uint8 (3, H, W) RGB; torchvision's decoders, PIL for other formats."""
-    from torchvision.io import ImageReadMode, read_file
-    from torchvision.io import decode_image as tv_decode
+def decode_image(path: str, min_side: int | None = None) -> torch.Tensor:
+    """An image file as uint8 (3, H, W) RGB. With ``min_side``, JPEGs are decoded at the smallest
+    DCT scale whose short side is still >= min_side (PIL's draft mode: several times faster for
+    photos far larger than the training size)."""
+    from PIL import Image
 
-    try:
-        return tv_decode(read_file(path), mode=ImageReadMode.RGB)
-    except (RuntimeError, ValueError):
-        from PIL import Image
-
-        with Image.open(path) as im:
-            return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
+    with Image.open(path) as im:
+        if min_side is not None and im.format == "JPEG":
+            im.draft("RGB", (min_side, min_side))
+        rgb = np.asarray(im.convert("RGB"))
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1)
 
 
 class _Samples(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
     """Per-image access for DataLoader workers: decode (or slice) and transform one image."""
 
-    def __init__(self, split: Split, transform: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    def __init__(self, split: Split, transform: Callable[[torch.Tensor], torch.Tensor], min_side: int | None) -> None:
         self.split = split
         self.transform = transform
+        self.min_side = min_side
 
     def __len__(self) -> int:
         return len(self.split)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         if self.split.files is not None:
-            img = decode_image(self.split.files[i])
+            img = decode_image(self.split.files[i], self.min_side)
         else:
             assert self.split.images is not None
             img = torch.from_numpy(self.split.images[i]).permute(2, 0, 1)
         return self.transform(img), int(self.split.labels[i])
+
+
+def resize_side(image_size: int) -> int:
+    """Short side images are resized to before the (random or centre) crop of ``image_size``."""
+    return round(image_size / CENTER_CROP_RATIO)
 
 
 def folder_transforms(image_size: int, *, train: bool, random_crop: bool, auto_augment: str) -> Any:
@@ -120,8 +125,7 @@ def folder_transforms(image_size: int, *, train: bool, random_crop: bool, auto_a
     ``size / 0.875`` then a random (train) or centre crop, then RandAugment/TrivialAugment."""
     from torchvision.transforms import v2
 
-    resize = round(image_size / CENTER_CROP_RATIO)
-    ops: list[Any] = [v2.Resize(resize, antialias=True)]
+    ops: list[Any] = [v2.Resize(resize_side(image_size), antialias=True)]
     ops.append(v2.RandomCrop(image_size) if train and random_crop else v2.CenterCrop(image_size))
     if train:
         ops += auto_augment_ops(auto_augment)
@@ -159,8 +163,9 @@ class LoaderBatches:
         transform: Callable[[torch.Tensor], torch.Tensor],
         num_workers: int,
         pin_memory: bool,
+        min_side: int | None = None,
     ) -> None:
-        self.samples = _Samples(split, transform)
+        self.samples = _Samples(split, transform, min_side)
         self.device = device
         self.num_workers = num_workers
         self.pin_memory = pin_memory and device.type == "cuda"

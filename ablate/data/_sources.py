@@ -361,7 +361,7 @@ def _folder_mean_std(ds: Dataset, *, sample: int = 500, side: int = 64) -> tuple
 
     from ablate.data._batches import decode_image
 
-    pixels = torch.stack([TF.resize(decode_image(f), [side, side], antialias=True) for f in files])
+    pixels = torch.stack([TF.resize(decode_image(f, side), [side, side], antialias=True) for f in files])
     mean, std = _array_mean_std(pixels.permute(0, 2, 3, 1).numpy())
     _atomic_write_bytes(path, json.dumps({"mean": mean, "std": std}).encode())
     return mean, std

@@ -13,7 +13,7 @@ from ablate.train._models import build_model, model_in_chans
 from ablate.train._stages import Stages, check_freeze, check_lr_groups, resolve_stages
 
 # Smoke runs: the largest batch; each split holds two batches (at least 8 images).
-SMOKE_BATCH = 8
+SMOKE_BATCH = 4
 _KNOWN_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100}
 
 

@@ -29,6 +29,7 @@ from ablate.data import (
     folder_transforms,
     load_dataset,
     resize_nhwc,
+    resize_side,
 )
 from ablate.errors import StudyError
 from ablate.study import TrialConfig
@@ -208,7 +209,10 @@ class _Trial:
 
         def folder(split: Any, train: bool) -> LoaderBatches:
             tf = folder_transforms(c.image_size, train=train, random_crop=c.augment != "none", auto_augment=c.auto_augment)
-            return LoaderBatches(split, device=dev, transform=tf, num_workers=c.num_workers, pin_memory=c.pin_memory)
+            return LoaderBatches(
+                split, device=dev, transform=tf, num_workers=c.num_workers, pin_memory=c.pin_memory,
+                min_side=resize_side(c.image_size),
+            )
 
         return folder(ds.train, True), folder(ds.val, False), folder(ds.test, False) if ds.test else None
 
