@@ -71,18 +71,22 @@ def alembic_config(url: URL | None = None, connection: Connection | None = None)
 
 
 @functools.cache
-def head_revisions() -> tuple[str, ...]:
-    """The latest revision(s) of the migration scripts (read from the files, without Alembic)."""
-    revisions: set[str] = set()
-    parents: set[str] = set()
+def _revision_graph() -> dict[str, tuple[str, ...]]:
+    """Revision -> its parents, read from the migration files without importing Alembic."""
+    graph = {}
     for path in sorted((script_location() / "versions").glob("*.py")):
         values = _module_constants(path, ("revision", "down_revision"))
-        if "revision" not in values:
-            continue
-        revisions.add(values["revision"])
-        down = values.get("down_revision")
-        parents.update([down] if isinstance(down, str) else list(down or ()))
-    return tuple(sorted(revisions - parents))
+        if "revision" in values:
+            down = values.get("down_revision")
+            graph[values["revision"]] = (down,) if isinstance(down, str) else tuple(down or ())
+    return graph
+
+
+def head_revisions() -> tuple[str, ...]:
+    """The latest revision(s) of the migration scripts."""
+    graph = _revision_graph()
+    parents = {p for ps in graph.values() for p in ps}
+    return tuple(sorted(set(graph) - parents))
 
 
 def _module_constants(path: Path, names: tuple[str, ...]) -> dict[str, Any]:
@@ -152,10 +156,25 @@ def _upgrade_locked(engine: Engine, revision: str) -> bool:
         before = _current(conn)
         if revision == "head" and set(before) == set(head_revisions()):
             return False  # another process upgraded it while we waited for the lock
+        unknown = [r for r in before if r not in _revision_graph()]
+        if unknown:
+            raise StoreError(
+                f"database {mask_url(engine.url)} is at schema revision {unknown[0]}, which this "
+                f"version of ablate does not know (its latest is {', '.join(head_revisions())}); "
+                "it was written by a newer ablate: upgrade ablate to use it"
+            )
+        from alembic.util import CommandError
+
         from alembic import command
 
         _drop_views(conn)
-        command.upgrade(alembic_config(engine.url, conn), revision)
+        try:
+            command.upgrade(alembic_config(engine.url, conn), revision)
+        except CommandError as e:
+            raise StoreError(
+                f"database {mask_url(engine.url)}: cannot upgrade to revision {revision!r}: {e} "
+                f"(head is {', '.join(head_revisions())})"
+            ) from None
         _check_foreign_keys(conn)
         _create_views(conn)
         return _current(conn) != before

@@ -14,6 +14,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -132,7 +133,7 @@ class ResultStore:
         self.engine.dispose()
 
     # ------------------------------------------------------------------ plumbing
-    def session(self, *, write: bool = True) -> Any:
+    def session(self, *, write: bool = True) -> AbstractContextManager[Session]:
         """A context-managed ORM session: commits on success, rolls back and raises StoreError."""
         return session_scope(self.engine, write=write)
 

@@ -11,6 +11,7 @@ import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
+from ablate.errors import StoreError
 from ablate.store import ResultStore
 from ablate.store._migrate import VERSION_TABLE, alembic_config, current_revisions, head_revisions
 from ablate.store._models import Base
@@ -118,3 +119,12 @@ def test_heads_read_from_files_match_alembic() -> None:
     # The store checks "is the database current?" without importing Alembic; it must agree.
     script = ScriptDirectory.from_config(alembic_config())
     assert set(head_revisions()) == set(script.get_heads())
+
+
+def test_database_from_a_newer_ablate_is_refused_untouched(sqlite_url: str) -> None:
+    with ResultStore(sqlite_url) as store, store.engine.begin() as conn:
+        conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
+    with pytest.raises(StoreError, match=r"schema revision 9999.*newer ablate"):
+        ResultStore(sqlite_url)
+    with ResultStore(sqlite_url, upgrade=False) as store:
+        assert current_revisions(store.engine) == ("9999",)
