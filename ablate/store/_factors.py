@@ -9,6 +9,7 @@ back as an integer and ``augment`` as text on both engines.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -118,8 +119,17 @@ def param_value(row: Mapping[str, Any], kind: str) -> Any:
 
 
 def view_name_for(study_name: str) -> str:
-    """The per-study view: ``study_<name>``, cut to PostgreSQL's 63-character identifier limit."""
-    return f"study_{study_name}"[:MAX_IDENTIFIER]
+    """The per-study view: ``study_<name>``.
+
+    Names longer than PostgreSQL's 63-character identifier limit become
+    ``study_<first 48 characters>_<8 hex digits of the name's hash>``, so that two long names
+    sharing a prefix still get views of their own.
+    """
+    name = f"study_{study_name}"
+    if len(name) <= MAX_IDENTIFIER:
+        return name
+    digest = hashlib.sha256(study_name.encode()).hexdigest()[:8]
+    return f"study_{study_name[:48]}_{digest}"
 
 
 def _column_sql(alias: str, kind: str) -> str:

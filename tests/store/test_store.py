@@ -433,3 +433,14 @@ def test_relative_paths_become_absolute_and_memory_is_refused(
         assert store.display_url.endswith("/from_env.db")
     with pytest.raises(StoreError, match="in-memory"):
         ResultStore("sqlite:///:memory:")
+
+
+def test_long_study_names_get_distinct_views(store: ResultStore) -> None:
+    names = ["a" * 55 + "_one", "a" * 55 + "_two"]  # 59 characters: "study_" + name is 65
+    for name in names:
+        register(store, grid(name=name, factors=dict(image_size=[8]), seeds=[0]))
+    views = [store.load_study(n).view_name for n in names]
+    assert len(set(views)) == 2 and all(len(v) <= 63 for v in views)
+    with store.engine.connect() as conn:
+        for view in views:
+            assert conn.execute(text(f'SELECT count(*) FROM "{view}"')).scalar() == 1
