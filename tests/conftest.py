@@ -12,8 +12,12 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from ablate.store import ResultStore
 
 PG_SERVER = os.environ.get("ABLATE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -73,7 +77,7 @@ def db_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def store(db_url: str) -> Iterator[object]:
+def store(db_url: str) -> Iterator[ResultStore]:
     """A ResultStore on a fresh database (both engines), closed afterwards."""
     from ablate.store import ResultStore
 
