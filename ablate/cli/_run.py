@@ -1,0 +1,138 @@
+"""`ablate run`, `ablate worker`, `ablate status`, `ablate retry`: turning studies into results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ablate.cli import app
+
+Db = Annotated[
+    str | None,
+    typer.Option("--db", envvar="ABLATE_DB", help="Database: SQLAlchemy URL or SQLite path (default ./ablate.db)."),
+]
+StudyOpt = Annotated[str, typer.Option("--study", "-s", help="Study name.", show_default=False)]
+MaxTrials = Annotated[
+    int | None, typer.Option("--max-trials", min=1, help="Stop after this many trials (this run, all workers).")
+]
+Budget = Annotated[
+    float | None,
+    typer.Option("--budget-hours", min=0.0, help="Claim no trial whose estimated end is past this budget."),
+]
+RunsDir = Annotated[
+    Path | None, typer.Option("--runs-dir", envvar="ABLATE_RUNS", help="Checkpoints and artifacts (default ./runs).")
+]
+
+
+def _report_hint(study: str, db: str | None) -> str:
+    db_part = f" --db {db}" if db else ""
+    return f"ablate report --study {study}{db_part}"
+
+
+@app.command()
+def run(
+    study_file: Annotated[Path, typer.Argument(help="Study file, e.g. studies/digits_quick.py.", show_default=False)],
+    study: Annotated[str | None, typer.Option("--study", "-s", help="Which study, when the file defines several.")] = None,
+    db: Db = None,
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker processes on this machine (one per GPU).")] = 1,
+    smoke: Annotated[bool, typer.Option("--smoke", help="Every trial for one short epoch on synthetic data of the same shape, into <study>_smoke.")] = False,
+    max_trials: MaxTrials = None,
+    budget_hours: Budget = None,
+    new_version: Annotated[bool, typer.Option("--new-version", help="Accept a changed `base` as a new version of the study.")] = False,
+    wandb: Annotated[str | None, typer.Option("--wandb", help="Log each trial to this W&B project (offline without an API key).")] = None,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Plan a study's trials into the database and run every one exactly once (resumable)."""
+    from ablate.run import run_study
+    from ablate.store import mask_url
+
+    outcomes = run_study(
+        study_file, study_name=study, db=db, workers=workers, smoke=smoke, max_trials=max_trials,
+        budget_hours=budget_hours, new_version=new_version, wandb_project=wandb, runs_dir=runs_dir,
+    )
+    for o in outcomes:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(o.counts.items()))
+        typer.echo(f"{o.study}: {counts}; this run stopped by {o.summary.stopped_by}.")
+        typer.echo(f"  results: {o.db}  (ablate sql, ablate status --study {o.study})")
+        typer.echo(f"  report:  {_report_hint(o.study, mask_url(db) if db else None)}")
+
+
+@app.command()
+def worker(
+    study_file: Annotated[Path | None, typer.Argument(help="The study file; needed only when the study uses train= or constraints.")] = None,
+    study: StudyOpt = ...,  # type: ignore[assignment]
+    db: Db = None,
+    max_trials: MaxTrials = None,
+    budget_hours: Budget = None,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Join a study's run from any machine: claim and run trials until none is left."""
+    from ablate.run import WorkerOptions, run_worker
+    from ablate.run._dispatch import _load_for_worker
+    from ablate.run._progress import make_progress
+    from ablate.store import ResultStore
+
+    store = ResultStore(db)
+    info = store.load_study(study)
+    smoke = study.endswith("_smoke")
+    the_study = _load_for_worker(store, str(study_file) if study_file else None, study, smoke)
+    options = WorkerOptions(
+        max_trials=max_trials, budget_s=budget_hours * 3600 if budget_hours is not None else None, smoke=smoke,
+    )
+    if runs_dir is not None:
+        options.runs_dir = runs_dir
+    progress = make_progress(total=0)
+    try:
+        summary = run_worker(store, the_study, options, progress=progress)
+    finally:
+        progress.close()
+    typer.echo(
+        f"worker {options.worker}: {summary.completed} completed, {summary.failed} failed, "
+        f"{summary.pruned} pruned; stopped by {summary.stopped_by} (study {info.name})."
+    )
+    if summary.errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(study: StudyOpt, db: Db = None) -> None:
+    """Counts by status, running trials and their workers, failures, time left."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ablate.run import study_status
+    from ablate.store import ResultStore
+
+    s = study_status(ResultStore(db), study)
+    console = Console()
+    order = ["queued", "running", "completed", "failed", "pruned"]
+    console.print(f"[bold]{s.study}[/bold]: " + ", ".join(f"{s.counts.get(k, 0)} {k}" for k in order))
+    if s.running:
+        table = Table("trial", "seed", "worker", "epoch", "last heartbeat")
+        for r in s.running:
+            epoch = f"{r.epoch or 0}/{r.epochs}" if r.epochs else str(r.epoch or 0)
+            age = f"{r.lease_age_s:.0f} s ago" if r.lease_age_s is not None else "-"
+            table.add_row(str(r.number), str(r.seed), r.worker or "-", epoch, age)
+        console.print(table)
+    for number, line in s.failures:
+        console.print(f"[red]trial {number} failed[/red]: {line}", highlight=False)
+    if s.failures:
+        console.print(f"re-queue them with: ablate retry --study {s.study} --failed")
+    if s.eta_s is not None:
+        console.print(f"about {s.eta_s / 60:.1f} min left at the pace of finished trials")
+
+
+@app.command()
+def retry(
+    study: StudyOpt,
+    db: Db = None,
+    failed: Annotated[bool, typer.Option("--failed/--no-failed", help="Re-queue failed trials.")] = True,
+    pruned: Annotated[bool, typer.Option("--pruned", help="Re-queue pruned trials too.")] = False,
+) -> None:
+    """Put failed (and optionally pruned) trials back in the queue for the next run or worker."""
+    from ablate.run import retry_trials
+
+    n = retry_trials(study, db=db, failed=failed, pruned=pruned)
+    typer.echo(f"{study}: {n} trial(s) re-queued; run them with `ablate run` or `ablate worker --study {study}`.")

@@ -1,0 +1,227 @@
+"""`ablate run`: register a study, plan its trials into the database, and run them with workers."""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing as mp
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ablate.errors import AblateError, StudyError
+from ablate.run._progress import PlainProgress, make_progress
+from ablate.run._worker import WorkerOptions, WorkerSummary, run_worker
+from ablate.study import ADAPTIVE_DESIGNS, Study, TrialSpec, load_studies, select_study
+
+SMOKE_SUFFIX = "_smoke"
+# Adaptive studies in --smoke mode sample only this many points: enough to exercise the sampler
+# with history, few enough for a CPU check of every study in CI.
+SMOKE_ADAPTIVE_TRIALS = 3
+
+
+@dataclass
+class RunOutcome:
+    study: str
+    db: str
+    planned: int
+    added: int
+    summary: WorkerSummary
+    counts: dict[str, int]
+
+
+def status_counts(store: Any, study: str) -> dict[str, int]:
+    """Trials of the study by status."""
+    trials = store.load_trials(study)
+    return {str(k): int(v) for k, v in trials["status"].value_counts().items()}
+
+
+def smoke_study(study: Study) -> Study:
+    """The same study under another name, for one short epoch per trial on synthetic data."""
+    n_trials = min(study.n_trials or 0, SMOKE_ADAPTIVE_TRIALS) or None
+    return dataclasses.replace(study, name=study.name + SMOKE_SUFFIX, n_trials=n_trials)
+
+
+def prepare(study: Study, *, smoke: bool) -> tuple[Study, list[TrialSpec]]:
+    """Validate every trial and the models they build, before anything touches the database."""
+    specs = study.validate()
+    if study.train is None:
+        from ablate.train import check_model_config, smoke_config
+
+        seen = set()
+        configs = [s.config for s in specs] or [
+            study.config_for(
+                {f: sp.examples()[0] for f, sp in study.spaces.items()}, study.seeds[0]
+            )
+        ]
+        for config in configs:
+            key = (config.model, config.freeze, tuple(config.lr_groups), config.cifar_stem, config.num_classes)
+            if key not in seen:
+                seen.add(key)
+                try:
+                    check_model_config(config)
+                except StudyError as e:
+                    raise StudyError(f"{study.where}: {e}") from None
+        if smoke:
+            specs = [dataclasses.replace(s, config=smoke_config(s.config)) for s in specs]
+    elif smoke:
+        raise StudyError(f"{study.where}: --smoke needs the built-in trainer (this study has train=...)")
+    if smoke:
+        study = smoke_study(study)
+    return study, specs
+
+
+def _worker_process(
+    study_file: str | None, study_name: str, db: str | None, options: WorkerOptions,
+    index: int, n_workers: int, counter: Any, threads: int, gpus: list[str],
+) -> None:
+    """Entry point of one worker process started by `ablate run --workers N`."""
+    if gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
+    import torch
+
+    torch.set_num_threads(threads)
+    from ablate.store import ResultStore
+
+    store = ResultStore(db)
+    study = _load_for_worker(store, study_file, study_name, options.smoke)
+    progress = PlainProgress(total=0, prefix=f"[worker {index}] ")
+    summary = run_worker(store, study, options, progress=progress, claim_counter=counter)
+    if summary.errors:
+        print(f"[worker {index}] stopped: {summary.errors[0]}", flush=True)
+
+
+def _load_for_worker(store: Any, study_file: str | None, study_name: str, smoke: bool) -> Study:
+    from ablate.study import study_from_definition
+
+    base_name = study_name.removesuffix(SMOKE_SUFFIX) if smoke else study_name
+    if study_file is not None:
+        study = select_study(load_studies(study_file), base_name, source=study_file)
+        return smoke_study(study) if smoke else study
+    info = store.load_study(study_name)
+    study = study_from_definition(info.definition)
+    if info.definition.get("custom_train") or info.definition.get("constraints"):
+        raise StudyError(
+            f"study {study_name!r} uses Python code (train= or constraints); "
+            "give its study file: ablate worker STUDY_FILE --study NAME"
+        )
+    return dataclasses.replace(study, name=study_name)
+
+
+def _available_gpus() -> list[str]:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g for g in visible.split(",") if g.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def run_workers(
+    store: Any, study: Study, study_file: str | None, db: str | None, options: WorkerOptions,
+    workers: int, total: int, done: int,
+) -> WorkerSummary:
+    """Run the study's trials in this process (1 worker) or in ``workers`` processes."""
+    if workers <= 1:
+        progress = make_progress(total, done)
+        try:
+            return run_worker(store, study, options, progress=progress)
+        finally:
+            progress.close()
+    gpus = _available_gpus()
+    threads = max(1, (os.cpu_count() or 1) // workers)  # CPU threads split fairly
+    ctx = mp.get_context("spawn")
+    counter = ctx.Value("i", 0)
+    procs = []
+    for i in range(workers):
+        opts = dataclasses.replace(options, worker=f"{options.worker}-w{i}")
+        p = ctx.Process(
+            target=_worker_process,
+            args=(study_file, study.name, db, opts, i, workers, counter, threads, gpus),
+            name=f"ablate-worker-{i}",
+        )
+        p.start()
+        procs.append(p)
+    try:
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        raise
+    summary = WorkerSummary()
+    counts = status_counts(store, study.name)
+    summary.completed = counts.get("completed", 0)
+    summary.failed = counts.get("failed", 0)
+    summary.pruned = counts.get("pruned", 0)
+    if any(p.exitcode for p in procs):
+        summary.errors.append(f"{sum(1 for p in procs if p.exitcode)} worker process(es) exited with an error")
+    return summary
+
+
+def run_study(
+    study_file: str | os.PathLike[str],
+    *,
+    study_name: str | None = None,
+    db: str | None = None,
+    workers: int = 1,
+    smoke: bool = False,
+    max_trials: int | None = None,
+    budget_hours: float | None = None,
+    new_version: bool = False,
+    wandb_project: str | None = None,
+    runs_dir: Path | None = None,
+    lease_s: float | None = None,
+) -> list[RunOutcome]:
+    """Register, plan and run the studies of a file (or the one named); return what happened."""
+    from ablate.store import ResultStore
+
+    source = str(study_file)
+    studies = load_studies(study_file)
+    chosen = [select_study(studies, study_name, source=source)] if study_name else studies
+    prepared = [prepare(s, smoke=smoke) for s in chosen]  # everything validated before any write
+    if workers < 1:
+        raise StudyError(f"--workers must be >= 1, got {workers}")
+    store = ResultStore(db)
+    outcomes = []
+    for study, specs in prepared:
+        info = store.register_study(study, new_version=new_version)
+        added = store.add_trials(study, specs) if specs else 0
+        counts = status_counts(store, study.name)
+        planned = len(specs) if study.design not in ADAPTIVE_DESIGNS else (study.n_trials or 0) * len(study.seeds)
+        done = counts.get("completed", 0) + counts.get("failed", 0) + counts.get("pruned", 0)
+        print(
+            f"{study.name}: {planned} trials planned, {added} new, {done} already finished "
+            f"(database {store.display_url}, study version {info.version})",
+            flush=True,
+        )
+        options = WorkerOptions(
+            max_trials=max_trials,
+            budget_s=budget_hours * 3600 if budget_hours is not None else None,
+            smoke=smoke,
+            wandb_project=wandb_project or (dict(study.wandb or {}).get("project")),
+        )
+        if runs_dir is not None:
+            options.runs_dir = runs_dir
+        if lease_s is not None:
+            options.lease_s = lease_s
+        summary = run_workers(store, study, source, db, options, workers, planned, done)
+        outcomes.append(
+            RunOutcome(study.name, store.display_url, planned, added, summary, status_counts(store, study.name))
+        )
+        if summary.errors:
+            raise AblateError(f"{study.name}: {summary.errors[0]}")
+    return outcomes
+
+
+def retry_trials(study: str, *, db: str | None = None, failed: bool = True, pruned: bool = False) -> int:
+    """Put failed (and optionally pruned) trials back in the queue; return how many."""
+    from ablate.store import ResultStore
+
+    statuses = tuple(s for s, on in (("failed", failed), ("pruned", pruned)) if on)
+    if not statuses:
+        raise StudyError("nothing to retry: give --failed and/or --pruned")
+    store = ResultStore(db)
+    store.load_study(study)  # a clear error for an unknown study
+    return int(store.requeue_trials(study, statuses=statuses))
+
