@@ -208,6 +208,9 @@ def apply_cifar_stem(model: nn.Module, name: str) -> None:
 
 
 def is_conv_model(model: nn.Module) -> bool:
-    """True for convolutional networks (channels_last helps them); a transformer has only its
-    patch-embedding convolution."""
-    return sum(isinstance(m, nn.Conv2d) for m in model.modules()) >= 3
+    """True for convolutional networks (channels_last helps them): some convolution overlaps its
+    windows. A transformer's only convolution is its patch embedding, kernel == stride."""
+    return any(
+        isinstance(m, nn.Conv2d) and any(k > s for k, s in zip(m.kernel_size, m.stride, strict=True))
+        for m in model.modules()
+    )

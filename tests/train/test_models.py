@@ -135,7 +135,7 @@ def test_check_model_config_errors_name_the_stages() -> None:
     with pytest.raises(StudyError) as err:
         check_model_config(tiny(**_pretrained(freeze="layer5")))
     assert "stem, layer1..layer4, head" in str(err.value) and "'layer5'" in str(err.value)
-    with pytest.raises(StudyError, match="blocks.0..blocks.6"):
+    with pytest.raises(StudyError, match=r"blocks\.0\.\.blocks\.6"):
         check_model_config(tiny(**_pretrained(model="efficientnet_b0", freeze="layer3")))
     with pytest.raises(StudyError, match="lr_groups"):
         check_model_config(tiny(lr_groups=[1.0] * 7, model="resnet18"))
@@ -148,9 +148,9 @@ def test_missing_pretrained_weights_name_where_they_were_looked_for(tmp_path: Pa
     with pytest.raises(DataNotFoundError) as err:
         train_trial(tiny(**_pretrained()))
     assert "resnet18_a1_0-d63eafa0.pth" in str(err.value) and "weights_path" in str(err.value)
-    with pytest.raises(DataNotFoundError, match="resnet18-f37072fd.pth"):
+    with pytest.raises(DataNotFoundError, match=r"resnet18-f37072fd\.pth"):
         train_trial(tiny(**_pretrained(model="tv:resnet18")))
-    with pytest.raises(DataNotFoundError, match="nope.pth does not exist"):
+    with pytest.raises(DataNotFoundError, match=r"nope\.pth does not exist"):
         train_trial(tiny(**_pretrained(weights_path=str(tmp_path / "nope.pth"))))
 
 
