@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +21,7 @@ import pandas as pd
 
 from ablate.errors import StudyError
 from ablate.report._data import (
+    CURVE_SERIES,
     AblationTable,
     ParallelCoordinates,
     ablation_table,
@@ -43,8 +44,9 @@ from ablate.report._data import (
 
 #: Learning curves show at most this many configurations (the baseline and the best ones).
 MAX_CURVES = 8
-#: Interaction heatmaps drawn at most (pairs of varying factors of a grid).
-MAX_INTERACTIONS = 6
+#: Interaction heatmaps are drawn for the pairs among this many factors (those with the widest
+#: main effect), so a 4-factor grid gets 3 readable heatmaps instead of 6.
+MAX_INTERACTION_FACTORS = 3
 ADAPTIVE = ("random", "tpe")
 
 
@@ -91,7 +93,7 @@ def collect_report(
     study: str,
     design: str,
     trials: pd.DataFrame,
-    epochs: pd.DataFrame | None,
+    epochs: pd.DataFrame | Callable[[Sequence[int]], pd.DataFrame] | None,
     factors: Sequence[str],
     metric: str,
     direction: str,
@@ -103,7 +105,11 @@ def collect_report(
     seeds: Sequence[int] | None = None,
     artifacts: pd.DataFrame | None = None,
 ) -> Report:
-    """Compute every table and plot's data from the store's DataFrames; nothing is drawn."""
+    """Compute every table and plot's data from the store's DataFrames; nothing is drawn.
+
+    ``epochs`` is :func:`ablate.store.load_epochs`'s frame, or a function returning the epoch
+    rows of the trial ids it is given (only the configurations drawn as learning curves).
+    """
     if not trials.empty:
         check_metric(metric, trials, study=study)
     if isinstance(baseline, str):
@@ -135,8 +141,12 @@ def collect_report(
     interactions: list[tuple[str, str, pd.DataFrame]] = []
     anova = None
     if design == "grid" and len(varying) >= 2:
-        for a, b in itertools.islice(itertools.combinations(varying, 2), MAX_INTERACTIONS):
+        spread = {f: float(e["mean"].max() - e["mean"].min()) if len(e) else 0.0 for f, e in effects.items()}
+        top = sorted(varying, key=lambda f: -spread[f])[:MAX_INTERACTION_FACTORS]
+        for a, b in itertools.combinations([f for f in varying if f in top], 2):
             interactions.append((a, b, interaction_means(done, a, b, metric)))
+        if len(varying) > MAX_INTERACTION_FACTORS:
+            notes.append(f"Interaction heatmaps: pairs among the {MAX_INTERACTION_FACTORS} factors with the widest main effect ({', '.join(top)}).")
     if design == "grid" and varying:
         if is_full_grid(done, varying):
             anova = anova_table(done, varying, metric)
@@ -149,6 +159,8 @@ def collect_report(
     ranked = rows.sort_values(f"{metric}_mean", ascending=direction == "minimize")["config_hash"].tolist()
     chosen = list(dict.fromkeys([*(x for x in [table.baseline] if x), *ranked]))[:MAX_CURVES]
     order = [h for h in table.rows["config_hash"] if h in chosen]
+    if callable(epochs):
+        epochs = epochs(done.loc[done["config_hash"].isin(order), "trial_id"].tolist())
     curves = (
         learning_curves(epochs, done, configs=order)
         if epochs is not None and not epochs.empty
@@ -237,20 +249,23 @@ class Plot:
 
 
 #: Every file a report may write, so a re-run removes plots that no longer apply.
-_PLOT_PREFIXES = ("main_effects", "interaction_", "learning_curves", "parallel_coordinates",
+_PLOT_PREFIXES = ("main_effects", "interaction", "learning_curves", "parallel_coordinates",
                   "importance", "cost", "compute_hours", "predictions")
 
 
 def draw_report(report: Report, out: Path, *, svg: bool = True, workers: int | None = None) -> list[Plot]:
     """Draw every figure the report has data for into ``out`` (PNG, and SVG unless told not).
 
-    ``workers`` processes draw in parallel (default: one per CPU core; 1 draws in this process).
+    ``workers`` processes draw in parallel (default: half the CPU cores; 1 draws in this process).
     """
     from ablate.report import _plots as P
     from ablate.report._tables import metric_label, time_unit
 
     table = report.table
-    colors = P.config_colors(list(table.rows["config_hash"]))
+    # One colour per configuration, the same in every plot. Beyond 10 rows colours would blur
+    # together: only the configurations drawn as learning curves get one, the rest are grey.
+    rows = list(table.rows["config_hash"])
+    colors = P.config_colors(rows if len(rows) <= 10 else report.curve_configs)
     labels = dict(zip(table.rows["config_hash"], table.rows["label"], strict=True))
     m = metric_label(report.metric)
     jobs: list[tuple[Plot, Any]] = []
@@ -261,9 +276,10 @@ def draw_report(report: Report, out: Path, *, svg: bool = True, workers: int | N
                else "averaged over the other factors")
         jobs.append((Plot("main_effects", "Main effects", f"{m} per factor level, {how}; error bars: 95 % t-interval of the mean."),
                      lambda: P.plot_main_effects(report.effects, report.metric, baseline_levels=hold)))
-    for a, b, means in report.interactions:
-        jobs.append((Plot(f"interaction_{a}_{b}", f"Interaction: {a} x {b}", f"Mean {m} for each combination of {a} and {b}."),
-                     lambda a=a, b=b, means=means: P.plot_interaction(means, a, b, report.metric, report.direction)))
+    if report.interactions:
+        names = ", ".join(f"{a} x {b}" for a, b, _ in report.interactions)
+        jobs.append((Plot("interactions", "Interactions", f"Mean {m} for each combination of levels: {names}."),
+                     lambda: P.plot_interactions(report.interactions, report.metric, report.direction)))
     if not report.curves.empty:
         curve_labels = {h: labels[h] for h in report.curve_configs}
         jobs.append((Plot("learning_curves", "Learning curves", "Per epoch, completed trials only: mean over seeds, band ±1 std."),
@@ -290,7 +306,9 @@ def draw_report(report: Report, out: Path, *, svg: bool = True, workers: int | N
     order = [plot.name for plot, _ in jobs]
     # Costly figures first, so parallel workers finish together.
     jobs.sort(key=lambda job: job[0].name not in ("learning_curves", "parallel_coordinates", "main_effects", "compute_hours"))
-    n = min(len(jobs), workers if workers is not None else (os.cpu_count() or 1))
+    # Default: half the logical cores (roughly the physical ones), so a 2-core Colab or CI box
+    # draws in-process, where forked workers would only compete for the same core.
+    n = min(len(jobs), workers if workers is not None else (os.cpu_count() or 2) // 2)
     if n > 1 and "fork" in multiprocessing.get_all_start_methods():
         # Figures are independent and matplotlib holds the GIL while it renders: draw them in
         # forked processes, which inherit the data (closures need no pickling).
@@ -378,22 +396,47 @@ def load_report(
             raise StudyError(f"study {study!r} has no completed trials to report ({counts or 'no trials'})")
         metric = metric or info.metric
         check_metric(metric, trials, study=study)
-        epochs = store.load_epochs(study)
         artifacts = store.load_artifacts(study)
-    definition = info.definition or {}
-    return collect_report(
-        study=study,
-        design=info.design,
-        trials=trials,
-        epochs=epochs,
-        factors=list(info.factors),
-        metric=metric,
-        direction=metric_direction(metric, study_metric=info.metric, study_direction=info.direction),
-        study_metric=info.metric,
-        study_baseline=info.baseline,
-        baseline=baseline,
-        base=definition.get("base", {}),
-        description=info.description or "",
-        seeds=info.seeds,
-        artifacts=artifacts,
-    )
+        # The curves need the epochs of at most MAX_CURVES configurations; load_epochs would
+        # build every epoch row of the study in Python (3 s for 100,000 rows).
+        epochs = _epochs_of(store, trials)
+        definition = info.definition or {}
+        report = collect_report(
+            study=study,
+            design=info.design,
+            trials=trials,
+            epochs=epochs,
+            factors=list(info.factors),
+            metric=metric,
+            direction=metric_direction(metric, study_metric=info.metric, study_direction=info.direction),
+            study_metric=info.metric,
+            study_baseline=info.baseline,
+            baseline=baseline,
+            base=definition.get("base", {}),
+            description=info.description or "",
+            seeds=info.seeds,
+            artifacts=artifacts,
+        )
+        return report
+
+
+def _epochs_of(store: Any, trials: pd.DataFrame) -> Callable[[Sequence[int]], pd.DataFrame]:
+    """A reader of the ``epochs`` rows of given trials (the documented schema, docs/schema.md),
+    used while the store is open; columns as in :func:`ablate.store.load_epochs`."""
+    import sqlalchemy as sa
+
+    columns = ["trial_id", "epoch", *CURVE_SERIES]
+    table = sa.table("epochs", *(sa.column(c) for c in columns))
+
+    def read(trial_ids: Sequence[int]) -> pd.DataFrame:
+        rows: list[Any] = []
+        ids = [int(i) for i in trial_ids]
+        with store.engine.connect() as conn:
+            for start in range(0, len(ids), 500):  # bound parameters per statement stay small
+                chunk = ids[start : start + 500]
+                rows += conn.execute(sa.select(table).where(table.c.trial_id.in_(chunk))).all()
+        frame = pd.DataFrame([tuple(r) for r in rows], columns=columns)
+        frame = frame.astype({"trial_id": "int64", "epoch": "int64", **{c: "float64" for c in CURVE_SERIES}})
+        return frame.merge(trials[["trial_id", "config_hash"]], on="trial_id")
+
+    return read

@@ -33,15 +33,15 @@ _CSS = """
 :root { --fg: #1f2328; --muted: #59636e; --line: #d1d9e0; --head: #f6f8fa; --best: #dafbe1; --accent: #0969da; }
 * { box-sizing: border-box; }
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
-       color: var(--fg); margin: 0 auto; padding: 24px 32px 64px; max-width: 1280px; }
+       color: var(--fg); margin: 0 auto; padding: 24px 24px 64px; max-width: 1480px; }
 h1 { font-size: 26px; margin: 0 0 4px; } h2 { font-size: 20px; margin: 36px 0 8px;
      border-bottom: 1px solid var(--line); padding-bottom: 4px; }
 p.meta, p.caption, ul.notes { color: var(--muted); }
 p.caption { font-size: 13px; margin-top: 4px; }
 ul.notes { font-size: 13px; padding-left: 18px; }
 .scroll { overflow-x: auto; }
-table { border-collapse: collapse; font-variant-numeric: tabular-nums; font-size: 13.5px; }
-th, td { border: 1px solid var(--line); padding: 5px 9px; white-space: nowrap; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; font-size: 13px; }
+th, td { border: 1px solid var(--line); padding: 4px 7px; white-space: nowrap; }
 th { background: var(--head); text-align: left; }
 table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th::after { content: " \\2195"; color: #b0b8c1; }

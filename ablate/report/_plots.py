@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 PNG_DPI = 110
 BASELINE_COLOR = "#d62728"
 POINT_COLOR = "#1f77b4"
+OTHER_COLOR = "#9aa5b1"
 GPU_COLOR = "#2ca02c"
 CPU_COLOR = "#7f7f7f"
 GOOD, BAD = "#1a7f37", "#cf222e"
@@ -71,6 +72,12 @@ def axis_label(metric: str) -> str:
     return name
 
 
+def _legend_columns(labels: Sequence[str], width_in: float) -> int:
+    """As many legend columns as fit the figure's width (about 15 characters per inch at 8 pt)."""
+    longest = max((len(label) for label in labels), default=10) + 6
+    return max(1, min(3, int(width_in * 15) // longest))
+
+
 def _wrap(text: str, width: int = 14) -> str:
     import textwrap
 
@@ -112,41 +119,47 @@ def plot_main_effects(
     return fig
 
 
-def plot_interaction(means: pd.DataFrame, row_factor: str, col_factor: str, metric: str, direction: str) -> Figure:
-    """Heatmap of the metric's mean over two factors, each cell annotated with mean, std and n."""
+def plot_interactions(pairs: Sequence[tuple[str, str, pd.DataFrame]], metric: str, direction: str) -> Figure:
+    """One heatmap per pair of factors, on one colour scale; cells show mean, std and n."""
+    from matplotlib.colors import Normalize
+
     from ablate.report._data import format_level
 
-    means = means.assign(_r=means[row_factor].map(format_level), _c=means[col_factor].map(format_level))
-    order_r, order_c = list(dict.fromkeys(means["_r"])), list(dict.fromkeys(means["_c"]))
-    # pivot sorts its labels; keep the study's level order instead.
-    table, std, count = (
-        means.pivot(index="_r", columns="_c", values=v).reindex(index=order_r, columns=order_c)
-        for v in ("mean", "std", "n")
-    )
-    nr, nc = table.shape
-    fig = _figure(max(4.0, 1.3 * nc + 2.4), max(3.0, 0.8 * nr + 1.6))
-    ax = fig.subplots()
+    grids = []
+    for row_factor, col_factor, means in pairs:
+        m = means.assign(_r=means[row_factor].map(format_level), _c=means[col_factor].map(format_level))
+        order_r, order_c = list(dict.fromkeys(m["_r"])), list(dict.fromkeys(m["_c"]))
+        # pivot sorts its labels; keep the study's level order instead.
+        grids.append([m.pivot(index="_r", columns="_c", values=v).reindex(index=order_r, columns=order_c)
+                      for v in ("mean", "std", "n")])
+    every = np.concatenate([g[0].to_numpy(dtype=float).ravel() for g in grids])
+    every = every[np.isfinite(every)]
+    norm = Normalize(float(every.min()), float(every.max())) if every.size else Normalize(0, 1)
+    widths = [max(2.6, 1.05 * g[0].shape[1] + 1.0) for g in grids]
+    height = max(g[0].shape[0] for g in grids)
+    fig = _figure(max(5.0, sum(widths) + 1.2), max(3.0, 0.7 * height + 1.7))
+    axes = np.atleast_1d(fig.subplots(1, len(grids), squeeze=False, width_ratios=widths)).ravel()
     cmap = "viridis" if direction == "maximize" else "viridis_r"
-    image = ax.imshow(table.to_numpy(dtype=float), cmap=cmap, aspect="auto")
-    values = table.to_numpy(dtype=float)
-    finite = values[np.isfinite(values)]
-    middle = (finite.min() + finite.max()) / 2 if finite.size else 0.0
-    for i in range(nr):
-        for j in range(nc):
+    image = None
+    for ax, (row_factor, col_factor, _), (table, std, count) in zip(axes, pairs, grids, strict=True):
+        values = table.to_numpy(dtype=float)
+        image = ax.imshow(values, cmap=cmap, norm=norm, aspect="auto")
+        for i, j in np.ndindex(values.shape):
             v = values[i, j]
             if not np.isfinite(v):
                 continue
             s = std.iloc[i, j]
             text = f"{v:.3f}" + (f"\n± {s:.3f}" if np.isfinite(s) else "") + f"\nn={int(count.iloc[i, j])}"
-            dark = (v < middle) == (direction == "maximize")
-            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
-    ax.set_xticks(range(nc), [str(c) for c in table.columns])
-    ax.set_yticks(range(nr), [str(r) for r in table.index])
-    ax.set_xlabel(col_factor)
-    ax.set_ylabel(row_factor)
-    ax.grid(False)
-    fig.colorbar(image, ax=ax, label=axis_label(metric))
-    ax.set_title(f"{metric_label(metric)}: {row_factor} x {col_factor} (mean ± std)")
+            dark = (norm(v) < 0.5) == (direction == "maximize")
+            ax.text(j, i, text, ha="center", va="center", fontsize=7.5, color="white" if dark else "black")
+        ax.set_xticks(range(values.shape[1]), [_wrap(str(c), 10) for c in table.columns])
+        ax.set_yticks(range(values.shape[0]), [str(r) for r in table.index])
+        ax.set_xlabel(col_factor)
+        ax.set_ylabel(row_factor)
+        ax.grid(False)
+        ax.set_title(f"{row_factor} x {col_factor}")
+    fig.colorbar(image, ax=list(axes), label=axis_label(metric))
+    fig.suptitle(f"Interactions: {metric_label(metric)}, mean ± std")
     return fig
 
 
@@ -156,7 +169,8 @@ def plot_learning_curves(curves: pd.DataFrame, labels: Mapping[str, str], colors
     from matplotlib.lines import Line2D
 
     kinds = [k for k in ("acc", "loss") if curves["series"].str.endswith(k).any()]
-    fig = _figure(10.5, 3.6 + 0.22 * len(labels))
+    ncols = _legend_columns([*labels.values(), "train"], 10.5)
+    fig = _figure(10.5, 3.5 + 0.2 * math.ceil((len(labels) + 2) / ncols))
     axes = np.atleast_1d(fig.subplots(1, len(kinds), squeeze=False)).ravel()
     for ax, kind in zip(axes, kinds, strict=True):
         for h in labels:
@@ -177,7 +191,7 @@ def plot_learning_curves(curves: pd.DataFrame, labels: Mapping[str, str], colors
         Line2D([], [], color="black", linestyle="-", label="val"),
         Line2D([], [], color="black", linestyle="--", label="train"),
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(3, len(handles)))
+    fig.legend(handles=handles, loc="outside lower center", ncols=ncols)
     fig.suptitle("Learning curves: mean over seeds, band = ±1 std")
     return fig
 
@@ -242,26 +256,31 @@ def plot_cost(cost: pd.DataFrame, metric: str, direction: str, colors: Mapping[s
         panels.append(("images_per_s", "throughput (images/s)", 1.0))
     fig = _figure(5.0 * len(panels) + 0.5, 4.0)
     axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True, squeeze=False)).ravel()
-    point_colors = [colors.get(h, POINT_COLOR) for h in cost["config_hash"]]
+    marked = cost["config_hash"].isin(list(colors)).to_numpy()
+    point_colors = [colors.get(h, OTHER_COLOR) for h in cost["config_hash"]]
     for ax, (col, label, s) in zip(axes, panels, strict=True):
         x = cost[col].to_numpy(dtype=float) / s
         y = cost["value"].to_numpy(dtype=float)
-        ax.scatter(x, y, c=point_colors, s=40, zorder=3)
+        ax.scatter(x[~marked], y[~marked], c=OTHER_COLOR, s=22, alpha=0.6, zorder=3)
+        ax.scatter(x[marked], y[marked], c=[c for c, m in zip(point_colors, marked, strict=True) if m], s=40, zorder=4)
         if col == "time_s":
             front = cost["pareto"].to_numpy(dtype=bool)
             order = np.argsort(x[front])
             ax.step(x[front][order], y[front][order], where="post", color="black", linewidth=1, zorder=2, label="Pareto front")
-            ax.scatter(x[front], y[front], s=110, facecolors="none", edgecolors="black", zorder=4)
+            ax.scatter(x[front], y[front], s=110, facecolors="none", edgecolors="black", zorder=5)
             ax.legend(loc="best")
         ax.set_xlabel(label)
         ax.set_title(f"{metric_label(metric)} vs {label.split(' (')[0]}")
     axes[0].set_ylabel(axis_label(metric))
-    if len(cost) <= 10:
+    if marked.any():
         from matplotlib.lines import Line2D
 
-        handles = [Line2D([], [], marker="o", linestyle="", color=colors.get(h, POINT_COLOR), label=lab)
-                   for h, lab in zip(cost["config_hash"], cost["label"], strict=True)]
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(3, len(handles)))
+        handles = [Line2D([], [], marker="o", linestyle="", color=colors[h], label=lab)
+                   for h, lab in zip(cost["config_hash"][marked], cost["label"][marked], strict=True)]
+        if not marked.all():
+            handles.append(Line2D([], [], marker="o", linestyle="", color=OTHER_COLOR, label="other configurations"))
+        fig.legend(handles=handles, loc="outside lower center",
+                   ncols=_legend_columns([h.get_label() for h in handles], 5.0 * len(panels) + 0.5))
     return fig
 
 
@@ -312,7 +331,10 @@ def plot_predictions(images: np.ndarray, labels: np.ndarray, preds: np.ndarray, 
         ax.axis("off")
         if k >= n:
             continue
-        img = images[k]
+        img = np.asarray(images[k])
+        if img.dtype != np.uint8:  # floats of any range: stretch to [0, 1] for imshow
+            lo, hi = float(img.min()), float(img.max())
+            img = (img - lo) / (hi - lo or 1.0)
         ax.imshow(img.squeeze(), cmap="gray" if img.ndim == 2 or img.shape[-1] == 1 else None, interpolation="nearest")
         ok = int(labels[k]) == int(preds[k])
         ax.set_title(f"true: {name(int(labels[k]))[:14]}\npred: {name(int(preds[k]))[:14]}", fontsize=7, color=GOOD if ok else BAD)

@@ -7,6 +7,7 @@ paper, on GitHub and in the terminal.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,7 @@ def latex_table(table: AblationTable) -> str:
 
     def cell(c: Cell) -> str:
         t = tex_escape(c.text).replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--")
+        t = re.sub(r"(?<![\w.])-(?=\d)", "$-$", t)  # a minus sign, not a hyphen
         return rf"\textbf{{{t}}}" if c.best and t else t
 
     lines = [

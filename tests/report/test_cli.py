@@ -1,0 +1,80 @@
+"""`ablate report` end to end on a real SQLite database: the table, the path, one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ablate.cli import app
+from ablate.store import ResultStore
+from ablate.study import Study
+
+from .filldb import run_study
+from .test_build import effnet_outcome, effnet_study
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def effnet_db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The EfficientNet OFAT study, finished, plus a study with nothing completed yet."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('cli') / 'ablate.db'}"
+    with ResultStore(url) as store:
+        run_study(store, effnet_study(), effnet_outcome)
+        waiting = Study(name="waiting", base=dict(dataset="synthetic", num_classes=10), factors=dict(lr=[0.1, 0.05]))
+        store.register_study(waiting)
+        store.add_trials(waiting, waiting.validate())
+    return url
+
+
+def test_report_prints_the_table_and_the_page(effnet_db: str, tmp_path: Path) -> None:
+    out = tmp_path / "effnet"
+    result = runner.invoke(app, ["report", "--study", "effnet_imgsize", "--db", effnet_db, "--out", str(out), "--no-svg"],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for number in ("0.348", "0.316", "0.610", "0.580", "0.552", "0.557", "-0.264", "-0.023"):
+        assert number in result.output
+    assert f"report: {out / 'index.html'}" in result.output
+    assert (out / "index.html").exists() and (out / "table.tex").exists()
+    assert not list(out.glob("*.svg"))
+
+
+def test_metric_and_baseline_options(effnet_db: str, tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    result = runner.invoke(app, ["report", "-s", "effnet_imgsize", "--db", effnet_db, "--out", str(out), "--no-svg",
+                                 "--metric", "train_acc", "--baseline", "image_size=64"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    table = (out / "table.md").read_text()
+    assert "Baseline: image_size=64, augment=none (given by --baseline)." in table
+    assert "| 128 | none | 1 | **0.610** | **0.580** | 12.8 | +0.262 |" in table  # Δ train_acc = 0.61 - 0.348
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--study", "nope"], "error: no study named 'nope' in sqlite:///"),
+        (["--study", "effnet_imgsize", "--metric", "val_accuracy"],
+         "error: study 'effnet_imgsize': --metric 'val_accuracy' is not a recorded metric; allowed: val_acc, "
+         "train_acc"),
+        (["--study", "effnet_imgsize", "--baseline", "resolution=64"],
+         "error: --baseline names 'resolution', which is not a factor; factors: image_size, augment"),
+        (["--study", "effnet_imgsize", "--baseline", "image_size=96"],
+         "error: --baseline image_size=96 is not one of its levels (64, 128)"),
+        (["--study", "waiting"], "error: study 'waiting' has no completed trials to report (2 queued)"),
+    ],
+)
+def test_user_errors_are_one_line(effnet_db: str, tmp_path: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["report", "--db", effnet_db, "--out", str(tmp_path / "x"), *args])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_missing_database_file_is_an_error_not_a_new_file(tmp_path: Path) -> None:
+    db = tmp_path / "typo.db"
+    result = runner.invoke(app, ["report", "--study", "x", "--db", f"sqlite:///{db}"])
+    assert result.exit_code != 0 and "no database at" in result.output
+    assert not db.exists()
