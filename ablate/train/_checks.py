@@ -82,6 +82,8 @@ def smoke_config(config: TrialConfig) -> TrialConfig:
         weights_path=None,
         num_workers=0,
         compile=False,
+        # A study pinned to CUDA is still smoke-tested on a laptop; auto picks the GPU when there is one.
+        device="auto" if config.device == "cuda" else config.device,
         prediction_samples=min(config.prediction_samples, max(8, 2 * batch)),
         extra=extra,
     )

@@ -94,7 +94,7 @@ def _timm_weights_file(config: TrialConfig) -> Path:
         from huggingface_hub import constants
 
         candidates.append(Path(constants.HF_HUB_CACHE) / ("models--" + cfg.hf_hub_id.replace("/", "--")))
-    if cfg is not None and cfg.url:
+    if cfg is not None and isinstance(cfg.url, str) and cfg.url:
         path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(cfg.url)
         if path.exists():
             return path

@@ -14,7 +14,7 @@ import resource
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -156,8 +156,13 @@ class _Trial:
         check_lr_groups(self.stages, config.lr_groups, model=config.model)
         self.frozen_bn = apply_freeze(self.model, self.stages, config.freeze)
         channels_last = config.channels_last and is_conv_model(self.model)
-        self.model.to(self.device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-        self.forward = torch.compile(self.model) if config.compile else self.model
+        self.model.to(self.device)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        # The module that runs batches; self.model stays the one whose state is saved.
+        self.forward: torch.nn.Module = (
+            cast(torch.nn.Module, torch.compile(self.model)) if config.compile else self.model
+        )
         self.augment = BatchAugment(
             config, mean=self.data.mean, std=self.data.std, crop_on_device=self.data.in_memory,
             out_channels=in_chans, channels_last=channels_last, device=self.device,

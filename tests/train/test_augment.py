@@ -12,7 +12,7 @@ from ablate.data import BatchAugment
 from ablate.data._augment import (
     ERASE_SCALE,
     color_jitter,
-    random_crop,
+    crop_and_flip,
     random_erasing,
     random_grayscale,
     random_rotation,
@@ -33,7 +33,7 @@ def _gen(seed: int = 1) -> torch.Generator:
 def test_random_crop_returns_a_window_of_the_zero_padded_image() -> None:
     x = _batch()
     pad = 2
-    out = random_crop(x, pad, _gen())
+    out = crop_and_flip(x, pad, False, _gen())
     assert out.shape == x.shape and out.dtype == torch.uint8
     padded = F.pad(x, (0, 0, pad, pad, pad, pad))
     offsets = set()
@@ -45,7 +45,7 @@ def test_random_crop_returns_a_window_of_the_zero_padded_image() -> None:
         assert hits, f"image {i} is not a crop of its padded input"
         offsets.add(hits[0])
     assert len(offsets) > 1  # the offsets differ between images
-    assert torch.equal(out, random_crop(x, pad, _gen()))
+    assert torch.equal(out, crop_and_flip(x, pad, False, _gen()))
 
 
 def _augment(**kw: object) -> BatchAugment:
