@@ -124,23 +124,29 @@ def pandas_read(engine: Any, study_id: int) -> int:
 
 
 def stages(url: str, name: str, out: Path) -> dict[str, float]:
-    """The report's own stages, timed one by one (store read, statistics, drawing + writing)."""
+    """build_report's stages timed one by one: the store read, the statistics (with the epochs
+    of the configurations drawn as curves), drawing and writing."""
     from ablate.report import collect_report, render_report
+    from ablate.report._build import _epochs_of
     from ablate.report._data import metric_direction
     from ablate.store import ResultStore
 
     t0 = time.perf_counter()
     with ResultStore(url, create=False) as store:
         info = store.load_study(name)
-        trials, epochs, artifacts = store.load_trials(name), store.load_epochs(name), store.load_artifacts(name)
-    t1 = time.perf_counter()
-    report = collect_report(study=name, design=info.design, trials=trials, epochs=epochs, factors=info.factors,
-                            metric=info.metric, direction=metric_direction(info.metric, study_metric=info.metric, study_direction=info.direction), study_metric=info.metric,
-                            base=info.definition.get("base", {}), seeds=info.seeds, artifacts=artifacts)
-    t2 = time.perf_counter()
+        trials, artifacts = store.load_trials(name), store.load_artifacts(name)
+        t1 = time.perf_counter()
+        report = collect_report(
+            study=name, design=info.design, trials=trials, epochs=_epochs_of(store, trials), factors=info.factors,
+            metric=info.metric, direction=metric_direction(info.metric, study_metric=info.metric, study_direction=info.direction),
+            base=info.definition.get("base", {}), seeds=info.seeds, artifacts=artifacts)
+        t2 = time.perf_counter()
     render_report(report, out)
     t3 = time.perf_counter()
-    return {"store read": t1 - t0, "statistics": t2 - t1, "draw + write": t3 - t2}
+    render_report(report, out, svg=False)
+    t4 = time.perf_counter()
+    return {"store read (studies, trials, artifacts)": t1 - t0, "statistics (+ curve epochs)": t2 - t1,
+            "draw + write (PNG + SVG, HTML, MD, tables)": t3 - t2, "the same with --no-svg": t4 - t3}
 
 
 def main() -> None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,7 @@ OTHER_COLOR = "#9aa5b1"
 GPU_COLOR = "#2ca02c"
 CPU_COLOR = "#7f7f7f"
 GOOD, BAD = "#1a7f37", "#cf222e"
-_STYLE = {
+_STYLE: dict[str, Any] = {
     "font.size": 9,
     "axes.titlesize": 10,
     "axes.labelsize": 9,
@@ -43,11 +44,17 @@ _STYLE = {
 }
 
 
-def _figure(width: float, height: float) -> Figure:
+def report_style() -> AbstractContextManager[Any]:
+    """The report's matplotlib style, for drawing and saving (rc_context: the caller's own
+    matplotlib settings are left as they were)."""
     import matplotlib
+
+    return matplotlib.rc_context(cast(Any, _STYLE))
+
+
+def _figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure
 
-    matplotlib.rcParams.update(_STYLE)
     return Figure(figsize=(width, height), layout="constrained")
 
 
@@ -76,6 +83,14 @@ def _legend_columns(labels: Sequence[str], width_in: float) -> int:
     """As many legend columns as fit the figure's width (about 15 characters per inch at 8 pt)."""
     longest = max((len(label) for label in labels), default=10) + 6
     return max(1, min(3, int(width_in * 15) // longest))
+
+
+def _suptitle(fig: Figure, text: str) -> None:
+    """A figure title wrapped to the figure's width (about 11 characters per inch at 10 pt)."""
+    import textwrap
+
+    width = int(fig.get_figwidth() * 11)
+    fig.suptitle("\n".join(textwrap.wrap(text, width)) or text)
 
 
 def _wrap(text: str, width: int = 14) -> str:
@@ -114,8 +129,8 @@ def plot_main_effects(
         ax.set_ylabel(axis_label(metric))
     title = f"Main effects on {metric_label(metric)}: mean and 95 % CI over trials"
     if baseline_levels:
-        title += " (red: baseline level; other factors at baseline)"
-    fig.suptitle(title)
+        title += " (red: the baseline's level; the other factors held at the baseline)"
+    _suptitle(fig, title)
     return fig
 
 
@@ -158,8 +173,9 @@ def plot_interactions(pairs: Sequence[tuple[str, str, pd.DataFrame]], metric: st
         ax.set_ylabel(row_factor)
         ax.grid(False)
         ax.set_title(f"{row_factor} x {col_factor}")
+    assert image is not None
     fig.colorbar(image, ax=list(axes), label=axis_label(metric))
-    fig.suptitle(f"Interactions: {metric_label(metric)}, mean ± std")
+    _suptitle(fig, f"Interactions: {metric_label(metric)}, mean ± std")
     return fig
 
 
@@ -192,7 +208,7 @@ def plot_learning_curves(curves: pd.DataFrame, labels: Mapping[str, str], colors
         Line2D([], [], color="black", linestyle="--", label="train"),
     ]
     fig.legend(handles=handles, loc="outside lower center", ncols=ncols)
-    fig.suptitle("Learning curves: mean over seeds, band = ±1 std")
+    _suptitle(fig, "Learning curves: mean over seeds, band = ±1 std")
     return fig
 
 
@@ -230,7 +246,7 @@ def plot_parallel_coordinates(pc: ParallelCoordinates, direction: str) -> Figure
     ax.grid(False)
     ax.spines["left"].set_visible(False)
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=axis_label(pc.metric))
-    ax.set_title(f"Parallel coordinates: one line per configuration, coloured by {metric_label(pc.metric)}")
+    _suptitle(fig, f"Parallel coordinates: one line per configuration, coloured by {metric_label(pc.metric)}")
     return fig
 
 
@@ -280,7 +296,7 @@ def plot_cost(cost: pd.DataFrame, metric: str, direction: str, colors: Mapping[s
         if not marked.all():
             handles.append(Line2D([], [], marker="o", linestyle="", color=OTHER_COLOR, label="other configurations"))
         fig.legend(handles=handles, loc="outside lower center",
-                   ncols=_legend_columns([h.get_label() for h in handles], 5.0 * len(panels) + 0.5))
+                   ncols=_legend_columns([str(h.get_label()) for h in handles], 5.0 * len(panels) + 0.5))
     return fig
 
 
@@ -311,7 +327,7 @@ def plot_compute_hours(hours: pd.DataFrame) -> Figure:
     used = [d for d in ("GPU", "CPU") if (hours["device"] == d).any()]
     fig.legend(handles=[Patch(color=GPU_COLOR if d == "GPU" else CPU_COLOR, label=f"{d} hours") for d in used],
                loc="outside upper right", ncols=len(used))
-    fig.suptitle("Compute spent per factor level (all trials that ran, failed included)")
+    _suptitle(fig, "Compute spent per factor level (all trials that ran, failed included)")
     return fig
 
 
@@ -338,7 +354,7 @@ def plot_predictions(images: np.ndarray, labels: np.ndarray, preds: np.ndarray, 
         ax.imshow(img.squeeze(), cmap="gray" if img.ndim == 2 or img.shape[-1] == 1 else None, interpolation="nearest")
         ok = int(labels[k]) == int(preds[k])
         ax.set_title(f"true: {name(int(labels[k]))[:14]}\npred: {name(int(preds[k]))[:14]}", fontsize=7, color=GOOD if ok else BAD)
-    fig.suptitle(title)
+    _suptitle(fig, title)
     return fig
 
 

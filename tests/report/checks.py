@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -33,6 +34,8 @@ def assert_real_image(path: Path) -> None:
 
 def load_in_chromium(page: Path, screenshot: Path | None = None) -> list[str]:
     """Open ``page`` in headless Chromium; return the console messages it logged."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is missing: apt-get install -y chromium (.ci/run installs it)", pytrace=False)
     with tempfile.TemporaryDirectory() as profile:
         args = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0"]
         if screenshot is not None:

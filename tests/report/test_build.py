@@ -77,7 +77,8 @@ def grid_report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
         assert run_study(store, study, grid_outcome(tmp), device="cuda:0") == 12
     out = tmp / "reports" / "grid_demo"
     out.mkdir(parents=True)
-    (out / "interaction_model_lr.png").write_bytes(b"stale plot of an earlier study definition")
+    (out / "importance.png").write_bytes(b"stale plot of an earlier (random) study of this name")
+    (out / "importance_notes.png").write_bytes(b"the user's own file")
     build_report("grid_demo", db=url, out=out)
     yield url, out
 
@@ -89,7 +90,8 @@ def test_every_output_file_is_written_and_every_plot_is_a_real_image(grid_report
     for plot in GRID_PLOTS:
         assert_real_image(out / f"{plot}.png")
         ET.parse(out / f"{plot}.svg")  # well-formed XML
-    assert not (out / "interaction_model_lr.png").exists(), "stale plot left behind"
+    assert not (out / "importance.png").exists(), "stale plot left behind"
+    assert (out / "importance_notes.png").exists(), "a file the report does not own was removed"
     # No ANOVA skip note: the grid is full with 2+ completed seeds per cell.
     assert "Two-way ANOVA" in (out / "report.md").read_text()
 
@@ -181,3 +183,16 @@ def test_adaptive_study_gets_importance_and_binned_effects(tmp_path: Path) -> No
     render_report(report, tmp_path, svg=False, workers=1)
     assert_real_image(tmp_path / "importance.png")
     assert_real_image(tmp_path / "parallel_coordinates.png")
+
+
+def test_a_study_without_varying_factors_still_reports(tmp_path: Path) -> None:
+    rows = [dict(lr=0.1, seed=s, val_acc=0.5 + s / 100, train_acc=0.6, duration_s=10.0) for s in range(3)]
+    trials = make_trials(["lr"], rows)
+    report = collect_report(study="one_config", design="grid", trials=trials, epochs=make_epochs(trials, ["lr"], 3),
+                            factors=["lr"], metric="val_acc", direction="maximize")
+    assert report.table.factors == [] and report.table.constants == {"lr": 0.1}
+    assert report.table.rows["val_acc_mean"].tolist() == pytest.approx([0.51])
+    assert report.effects == {} and report.parallel is None and report.hours is None
+    index = render_report(report, tmp_path, svg=False, workers=1)
+    assert "Constant: lr = 0.1. Seeds: 0, 1, 2." in (tmp_path / "table.md").read_text()
+    assert index.exists() and (tmp_path / "learning_curves.png").exists()
