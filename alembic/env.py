@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from alembic import context
 from sqlalchemy import Connection
 
 from ablate.store._engine import make_engine, resolve_url
 from ablate.store._migrate import VERSION_TABLE
 from ablate.store._models import Base
-from alembic import context
 
 config = context.config
 target_metadata = Base.metadata

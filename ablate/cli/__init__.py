@@ -39,10 +39,12 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
-    from ablate.cli import _plan  # noqa: F401
-    from ablate.cli import _store  # noqa: F401
-    from ablate.cli import _run  # noqa: F401
-    from ablate.cli import _report  # noqa: F401
+    from ablate.cli import (
+        _plan,  # noqa: F401
+        _report,  # noqa: F401
+        _run,  # noqa: F401
+        _store,  # noqa: F401
+    )
 
 
 _register_commands()

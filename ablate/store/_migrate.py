@@ -163,9 +163,8 @@ def _upgrade_locked(engine: Engine, revision: str) -> bool:
                 f"version of ablate does not know (its latest is {', '.join(head_revisions())}); "
                 "it was written by a newer ablate: upgrade ablate to use it"
             )
-        from alembic.util import CommandError
-
         from alembic import command
+        from alembic.util import CommandError
 
         _drop_views(conn)
         try:

@@ -3,7 +3,16 @@
 from ablate.study._config import TrialConfig, config_hash, make_config
 from ablate.study._load import load_studies, select_study
 from ablate.study._models import cache_dir, check_model_name, list_model_names
-from ablate.study._space import Choice, IntRange, Space, Uniform, choice, intrange, loguniform, uniform
+from ablate.study._space import (
+    Choice,
+    IntRange,
+    Space,
+    Uniform,
+    choice,
+    intrange,
+    loguniform,
+    uniform,
+)
 from ablate.study._study import (
     ADAPTIVE_DESIGNS,
     DESIGNS,

@@ -179,7 +179,7 @@ def field_doc(name: str) -> str:
 
 def check_field_name(name: str, *, where: str, allow_extra: bool = False) -> None:
     """Raise for a key that is not a TrialConfig field (unless a custom trainer takes extras)."""
-    if name in FIELDS and name != "extra" or allow_extra:
+    if (name in FIELDS and name != "extra") or allow_extra:
         return
     raise StudyError(
         f"{where}: unknown field {name!r}{did_you_mean(name, FIELDS)} "

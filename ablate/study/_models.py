@@ -30,7 +30,7 @@ def cache_dir() -> Path:
     return path
 
 
-def _cached_names(kind: str, version: str, compute: "functools.partial[list[str]]") -> frozenset[str]:
+def _cached_names(kind: str, version: str, compute: functools.partial[list[str]]) -> frozenset[str]:
     path = cache_dir() / f"{kind}-{version}-models.txt"
     if path.exists():
         return frozenset(path.read_text().split())

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
@@ -15,7 +16,6 @@ from ablate.errors import StoreError
 from ablate.store import ResultStore
 from ablate.store._migrate import VERSION_TABLE, alembic_config, current_revisions, head_revisions
 from ablate.store._models import Base
-from alembic import command
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "db"
 

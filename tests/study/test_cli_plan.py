@@ -35,10 +35,10 @@ def test_plan_json_lists_trials_and_level_counts() -> None:
     assert plan["study"] == "digits_quick" and plan["design"] == "grid"
     assert plan["n_trials"] == len(plan["trials"]) == 12
     assert plan["trials"][0] == {
-        "number": 0, "params": {"image_size": 8, "augment": "none"}, "seed": 0,
+        "number": 0, "params": {"image_size": 4, "augment": "none"}, "seed": 0,
         "config_hash": plan["trials"][0]["config_hash"],
     }
-    assert {c["level"]: c["trials"] for c in plan["level_counts"]["image_size"]} == {8: 4, 16: 4, 32: 4}
+    assert {c["level"]: c["trials"] for c in plan["level_counts"]["image_size"]} == {4: 4, 8: 4, 16: 4}
 
 
 def test_plan_table_shows_counts() -> None:
