@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/ablate plan studies/digits_quick.py
+	$(BIN)/ablate run studies/digits_quick.py
+	$(BIN)/ablate report --study digits_quick
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
