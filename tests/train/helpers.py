@@ -8,7 +8,7 @@ from ablate.study import TrialConfig, make_config
 
 TINY: dict[str, Any] = dict(
     dataset="synthetic", num_classes=4, synthetic_samples=64, image_size=12, epochs=2,
-    batch_size=16, cnn_blocks=2, cnn_filters=4, cnn_dense=16, device="cpu",
+    batch_size=16, cnn_blocks=2, cnn_filters=4, cnn_dense=16, device="cpu", crop_padding=1,
 )
 
 
