@@ -196,3 +196,24 @@ def test_a_study_without_varying_factors_still_reports(tmp_path: Path) -> None:
     index = render_report(report, tmp_path, svg=False, workers=1)
     assert "Constant: lr = 0.1. Seeds: 0, 1, 2." in (tmp_path / "table.md").read_text()
     assert index.exists() and (tmp_path / "learning_curves.png").exists()
+
+
+def test_drawing_in_forked_workers_writes_the_same_plots(tmp_path: Path) -> None:
+    rows = [dict(lr=lr, act=act, seed=s, val_acc=0.5 + lr + s / 100, train_acc=0.7, duration_s=20.0 + s)
+            for lr in (0.1, 0.2) for act in ("relu", "gelu") for s in (0, 1)]
+    trials = make_trials(["lr", "act"], rows)
+    report = collect_report(study="forked", design="grid", trials=trials, epochs=make_epochs(trials, ["lr", "act"], 3),
+                            factors=["lr", "act"], metric="val_acc", direction="maximize")
+    render_report(report, tmp_path / "serial", svg=False, workers=1)
+    render_report(report, tmp_path / "forked", svg=False, workers=2)
+    serial = sorted(p.name for p in (tmp_path / "serial").glob("*.png"))
+    assert serial == sorted(p.name for p in (tmp_path / "forked").glob("*.png"))
+    assert len(serial) == 6
+    for name in serial:
+        assert_real_image(tmp_path / "forked" / name)
+    # Same drawing, same pixels: the workers used the report's style too.
+    from PIL import Image
+
+    for name in serial:
+        with Image.open(tmp_path / "serial" / name) as a, Image.open(tmp_path / "forked" / name) as b:
+            assert np.array_equal(np.asarray(a), np.asarray(b)), name
