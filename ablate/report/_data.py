@@ -566,13 +566,22 @@ def ablation_table(
 
 # ---------------------------------------------------------------------------- main effects
 def _levels_of(values: pd.Series) -> pd.Series:
-    """Group keys for a factor: its levels, or 5 quantile bins for a continuous factor."""
+    """Group keys for a factor: its levels, or, for a continuous factor, 5 quantile bins named
+    by the smallest and largest value they hold (an ordered categorical)."""
     if (
         pd.api.types.is_numeric_dtype(values)
         and not pd.api.types.is_bool_dtype(values)
         and values.nunique() > MAX_LEVELS
     ):
-        return pd.qcut(values, q=5, duplicates="drop")
+        bins = pd.qcut(values, q=5, duplicates="drop")
+        spans = values.groupby(bins, observed=True).agg(["min", "max"])
+        # qcut's own edges reach below the smallest value (-0.0009 for a learning rate): name
+        # each bin by the values in it instead.
+        names = {b: f"{lo:.2g} – {hi:.2g}" for b, (lo, hi) in spans.iterrows()}
+        if len(set(names.values())) < len(names):  # tiny spans print alike: number them
+            names = {b: f"{i + 1}: {name}" for i, (b, name) in enumerate(names.items())}
+        labels = [names[b] for b in spans.index]
+        return pd.Series(pd.Categorical(bins.map(names), categories=labels, ordered=True), index=values.index)
     return values
 
 
@@ -598,6 +607,7 @@ def main_effects(
                 data = data[data[other].map(lambda v, w=value: format_level(v) == format_level(w))]
     data = data[data[metric].notna()]
     keys = _levels_of(data[factor])
+    binned = isinstance(keys.dtype, pd.CategoricalDtype)
     out = []
     for key, g in data.groupby(keys, sort=True, observed=True, dropna=False):
         x = g[metric].to_numpy(dtype=float)
@@ -605,8 +615,8 @@ def main_effects(
         out.append(
             {
                 "factor": factor,
-                "level": format_level(key) if not isinstance(key, pd.Interval) else _interval_label(key),
-                "value": _plain(key) if not isinstance(key, pd.Interval) else float(key.mid),
+                "level": format_level(key),
+                "value": float(g[factor].median()) if binned else _plain(key),
                 "n": len(x),
                 "mean": float(x.mean()),
                 "std": float(x.std(ddof=1)) if len(x) > 1 else math.nan,
@@ -619,10 +629,6 @@ def main_effects(
         rank = {lv: i for i, lv in enumerate(level_order(data, factor))}
         frame = frame.sort_values("level", key=lambda c: c.map(rank)).reset_index(drop=True)
     return frame
-
-
-def _interval_label(interval: pd.Interval) -> str:
-    return f"{interval.left:.3g}-{interval.right:.3g}"
 
 
 def interaction_means(completed: pd.DataFrame, row_factor: str, col_factor: str, metric: str) -> pd.DataFrame:
@@ -747,12 +753,27 @@ def parallel_coordinates(table: AblationTable, factors: Sequence[str] | None = N
     return ParallelCoordinates(lines=lines, axes=[*factors, table.metric], ticks=ticks, metric=table.metric)
 
 
+def log_scale(values: np.ndarray) -> bool:
+    """Whether positive values are better shown on a log axis: they span more than 20x and are
+    less skewed in log space (a learning rate drawn log-uniformly), unlike a dropout in (0, 0.5)."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size < 2 or x.min() <= 0 or x.max() / x.min() <= 20:
+        return False
+
+    def skew(v: np.ndarray) -> float:
+        sd = v.std()
+        return 0.0 if sd == 0 else float(np.mean(((v - v.mean()) / sd) ** 3))
+
+    return abs(skew(np.log10(x))) < abs(skew(x))
+
+
 def _scale_axis(
     values: pd.Series, numeric_ticks: int = 4, every_level: bool = True
 ) -> tuple[np.ndarray, list[tuple[float, str]]]:
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         x = values.to_numpy(dtype=float)
-        if x.size and x.min() > 0 and x.max() / x.min() > 20:
+        if log_scale(x):
             x = np.log10(x)
             fmt = lambda v: f"{10 ** v:.3g}"  # noqa: E731
         else:
@@ -813,7 +834,7 @@ def factor_importance(
             distributions[f] = IntDistribution(int(col.min()), int(col.max()))
         else:
             lo, hi = float(col.min()), float(col.max())
-            distributions[f] = FloatDistribution(lo, hi, log=lo > 0 and hi / lo > 20)
+            distributions[f] = FloatDistribution(lo, hi, log=log_scale(col.to_numpy()))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="minimize" if direction == "minimize" else "maximize")
     for _, row in data.iterrows():
@@ -895,9 +916,7 @@ def compute_hours(trials: pd.DataFrame, factors: Sequence[str]) -> pd.DataFrame:
             pd.DataFrame(
                 {
                     "factor": f,
-                    "level": [
-                        _interval_label(k) if isinstance(k, pd.Interval) else format_level(k) for k in agg["_level"]
-                    ],
+                    "level": [format_level(k) for k in agg["_level"]],
                     "device": agg["_device"].to_numpy(),
                     "hours": agg["sum"].to_numpy(dtype=float) / 3600.0,
                     "trials": agg["count"].to_numpy(dtype=int),

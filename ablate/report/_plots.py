@@ -94,8 +94,12 @@ def _suptitle(fig: Figure, text: str) -> None:
 
 
 def _wrap(text: str, width: int = 14) -> str:
+    """A tick label on several lines: a quantile bin "0.001 – 0.01" breaks at its dash."""
     import textwrap
 
+    if " – " in text:
+        low, high = text.split(" – ", 1)
+        return f"{low} –\n{high}"
     return "\n".join(textwrap.wrap(text, width)) or text
 
 

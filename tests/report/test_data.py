@@ -29,7 +29,7 @@ from ablate.report import (
     pareto_front,
     parse_baseline,
 )
-from ablate.report._data import completed_trials, paired_t_test, welch_t_test
+from ablate.report._data import completed_trials, log_scale, paired_t_test, welch_t_test
 
 from .frames import make_epochs, make_trials
 
@@ -254,8 +254,21 @@ def test_ofat_main_effects_hold_the_other_factors_at_baseline() -> None:
 def test_continuous_factors_are_binned() -> None:
     rng = np.random.default_rng(0)
     rows = [dict(lr=float(10 ** rng.uniform(-4, -1)), val_acc=float(rng.uniform())) for _ in range(60)]
-    eff = main_effects(make_trials(["lr"], rows), "lr", "val_acc")
+    trials = make_trials(["lr"], rows)
+    eff = main_effects(trials, "lr", "val_acc")
     assert len(eff) == 5 and eff["n"].sum() == 60
+    # Bins are named by the values they hold: the first starts at the smallest learning rate.
+    assert eff["level"].iloc[0].startswith(f"{trials.lr.min():.2g} – ")
+    assert eff["level"].iloc[-1].endswith(f" – {trials.lr.max():.2g}")
+    assert eff["value"].is_monotonic_increasing
+
+
+def test_log_scale_only_for_values_spread_over_decades() -> None:
+    rng = np.random.default_rng(0)
+    assert log_scale(10 ** rng.uniform(-5, -1, 200))  # a log-uniform learning rate
+    assert not log_scale(rng.uniform(0.0001, 0.5, 200))  # a dropout: spans 1000x, but linearly
+    assert not log_scale(np.array([32.0, 64.0, 128.0]))  # less than 20x
+    assert log_scale(np.array([0.1, 0.05, 0.01, 0.001]))
 
 
 # -------------------------------------------------------------------------- interactions, ANOVA
