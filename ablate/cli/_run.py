@@ -48,10 +48,18 @@ def run(
     from ablate.run import run_study
     from ablate.store import mask_url
 
-    outcomes = run_study(
-        study_file, study_name=study, db=db, workers=workers, smoke=smoke, max_trials=max_trials,
-        budget_hours=budget_hours, new_version=new_version, wandb_project=wandb, runs_dir=runs_dir,
-    )
+    try:
+        outcomes = run_study(
+            study_file, study_name=study, db=db, workers=workers, smoke=smoke, max_trials=max_trials,
+            budget_hours=budget_hours, new_version=new_version, wandb_project=wandb, runs_dir=runs_dir,
+        )
+    except KeyboardInterrupt:
+        typer.secho(
+            "interrupted: the running trial went back to the queue; run the same command again to "
+            "resume it from its last checkpoint",
+            err=True, fg="yellow",
+        )
+        raise typer.Exit(130) from None
     for o in outcomes:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(o.counts.items()))
         typer.echo(f"{o.study}: {counts}; this run stopped by {o.summary.stopped_by}.")
@@ -86,6 +94,9 @@ def worker(
     progress = make_progress(total=0)
     try:
         summary = run_worker(store, the_study, options, progress=progress)
+    except KeyboardInterrupt:
+        typer.secho("interrupted: the running trial went back to the queue", err=True, fg="yellow")
+        raise typer.Exit(130) from None
     finally:
         progress.close()
     typer.echo(

@@ -146,8 +146,11 @@ def run_workers(
         for p in procs:
             p.join()
     except KeyboardInterrupt:
+        # Ctrl-C reached every worker too; each hands its trial back to the queue first.
         for p in procs:
-            p.terminate()
+            p.join(timeout=10)
+            if p.is_alive():
+                p.terminate()
         raise
     summary = WorkerSummary()
     counts = status_counts(store, study.name)

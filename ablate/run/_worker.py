@@ -259,6 +259,12 @@ def _run_one(
                 )
                 metrics = result.metrics_dict()
                 status, error, artifacts = result.status, result.error, result.artifacts
+        except KeyboardInterrupt:
+            # Stopped on purpose: give the trial back now rather than when its lease expires,
+            # so the next `ablate run` resumes it from its checkpoint at once.
+            store.release_trial(claimed.trial_id, options.worker)
+            _finish_wandb(wandb_run, "interrupted")
+            raise
         except LeaseLost:
             _finish_wandb(wandb_run, "lost")
             if progress is not None:

@@ -455,6 +455,23 @@ class ResultStore:
 
         return self._transact(op, doing=f"finishing trial {trial_id}")
 
+    def release_trial(self, trial_id: int, worker: str) -> bool:
+        """Hand a running trial back to the queue (the worker was interrupted on purpose).
+
+        Its epochs and checkpoint stay, so whoever claims it next resumes where it stopped,
+        without waiting for the lease to expire. False if this worker no longer owns it.
+        """
+
+        def op(session: Session) -> bool:
+            result = session.execute(
+                update(Trial)
+                .where(*_owned(trial_id, worker))
+                .values(status="queued", worker=None, lease_expires_at=None)
+            )
+            return _rowcount(result) == 1
+
+        return self._transact(op, doing=f"releasing trial {trial_id}")
+
     def requeue_trials(self, study_name: str, statuses: Sequence[str] = ("failed",)) -> int:
         """Put the study's trials in ``statuses`` back in the queue (``ablate retry``).
 

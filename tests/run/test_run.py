@@ -218,3 +218,30 @@ def test_smoke_runs_every_seed_study(tmp_path: Path) -> None:
     store = ResultStore(db)
     names = set(store.list_studies()["name"])
     assert {"digits_quick_smoke", "cifar100_sweep_smoke", "inat_scratch_smoke"} <= names
+
+
+def test_ctrl_c_hands_the_trial_back_for_an_immediate_resume(sqlite_url: str, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    first = subprocess.Popen(
+        [*ABLATE, "run", str(STUDIES / "tiny_train.py"), "--db", sqlite_url, "--runs-dir", str(runs)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if len(load_epochs("tiny_train", db=sqlite_url)) >= 1:
+                break
+        except Exception:  # the study is not registered yet
+            pass
+        time.sleep(0.05)
+    first.send_signal(signal.SIGINT)
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 130, err
+    assert "went back to the queue" in err and "Traceback" not in err
+    assert list(load_trials("tiny_train", db=sqlite_url)["status"]) == ["queued"]
+    # no waiting for a lease: the next run resumes at once and finishes the trial
+    again = subprocess.run([*ABLATE, "run", str(STUDIES / "tiny_train.py"), "--db", sqlite_url,
+                            "--runs-dir", str(runs)], capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 0, again.stderr
+    assert "resuming trial 0" in again.stdout
+    assert sorted(load_epochs("tiny_train", db=sqlite_url)["epoch"]) == [1, 2, 3, 4, 5, 6]
