@@ -40,8 +40,8 @@ p.meta, p.caption, ul.notes { color: var(--muted); }
 p.caption { font-size: 13px; margin-top: 4px; }
 ul.notes { font-size: 13px; padding-left: 18px; }
 .scroll { overflow-x: auto; }
-table { border-collapse: collapse; font-variant-numeric: tabular-nums; font-size: 13px; }
-th, td { border: 1px solid var(--line); padding: 4px 7px; white-space: nowrap; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; font-size: 12.5px; }
+th, td { border: 1px solid var(--line); padding: 3px 6px; white-space: nowrap; }
 th { background: var(--head); text-align: left; }
 table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th::after { content: " \\2195"; color: #b0b8c1; }

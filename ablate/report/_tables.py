@@ -59,11 +59,6 @@ def _num(value: float, digits: int = 3) -> str:
     return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-def _short(value: float, digits: int = 3) -> str:
-    """Times: three significant figures, so a 0.04 min spread does not print as 0.0."""
-    return "–" if value is None or math.isnan(value) else f"{value:.3g}"
-
-
 def _signed(value: float, digits: int = 3) -> str:
     return "–" if value is None or math.isnan(value) else f"{value:+.{digits}f}"
 
@@ -79,7 +74,10 @@ def table_cells(table: AblationTable) -> tuple[list[str], list[list[Cell]]]:
     rows = table.rows
     unit, scale = time_unit(rows["duration_s_mean"]) if "duration_s_mean" in rows else ("s", 1.0)
     digits = {m: 3 for m in table.metrics}
-    digits["duration_s"] = 1
+    if "duration_s_mean" in rows and rows["duration_s_mean"].notna().any():
+        # Three significant digits for a typical time, the same decimals on every row.
+        typical = float(np.nanmedian(rows["duration_s_mean"].to_numpy(dtype=float))) / scale
+        digits["duration_s"] = int(np.clip(2 - math.floor(math.log10(typical)), 0, 3)) if typical > 0 else 1
     header = [*table.factors, "n"]
     for m in table.metrics:
         header.append(metric_label(m, unit if m == "duration_s" else None))
@@ -93,10 +91,9 @@ def table_cells(table: AblationTable) -> tuple[list[str], list[list[Cell]]]:
         for m in table.metrics:
             mean, std = r[f"{m}_mean"], r[f"{m}_std"]
             s = scale if m == "duration_s" else 1.0
-            fmt = _num if m != "duration_s" else _short
-            text = fmt(mean / s, digits[m])
+            text = _num(mean / s, digits[m])
             if r["n"] > 1 and not math.isnan(std):
-                text += f" ± {fmt(std / s, digits[m])}"
+                text += f" ± {_num(std / s, digits[m])}"
             cells.append(Cell(text, None if math.isnan(mean) else float(mean), best=r["config_hash"] in best[m]))
         if r["is_baseline"]:
             cells += [Cell("baseline", 0.0), Cell(""), Cell(""), Cell("baseline")]

@@ -86,7 +86,8 @@ def test_cells_show_mean_std_and_excluded_counts() -> None:
     assert by_lr["0.1"][header.index("final val acc")].text == "0.600 ± 0.100"
     assert by_lr["0.05"][header.index("n")].text == "2 (1 excl.)"
     assert header[header.index("train time (s)")] == "train time (s)"
-    assert by_lr["0.1"][header.index("train time (s)")].text == "31 ± 1"
+    assert by_lr["0.1"][header.index("train time (s)")].text == "31.0 ± 1.0"
+    assert by_lr["0.05"][header.index("train time (s)")].text == "40.0 ± 0.0"
     notes = "\n".join(markdown_table(table).splitlines()[-4:])
     assert "Excluded from every statistic: 1 failed trial(s)." in notes
     assert "Welch's t-test" in notes
