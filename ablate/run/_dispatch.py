@@ -78,9 +78,9 @@ def _worker_process(
     """Entry point of one worker process started by `ablate run --workers N`."""
     if gpus:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
-    import torch
-
-    torch.set_num_threads(threads)
+    # Read by torch when it is first imported (by the trainer), so set before any import.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
     from ablate.store import ResultStore
 
     store = ResultStore(db)

@@ -114,7 +114,7 @@ class _Reporter:
         self.curve: dict[int, float] = {}
 
     def report_epoch(self, m: Any) -> None:
-        from ablate.train import TrialPruned
+        from ablate.train._result import TrialPruned
 
         if self.heartbeat.lost:
             raise LeaseLost
@@ -169,7 +169,14 @@ def run_worker(
     ``claim_counter`` (a shared ``multiprocessing.Value``) counts trials claimed by every worker
     of this run, so ``max_trials`` holds across processes.
     """
-    from ablate.train import TrialPruned, environment, smoke_config, train_trial
+    # A study with its own train function never needs the built-in trainer (nor torch).
+    from ablate.train._env import environment
+    from ablate.train._result import TrialPruned
+
+    if study.train is None:
+        from ablate.train import smoke_config, train_trial
+    else:
+        smoke_config = train_trial = None  # type: ignore[assignment]
 
     summary = WorkerSummary()
     started = time.monotonic()
