@@ -80,6 +80,35 @@ def resolve_amp(config: TrialConfig, device: torch.device) -> tuple[torch.dtype 
     return torch.float16, True
 
 
+@contextlib.contextmanager
+def _one_intra_op_thread() -> Iterator[None]:
+    """Run the block with one torch CPU thread.
+
+    The per-batch data work (gather, crop, flip, normalise) is a string of small element-wise
+    ops. With 2+ threads each op ends in a barrier, and on a shared CPU where one of the
+    threads is descheduled the barrier waits for it: measured 6-10x slower (180-280 us/image vs
+    30 us/image with one thread) while other jobs ran; on an idle machine one thread is within
+    a millisecond per batch of two. The model keeps all threads.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _each_in_one_thread(items: Iterator[Any]) -> Iterator[Any]:
+    """The items of ``items``, each produced under :func:`_one_intra_op_thread`."""
+    while True:
+        with _one_intra_op_thread():
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+        yield item
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     # Everything random in an epoch derives from (seed, epoch): a resumed epoch repeats exactly.
     return (seed * 1_000_003 + epoch * 7919) % (2**63 - 1)
@@ -224,6 +253,13 @@ class _Trial:
     def _model_state_copy(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
+    def data_threads(self) -> contextlib.AbstractContextManager[Any]:
+        """Context for per-batch data work: one CPU thread on CPU (see _one_intra_op_thread)."""
+        return _one_intra_op_thread() if self.device.type == "cpu" else contextlib.nullcontext()
+
+    def batches(self, items: Iterator[Any]) -> Iterator[Any]:
+        return _each_in_one_thread(items) if self.device.type == "cpu" else items
+
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
@@ -274,16 +310,18 @@ class _Trial:
         correct = torch.zeros((), dtype=torch.int64, device=dev)
         seen = 0
         started = time.perf_counter()
-        for i, (x, y) in enumerate(self.train_src.train_batches(self.batch_size, seed)):
+        smoothing = 0.0 if self.mix.active else self.config.label_smoothing  # mixed targets carry it
+        for i, (x, y) in enumerate(self.batches(self.train_src.train_batches(self.batch_size, seed))):
             self.schedule.apply(epoch - 1, i)
-            inputs = self.augment.train(x, gen)
-            target: torch.Tensor = y
-            if self.mix.active:
-                inputs, target = self.mix(inputs, y, rng)
-                inputs = inputs.contiguous(memory_format=self.augment.memory_format)
+            with self.data_threads():
+                inputs = self.augment.train(x, gen)
+                target: torch.Tensor = y
+                if self.mix.active:
+                    inputs, target = self.mix(inputs, y, rng)
+                    inputs = inputs.contiguous(memory_format=self.augment.memory_format)
             with self.autocast():
                 out = model(inputs)
-                loss = F.cross_entropy(out.float(), target, label_smoothing=0.0 if self.mix.active else self.config.label_smoothing)
+                loss = F.cross_entropy(out.float(), target, label_smoothing=smoothing)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -307,8 +345,10 @@ class _Trial:
     def _eval_batches(self, source: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self.forward.eval()
         with torch.inference_mode(), self.autocast():
-            for x, y in source.eval_batches(self.eval_batch_size):
-                yield self.forward(self.augment.eval(x)).float(), y
+            for x, y in self.batches(source.eval_batches(self.eval_batch_size)):
+                with self.data_threads():
+                    inputs = self.augment.eval(x)
+                yield self.forward(inputs).float(), y
 
     def _evaluate(self, source: Any) -> tuple[float, float, float | None]:
         """(mean loss, top-1 accuracy, top-5 accuracy or None with 5 classes or fewer)."""

@@ -143,3 +143,18 @@ def test_presets_train_a_model(preset: str) -> None:
     result = train_trial(tiny(augment=preset, epochs=1))
     assert result.status == "completed" and result.train_loss is not None
     assert math.isfinite(result.train_loss)
+
+
+@pytest.mark.parametrize("policy", ["randaugment", "trivialaugment"])
+def test_auto_augment_runs_per_image_through_the_loader_path(policy: str) -> None:
+    from ablate.data import LoaderBatches
+    from ablate.train import train_trial
+    from ablate.train._trainer import _Trial
+
+    cfg = tiny(dataset="digits", num_classes=None, image_size=16, auto_augment=policy, num_workers=0, epochs=1)
+    trial = _Trial(cfg, metric="val_acc", maximize=True, checkpoint_dir=None)
+    assert isinstance(trial.train_src, LoaderBatches)
+    x, _ = next(trial.train_src.train_batches(8, seed=0))
+    assert x.shape == (8, 16, 16, 1) and x.dtype == torch.uint8
+    result = train_trial(cfg)
+    assert result.status == "completed" and result.train_loss is not None
