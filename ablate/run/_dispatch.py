@@ -37,9 +37,15 @@ def status_counts(store: Any, study: str) -> dict[str, int]:
 
 
 def smoke_study(study: Study) -> Study:
-    """The same study under another name, for one short epoch per trial on synthetic data."""
+    """The same study under another name, for one short epoch per configuration on synthetic data.
+
+    Only the first seed runs: other seeds are replicates that take the same code path, and a
+    smoke run is a check of the code path, quick enough to run before every GPU session.
+    """
     n_trials = min(study.n_trials or 0, SMOKE_ADAPTIVE_TRIALS) or None
-    return dataclasses.replace(study, name=study.name + SMOKE_SUFFIX, n_trials=n_trials)
+    return dataclasses.replace(
+        study, name=study.name + SMOKE_SUFFIX, n_trials=n_trials, seeds=list(study.seeds[:1])
+    )
 
 
 def prepare(study: Study, *, smoke: bool) -> tuple[Study, list[TrialSpec]]:
@@ -63,7 +69,11 @@ def prepare(study: Study, *, smoke: bool) -> tuple[Study, list[TrialSpec]]:
                 except StudyError as e:
                     raise StudyError(f"{study.where}: {e}") from None
         if smoke:
-            specs = [dataclasses.replace(s, config=smoke_config(s.config)) for s in specs]
+            specs = [
+                dataclasses.replace(s, config=smoke_config(s.config))
+                for s in specs
+                if s.seed == study.seeds[0]
+            ]
     elif smoke:
         raise StudyError(f"{study.where}: --smoke needs the built-in trainer (this study has train=...)")
     if smoke:
