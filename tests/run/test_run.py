@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ablate.run import run_study
-from ablate.store import ResultStore, load_epochs, load_trials
+from ablate.store import load_epochs, load_trials
 
 HERE = Path(__file__).parent
 STUDIES = HERE / "studies"
