@@ -22,8 +22,9 @@ demo: $(STAMP)
 	$(BIN)/ablate run studies/digits_quick.py
 	$(BIN)/ablate report --study digits_quick
 
+# Two test processes on one thread each keep both cores busy without oversubscribing them.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check ablate tests bench studies

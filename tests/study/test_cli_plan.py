@@ -91,9 +91,12 @@ def test_help_is_fast_and_imports_no_torch() -> None:
         "assert 'torch' not in sys.modules and 'pandas' not in sys.modules, 'heavy import on --help'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
-    start = time.perf_counter()
-    subprocess.run([*ABLATE, "--help"], check=True, capture_output=True)
-    assert time.perf_counter() - start < 1.0
+    times = []
+    for _ in range(3):  # best of three: the suite runs in parallel on a shared machine
+        start = time.perf_counter()
+        subprocess.run([*ABLATE, "--help"], check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    assert min(times) < 1.0, times
 
 
 def test_every_command_has_help_text() -> None:
