@@ -177,13 +177,18 @@ class Interleaver:
         self.rates: dict[str, list[float]] = {"trainer": [], **{k: [] for k in others}}
         self.mark: float | None = None
         self.epochs: list[EpochMetrics] = []
+        # trainer / other, from a trainer slice and the slices run right after it.
+        self.paired: dict[str, list[float]] = {k: [] for k in others}
 
     def on_batch(self, epoch: int, batch: int, n_batches: int, loss: float | None) -> None:
         now = time.perf_counter()
-        if self.mark is not None:  # a full slice of trainer batches since the last call
-            self.rates["trainer"].append(SLICE * BATCH / (now - self.mark))
+        trainer = SLICE * BATCH / (now - self.mark) if self.mark is not None else None
+        if trainer is not None:  # a full slice of trainer batches since the last call
+            self.rates["trainer"].append(trainer)
         for name, pipeline in self.others.items():
             self.rates[name].append(pipeline.run(SLICE))
+            if trainer is not None:
+                self.paired[name].append(trainer / self.rates[name][-1])
         # An epoch's last call is followed by evaluation: the next slice starts at the next call.
         self.mark = time.perf_counter() if batch + SLICE <= n_batches else None
 
@@ -292,11 +297,11 @@ def main() -> None:
         f"{CLASSES} classes, batch {BATCH}, SGD momentum 0.9, weight decay 5e-4, fp32. Trainer: "
         f"{args.reps} runs of 2 epochs x {args.batches} batches, on_batch every {SLICE} batches.",
         "",
-        "| pipeline | images/s, median of slices | trainer / this |",
-        "| --- | --- | ---: |",
-        f"| trainer (train_trial, uint8 in memory, device augmentation, channels_last) | {_fmt(rec.rates['trainer'])} | 1.00x |",
-        f"| compute-only (same model, batch, channels_last; one pre-built batch) | {_fmt(rec.rates['compute-only'])} | {vs_compute:.3f}x |",
-        f"| seeds' pipeline, 0 workers (PIL + torchvision transforms, NCHW) | {_fmt(rec.rates['seeds, 0 workers'])} | {vs_seeds0:.2f}x |",
+        "| pipeline | images/s, median of slices | trainer / this (medians) | median of paired slice ratios |",
+        "| --- | --- | ---: | ---: |",
+        f"| trainer (train_trial, uint8 in memory, device augmentation, channels_last) | {_fmt(rec.rates['trainer'])} | 1.00x | |",
+        f"| compute-only (same model, batch, channels_last; one pre-built batch) | {_fmt(rec.rates['compute-only'])} | {vs_compute:.3f}x | {statistics.median(rec.paired['compute-only']):.3f}x |",
+        f"| seeds' pipeline, 0 workers (PIL + torchvision transforms, NCHW) | {_fmt(rec.rates['seeds, 0 workers'])} | {vs_seeds0:.2f}x | {statistics.median(rec.paired['seeds, 0 workers']):.2f}x |",
         "",
         "Whole epochs, alternating (the 2-worker loader prefetches in the background, so it is not sliced):",
         "",
