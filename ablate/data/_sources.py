@@ -248,7 +248,12 @@ def _synthetic(config: TrialConfig) -> Dataset:
         grid = rng.uniform(0.0, 1.0, size=(k, 4, 4, channels))
         grid = (grid + grid[:, :, ::-1]) / 2
         cell = -(-size // 4)
-        protos = grid.repeat(cell, axis=1).repeat(cell, axis=2)[:, :size, :size].astype(np.float32)
+
+        def protos(y: np.ndarray) -> np.ndarray:
+            # Per chunk: all classes' prototypes at once are k x size^2 floats (1 GB for 7001
+            # classes at 112 px).
+            return grid[y].repeat(cell, axis=1).repeat(cell, axis=2)[:, :size, :size].astype(np.float32)
+
         arrays: dict[str, np.ndarray] = {}
         for split in range(3):
             r = np.random.default_rng([SPLIT_SEED, k, size, channels, n, split])
@@ -257,7 +262,7 @@ def _synthetic(config: TrialConfig) -> Dataset:
             for start in range(0, n, 256):  # chunks keep the float temporaries small at 224 px
                 y = labels[start : start + 256]
                 noise = r.normal(0.0, 0.18, size=(len(y), size, size, channels)).astype(np.float32)
-                images[start : start + 256] = np.clip(np.rint((0.2 + 0.6 * protos[y] + noise) * 255), 0, 255)
+                images[start : start + 256] = np.clip(np.rint((0.2 + 0.6 * protos(y) + noise) * 255), 0, 255)
             arrays[f"x{split}"], arrays[f"y{split}"] = images, labels
         return arrays
 
