@@ -288,6 +288,8 @@ def _run_one(
             metrics, status, error, artifacts = {}, "failed", "".join(
                 traceback.format_exception_only(type(e), e)
             ).strip() + "\n" + traceback.format_exc(limit=-8), {}
+    if options.smoke:
+        artifacts = _drop_checkpoints(directory, artifacts)
     finished = store.finish_trial(
         claimed.trial_id, options.worker, status=status, metrics=metrics, error=error,
         artifacts=artifacts, environment=environment,
@@ -298,6 +300,14 @@ def _run_one(
     if progress is not None:
         progress.trial_finished(claimed.number, status, _summary_line(study.metric, metrics, error))
     return status, user_error
+
+
+def _drop_checkpoints(directory: Path, artifacts: Mapping[str, str]) -> dict[str, str]:
+    """A smoke trial's checkpoints have done their job (the save path ran); a ResNet-50's are
+    hundreds of MB each, so a smoke run of a whole study would otherwise fill the disk."""
+    for name in ("last.pt", "best.pt"):
+        (directory / name).unlink(missing_ok=True)
+    return {kind: path for kind, path in artifacts.items() if not kind.endswith("checkpoint")}
 
 
 def _summary_line(metric: str, metrics: Mapping[str, Any], error: str | None) -> str:

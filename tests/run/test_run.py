@@ -228,3 +228,6 @@ def test_smoke_runs_every_configuration_of_every_seed_study(study_file: Path, tm
         assert set(trials["seed"]) == {study.seeds[0]}
         epochs = load_epochs(o.study, db=db)
         assert len(epochs) == len(trials)  # one short epoch each
+    # checkpoints were written and then removed; the predictions for the report stay
+    assert not list((tmp_path / "runs").rglob("*.pt"))
+    assert list((tmp_path / "runs").rglob("predictions.npz"))
