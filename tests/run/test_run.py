@@ -214,6 +214,7 @@ SEED_STUDIES = sorted((ROOT / "studies").glob("*.py"))
 @pytest.mark.slow
 @pytest.mark.parametrize("study_file", SEED_STUDIES, ids=[p.stem for p in SEED_STUDIES])
 def test_smoke_runs_every_configuration_of_every_seed_study(study_file: Path, tmp_path: Path) -> None:
+    from ablate.report import build_report
     from ablate.study import load_studies
 
     db = f"sqlite:///{tmp_path / 'smoke.db'}"
@@ -228,6 +229,10 @@ def test_smoke_runs_every_configuration_of_every_seed_study(study_file: Path, tm
         assert set(trials["seed"]) == {study.seeds[0]}
         epochs = load_epochs(o.study, db=db)
         assert len(epochs) == len(trials)  # one short epoch each
+        # and the report renders from the smoke results
+        index = build_report(o.study, db=db, out=tmp_path / "reports" / o.study)
+        assert index.is_file() and (index.parent / "table.csv").is_file()
+        assert len(list(index.parent.glob("*.png"))) >= 2
     # checkpoints were written and then removed; the predictions for the report stay
     assert not list((tmp_path / "runs").rglob("*.pt"))
     assert list((tmp_path / "runs").rglob("predictions.npz"))
