@@ -10,8 +10,9 @@ report.
 
 Then, alternating A B A B:
   A. the baseline: ``pd.read_sql`` of the study's rows of the trials and epochs tables;
-  B. ``build_report(study)``: read through the store, compute every statistic, draw every plot
-     (PNG and SVG), write index.html, report.md and the tables.
+  B. ``build_report(study)``, what ``ablate report`` runs: read through the store, compute every
+     statistic, draw every plot (PNG; SVG only with --svg), write index.html, report.md and the
+     tables.
 The first report of a process also pays for importing scipy, statsmodels, matplotlib and optuna:
 it is reported separately as "cold". The target is report <= 3x the read.
 
@@ -35,6 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+HISTORY = "## Earlier versions"
 MODELS = ["cnn", "resnet18", "resnet34", "resnet50", "efficientnet_b0"]
 LRS = [0.1, 0.05, 0.01, 0.001]
 SCHEDULERS = ["step", "plateau", "cosine", "none"]
@@ -127,9 +129,8 @@ def stages(url: str, name: str, out: Path) -> dict[str, float]:
     """build_report's stages timed one by one: the store read, the statistics (with the epochs
     of the configurations drawn as curves), drawing and writing."""
     from ablate.report import collect_report, render_report
-    from ablate.report._build import _epochs_of
     from ablate.report._data import metric_direction
-    from ablate.store import ResultStore
+    from ablate.store import ResultStore, load_epochs
 
     t0 = time.perf_counter()
     with ResultStore(url, create=False) as store:
@@ -137,16 +138,17 @@ def stages(url: str, name: str, out: Path) -> dict[str, float]:
         trials, artifacts = store.load_trials(name), store.load_artifacts(name)
         t1 = time.perf_counter()
         report = collect_report(
-            study=name, design=info.design, trials=trials, epochs=_epochs_of(store, trials), factors=info.factors,
-            metric=info.metric, direction=metric_direction(info.metric, study_metric=info.metric, study_direction=info.direction),
+            study=name, design=info.design, trials=trials, epochs=lambda ids: load_epochs(name, store, trial_ids=ids),
+            factors=info.factors, metric=info.metric,
+            direction=metric_direction(info.metric, study_metric=info.metric, study_direction=info.direction),
             base=info.definition.get("base", {}), seeds=info.seeds, artifacts=artifacts)
         t2 = time.perf_counter()
     render_report(report, out)
     t3 = time.perf_counter()
-    render_report(report, out, svg=False)
+    render_report(report, out, svg=True)
     t4 = time.perf_counter()
     return {"store read (studies, trials, artifacts)": t1 - t0, "statistics (+ curve epochs)": t2 - t1,
-            "draw + write (PNG + SVG, HTML, MD, tables)": t3 - t2, "the same with --no-svg": t4 - t3}
+            "draw + write (PNG, HTML, MD, tables)": t3 - t2, "the same with --svg": t4 - t3}
 
 
 def main() -> None:
@@ -204,8 +206,8 @@ def main() -> None:
         f"{args.trials} trials x {args.epochs} epochs per study.",
         "",
         f"Medians of {args.repeats} alternating runs (read, report, read, report, ...). Read = `pd.read_sql` of the study's "
-        "rows of the `trials` and `epochs` tables. Report = `build_report()`: store read, statistics, every plot as "
-        "PNG + SVG, HTML, Markdown, CSV, LaTeX.",
+        "rows of the `trials` and `epochs` tables. Report = `build_report()`, what `ablate report` runs: store read, "
+        "statistics, every plot as PNG, HTML, Markdown, CSV, LaTeX.",
         "",
         "| study | rows read | pandas read (s) | report (s) | report / read | cold report (s), first in the process |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
@@ -226,7 +228,7 @@ def main() -> None:
             f"- {name}: target report <= 3x read {verdict} ({r['report'] / r['read']:.1f}x). The data part "
             f"(store read + statistics, everything `load_report()` does) took {st[0] + st[1]:.2f} s = "
             f"{(st[0] + st[1]) / r['read']:.1f}x the pandas read; drawing and writing took {st[2]:.2f} s "
-            f"({st[3]:.2f} s without SVG) for {r['figures']} figures, {st[2] / r['figures']:.2f} s each."
+            f"({st[3]:.2f} s with --svg) for {r['figures']} figures, {st[2] / r['figures']:.2f} s each."
         )
     lines += [
         "- Drawing costs per figure, not per trial: the same figures are drawn for 20 trials as for 2,000. "
@@ -234,8 +236,13 @@ def main() -> None:
         "cores); with 2 cores it draws in-process, as here.",
         "",
     ]
+    # Figures of earlier versions, kept below the current ones.
+    history = ""
+    if args.out.exists():
+        old = args.out.read_text(encoding="utf-8")
+        history = old[old.index(HISTORY):] if HISTORY in old else ""
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines), encoding="utf-8")
+    args.out.write_text("\n".join(lines) + ("\n" + history if history else ""), encoding="utf-8")
     print("\n".join(lines))
     print(f"written to {args.out}; data in {tmp}")
 

@@ -30,7 +30,9 @@ def report(
         str | None,
         typer.Option(help="Metric to rank and test on (val_acc, test_acc, val_loss, ...); default: the study's.", show_default=False),
     ] = None,
-    svg: Annotated[bool, typer.Option("--svg/--no-svg", help="Also write every plot as SVG.")] = True,
+    svg: Annotated[
+        bool, typer.Option("--svg/--no-svg", help="Also write every plot as SVG (vector, for papers); default: PNG only.")
+    ] = False,
 ) -> None:
     """Write a study's report (index.html, report.md, table.md/.csv/.tex, plots) and print its table."""
     from rich.console import Console

@@ -23,7 +23,8 @@ import pandas as pd
 
 from ablate.errors import StudyError
 from ablate.report._data import (
-    CURVE_SERIES,
+    IMPORTANCE_DEPTH,
+    IMPORTANCE_TREES,
     AblationTable,
     ParallelCoordinates,
     ablation_table,
@@ -34,6 +35,7 @@ from ablate.report._data import (
     cost_table,
     factor_importance,
     format_level,
+    formatted_levels,
     hashable_factors,
     interaction_means,
     is_full_grid,
@@ -278,8 +280,25 @@ PLOT_NAMES = ("main_effects", "interactions", "learning_curves", "parallel_coord
               "importance", "cost", "compute_hours", "predictions")
 
 
-def draw_report(report: Report, out: Path, *, svg: bool = True, workers: int | None = None) -> list[Plot]:
-    """Draw every figure the report has data for into ``out`` (PNG, and SVG unless told not).
+def key_labels(report: Report) -> tuple[dict[str, str], str | None]:
+    """Names of the configurations in the plots' keys, and the line above them.
+
+    OFAT rows keep their labels ("baseline", "image_size=64"). Other designs list the levels
+    alone under one line naming the factors ("model, lr" over "cnn, 0.1"): the same facts in
+    half the characters, and every character of a key costs drawing time (the long keys of a
+    5-factor random search were a quarter of its drawing).
+    """
+    table = report.table
+    rows = table.rows
+    if report.design == "ofat" or not table.factors:
+        return dict(zip(rows["config_hash"], rows["label"], strict=True)), None
+    levels = [formatted_levels(rows[f]) for f in table.factors]
+    names = [", ".join(parts) for parts in zip(*levels, strict=True)]
+    return dict(zip(rows["config_hash"], names, strict=True)), ", ".join(table.factors) + ":"
+
+
+def draw_report(report: Report, out: Path, *, svg: bool = False, workers: int | None = None) -> list[Plot]:
+    """Draw every figure the report has data for into ``out`` (PNG, and SVG when asked).
 
     ``workers`` processes draw in parallel (default: half the CPU cores; 1 draws in this process).
     """
@@ -291,7 +310,7 @@ def draw_report(report: Report, out: Path, *, svg: bool = True, workers: int | N
     # together: only the configurations drawn as learning curves get one, the rest are grey.
     rows = list(table.rows["config_hash"])
     colors = P.config_colors(rows if len(rows) <= 10 else report.curve_configs)
-    labels = dict(zip(table.rows["config_hash"], table.rows["label"], strict=True))
+    labels, key_title = key_labels(report)
     m = metric_label(report.metric)
     jobs: list[tuple[Plot, Any]] = []
 
@@ -303,24 +322,31 @@ def draw_report(report: Report, out: Path, *, svg: bool = True, workers: int | N
                      lambda: P.plot_main_effects(report.effects, report.metric, baseline_levels=hold)))
     if report.interactions:
         names = ", ".join(f"{a} x {b}" for a, b, _ in report.interactions)
-        jobs.append((Plot("interactions", "Interactions", f"Mean {m} for each combination of levels: {names}."),
+        caption = f"Mean {m} for each combination of levels: {names}."
+        if not P.interaction_cells_detailed(report.interactions):
+            n = pd.concat([means["n"] for _, _, means in report.interactions])
+            caption += (f" {len(n)} cells: each shows the mean alone (n = {int(n.min())} to {int(n.max())} trials "
+                        "per cell); mean, std and n of every cell come from `interaction_means`.")
+        jobs.append((Plot("interactions", "Interactions", caption),
                      lambda: P.plot_interactions(report.interactions, report.metric, report.direction)))
     if not report.curves.empty:
         curve_labels = {h: labels[h] for h in report.curve_configs}
         jobs.append((Plot("learning_curves", "Learning curves", "Per epoch, completed trials only: mean over seeds, band ±1 std."),
-                     lambda: P.plot_learning_curves(report.curves, curve_labels, colors)))
+                     lambda: P.plot_learning_curves(report.curves, curve_labels, colors, key_title=key_title)))
     if report.parallel is not None:
-        jobs.append((Plot("parallel_coordinates", "Parallel coordinates", f"One line per configuration (mean over seeds), coloured by {m}."),
+        chosen = f" Drawn: {report.parallel.chosen}; the axes span all of them." if report.parallel.chosen else ""
+        jobs.append((Plot("parallel_coordinates", "Parallel coordinates", f"One line per configuration (mean over seeds), coloured by {m}.{chosen}"),
                      lambda: P.plot_parallel_coordinates(report.parallel, report.direction)))
     if report.importance is not None:
         used, done_n = int(report.importance["trials"].iloc[0]), int(report.status_counts.get("completed", 0))
         over = f"{used} of the {done_n} completed trials (a seeded sample)" if used < done_n else f"the {done_n} completed trials"
-        jobs.append((Plot("importance", "Factor importance", f"fANOVA (Optuna's FanovaImportanceEvaluator, 32 trees of depth <= 8) over {over}."),
+        jobs.append((Plot("importance", "Factor importance", f"fANOVA (Optuna's FanovaImportanceEvaluator, {IMPORTANCE_TREES} trees of depth <= {IMPORTANCE_DEPTH}) over {over}."),
                      lambda: P.plot_importance(report.importance, report.metric)))
     if report.cost is not None:
         unit = time_unit(report.cost["time_s"])
         jobs.append((Plot("cost", "Accuracy against cost", f"{m} against mean training time per configuration; circled: Pareto front."),
-                     lambda: P.plot_cost(report.cost, report.metric, report.direction, colors, unit)))
+                     lambda: P.plot_cost(report.cost, report.metric, report.direction, colors, unit,
+                                         labels=labels, key_title=key_title)))
     if report.hours is not None and not report.hours.empty:
         jobs.append((Plot("compute_hours", "Compute per factor level", "Device hours spent, summed over every trial that ran."),
                      lambda: P.plot_compute_hours(report.hours)))
@@ -375,18 +401,19 @@ def _remove_stale(out: Path, keep: Sequence[Plot]) -> None:
             path.unlink()
 
 
-def render_report(report: Report, out: Path | str, *, svg: bool = True, workers: int | None = None) -> Path:
+def render_report(report: Report, out: Path | str, *, svg: bool = False, workers: int | None = None) -> Path:
     """Write tables, plots, index.html and report.md into ``out``; return index.html's path."""
     from ablate.report._html import write_html, write_markdown
-    from ablate.report._tables import write_tables
+    from ablate.report._tables import table_cells, write_tables
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_tables(report.table, out)
+    cells = table_cells(report.table)  # once for the four writers
+    write_tables(report.table, out, cells)
     plots = draw_report(report, out, svg=svg, workers=workers)
     _remove_stale(out, plots)
-    write_markdown(report, plots, out / "report.md")
-    return write_html(report, plots, out / "index.html")
+    write_markdown(report, plots, out / "report.md", cells)
+    return write_html(report, plots, out / "index.html", cells)
 
 
 def build_report(
@@ -396,12 +423,12 @@ def build_report(
     baseline: Mapping[str, Any] | str | None = None,
     metric: str | None = None,
     *,
-    svg: bool = True,
+    svg: bool = False,
 ) -> Path:
     """Read ``study`` from the result database and write its report; return index.html's path.
 
     ``out`` defaults to ``reports/<study>``; ``baseline`` is ``"factor=level,..."`` or a dict;
-    ``metric`` defaults to the study's metric.
+    ``metric`` defaults to the study's metric; ``svg`` also writes every plot as SVG.
     """
     report = load_report(study, db=db, baseline=baseline, metric=metric)
     return render_report(report, Path(out) if out is not None else Path("reports") / study, svg=svg)
@@ -414,7 +441,7 @@ def load_report(
     metric: str | None = None,
 ) -> Report:
     """Read a study through the store's public API and compute its :class:`Report`."""
-    from ablate.store import ResultStore
+    from ablate.store import ResultStore, load_epochs
 
     # create=False: a mistyped SQLite path is an error, not a new empty database.
     with ResultStore(db, create=False) as store:
@@ -426,9 +453,11 @@ def load_report(
         metric = metric or info.metric
         check_metric(metric, trials, study=study)
         artifacts = store.load_artifacts(study)
-        # The curves need the epochs of at most MAX_CURVES configurations; load_epochs would
-        # build every epoch row of the study in Python (3 s for 100,000 rows).
-        epochs = _epochs_of(store, trials)
+
+        def epochs(trial_ids: Sequence[int]) -> pd.DataFrame:
+            # The curves need the epochs of at most MAX_CURVES configurations, not every row.
+            return load_epochs(study, store, trial_ids=trial_ids)
+
         definition = info.definition or {}
         report = collect_report(
             study=study,
@@ -446,25 +475,3 @@ def load_report(
             artifacts=artifacts,
         )
         return report
-
-
-def _epochs_of(store: Any, trials: pd.DataFrame) -> Callable[[Sequence[int]], pd.DataFrame]:
-    """A reader of the ``epochs`` rows of given trials (the documented schema, docs/schema.md),
-    used while the store is open; columns as in :func:`ablate.store.load_epochs`."""
-    import sqlalchemy as sa
-
-    columns = ["trial_id", "epoch", *CURVE_SERIES]
-    table = sa.table("epochs", *(sa.column(c) for c in columns))
-
-    def read(trial_ids: Sequence[int]) -> pd.DataFrame:
-        rows: list[Any] = []
-        ids = [int(i) for i in trial_ids]
-        with store.engine.connect() as conn:
-            for start in range(0, len(ids), 500):  # bound parameters per statement stay small
-                chunk = ids[start : start + 500]
-                rows += conn.execute(sa.select(table).where(table.c.trial_id.in_(chunk))).all()
-        frame = pd.DataFrame([tuple(r) for r in rows], columns=columns)
-        frame = frame.astype({"trial_id": "int64", "epoch": "int64", **{c: "float64" for c in CURVE_SERIES}})
-        return frame.merge(trials[["trial_id", "config_hash"]], on="trial_id")
-
-    return read

@@ -79,7 +79,7 @@ def grid_report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     out.mkdir(parents=True)
     (out / "importance.png").write_bytes(b"stale plot of an earlier (random) study of this name")
     (out / "importance_notes.png").write_bytes(b"the user's own file")
-    build_report("grid_demo", db=url, out=out)
+    build_report("grid_demo", db=url, out=out, svg=True)
     yield url, out
 
 

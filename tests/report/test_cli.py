@@ -31,21 +31,22 @@ def effnet_db(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def test_report_prints_the_table_and_the_page(effnet_db: str, tmp_path: Path) -> None:
     out = tmp_path / "effnet"
-    result = runner.invoke(app, ["report", "--study", "effnet_imgsize", "--db", effnet_db, "--out", str(out), "--no-svg"],
+    result = runner.invoke(app, ["report", "--study", "effnet_imgsize", "--db", effnet_db, "--out", str(out)],
                            env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     for number in ("0.348", "0.316", "0.610", "0.580", "0.552", "0.557", "-0.264", "-0.023"):
         assert number in result.output
     assert f"report: {out / 'index.html'}" in result.output
     assert (out / "index.html").exists() and (out / "table.tex").exists()
-    assert not list(out.glob("*.svg"))
+    assert list(out.glob("*.png")) and not list(out.glob("*.svg")), "PNG only unless --svg"
 
 
 def test_metric_and_baseline_options(effnet_db: str, tmp_path: Path) -> None:
     out = tmp_path / "r"
-    result = runner.invoke(app, ["report", "-s", "effnet_imgsize", "--db", effnet_db, "--out", str(out), "--no-svg",
+    result = runner.invoke(app, ["report", "-s", "effnet_imgsize", "--db", effnet_db, "--out", str(out), "--svg",
                                  "--metric", "train_acc", "--baseline", "image_size=64"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
+    assert sorted(p.stem for p in out.glob("*.svg")) == sorted(p.stem for p in out.glob("*.png"))
     table = (out / "table.md").read_text()
     assert "Baseline: image_size=64, augment=none (given by --baseline)." in table
     assert "| 128 | none | 1 | **0.610** | **0.580** | 12.8 | +0.262 |" in table  # Δ train_acc = 0.61 - 0.348
