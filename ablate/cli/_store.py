@@ -97,7 +97,7 @@ def sql(
 
     table = Table(*result.columns)
     for row in result.rows:
-        table.add_row(*("NULL" if v is None else _plain(v) for v in row))
+        table.add_row(*("NULL" if v is None else _shown(v) for v in row))
     console = Console()
     console.print(table)
     console.print(f"{len(result.rows)} row{'s' if len(result.rows) != 1 else ''}", style="dim")
@@ -194,6 +194,17 @@ def export(
     if fmt != "parquet":
         target.write_text(text)
     typer.echo(f"wrote {len(frame)} trials of {study!r} to {target}", err=True)
+
+
+def _shown(value: Any) -> str:
+    """A value for the table view: floats (and decimals, as PostgreSQL's avg() returns) with at
+    most 6 significant digits, so a column is not cut to '0.970383275…'; --csv and --json keep
+    every digit."""
+    from decimal import Decimal
+
+    if isinstance(value, (float, Decimal)):
+        return f"{float(value):.6g}"  # as a float: a Decimal writes 1.23457e+8, not e+08
+    return _plain(value)
 
 
 def _plain(value: Any) -> str:
