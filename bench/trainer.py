@@ -279,9 +279,12 @@ def main() -> None:
     trainer_epochs = [t for t, _ in epoch_pairs]
     seeds2_epochs = [s for _, s in epoch_pairs]
     med2 = statistics.median(seeds2_epochs)
-    vs_compute = med["trainer"] / med["compute-only"]
-    vs_seeds0 = med["trainer"] / med["seeds, 0 workers"]
-    vs_seeds2 = statistics.median(trainer_epochs) / med2
+    # Headline ratios are medians of paired measurements (a trainer slice and the slices right
+    # after it; a trainer epoch and the 2-worker epoch right after it): when the load changes
+    # during the run, medians of unpaired samples compare different load regimes.
+    vs_compute = statistics.median(rec.paired["compute-only"])
+    vs_seeds0 = statistics.median(rec.paired["seeds, 0 workers"])
+    vs_seeds2 = statistics.median(t / s for t, s in epoch_pairs)
     lines = [
         "# Trainer throughput (bench/trainer.py)",
         "",
@@ -297,15 +300,15 @@ def main() -> None:
         f"{CLASSES} classes, batch {BATCH}, SGD momentum 0.9, weight decay 5e-4, fp32. Trainer: "
         f"{args.reps} runs of 2 epochs x {args.batches} batches, on_batch every {SLICE} batches.",
         "",
-        "| pipeline | images/s, median of slices | trainer / this (medians) | median of paired slice ratios |",
+        "| pipeline | images/s, median of slices | trainer / this, median of paired slices | ratio of the medians |",
         "| --- | --- | ---: | ---: |",
         f"| trainer (train_trial, uint8 in memory, device augmentation, channels_last) | {_fmt(rec.rates['trainer'])} | 1.00x | |",
-        f"| compute-only (same model, batch, channels_last; one pre-built batch) | {_fmt(rec.rates['compute-only'])} | {vs_compute:.3f}x | {statistics.median(rec.paired['compute-only']):.3f}x |",
-        f"| seeds' pipeline, 0 workers (PIL + torchvision transforms, NCHW) | {_fmt(rec.rates['seeds, 0 workers'])} | {vs_seeds0:.2f}x | {statistics.median(rec.paired['seeds, 0 workers']):.2f}x |",
+        f"| compute-only (same model, batch, channels_last; one pre-built batch) | {_fmt(rec.rates['compute-only'])} | {vs_compute:.3f}x | {med['trainer'] / med['compute-only']:.3f}x |",
+        f"| seeds' pipeline, 0 workers (PIL + torchvision transforms, NCHW) | {_fmt(rec.rates['seeds, 0 workers'])} | {vs_seeds0:.2f}x | {med['trainer'] / med['seeds, 0 workers']:.2f}x |",
         "",
         "Whole epochs, alternating (the 2-worker loader prefetches in the background, so it is not sliced):",
         "",
-        "| pipeline | images/s per epoch, median | all epochs | trainer / this |",
+        "| pipeline | images/s per epoch, median | all epochs, in order | trainer / this, median of pairs |",
         "| --- | --- | --- | ---: |",
         f"| trainer, second epoch of each run | {statistics.median(trainer_epochs):.0f} | {', '.join(f'{v:.0f}' for v in trainer_epochs)} | 1.00x |",
         f"| seeds' pipeline, 2 workers | {med2:.0f} | {', '.join(f'{v:.0f}' for v in seeds2_epochs)} | {vs_seeds2:.2f}x |",
