@@ -42,7 +42,7 @@ def report(
 
     result = load_report(study, db=db, baseline=baseline, metric=metric)
     console = Console()
-    console.print(rich_table(result.table, title=f"{study}: {result.metric} ({result.direction})"))
+    console.print(rich_table(result.table, title=f"{study}: {result.metric} ({result.direction})", width=console.width))
     for note in table_notes(result.table):
         console.print(note, style="dim", highlight=False)
     path = render_report(result, out if out is not None else Path("reports") / study, svg=svg)

@@ -880,7 +880,7 @@ def factor_importance(
             distributions[f] = FloatDistribution(lo, hi, log=log_scale(col.to_numpy()))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="minimize" if direction == "minimize" else "maximize")
-    for _, row in data.iterrows():
+    for row in data[[*usable, metric]].to_dict("records"):
         params = {f: _plain(row[f]) for f in usable}
         study.add_trial(
             optuna.trial.create_trial(params=params, distributions=distributions, value=float(row[metric]))

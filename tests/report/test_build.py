@@ -217,3 +217,28 @@ def test_drawing_in_forked_workers_writes_the_same_plots(tmp_path: Path) -> None
     for name in serial:
         with Image.open(tmp_path / "serial" / name) as a, Image.open(tmp_path / "forked" / name) as b:
             assert np.array_equal(np.asarray(a), np.asarray(b)), name
+
+
+def test_large_grid_keeps_its_figures_readable(tmp_path: Path) -> None:
+    """4 x 4 x 4 configurations: heatmap cells show the mean alone (the caption says so), the
+    keys name configurations by their levels under one line of factor names."""
+    from ablate.report._build import key_labels
+
+    sizes, augs, acts = [16, 24, 32, 40], ["none", "basic", "heavy", "trivial"], ["relu", "gelu", "silu", "mish"]
+    rows = [dict(image_size=s, augment=a, act=f, seed=seed, val_acc=0.4 + s / 100 + 0.01 * i + seed / 1000,
+                 train_acc=0.9, duration_s=20.0 + s + seed)
+            for s in sizes for i, a in enumerate(augs) for f in acts for seed in (0, 1)]
+    trials = make_trials(["image_size", "augment", "act"], rows)
+    report = collect_report(study="big_grid", design="grid", trials=trials,
+                            epochs=make_epochs(trials, ["image_size", "augment", "act"], 3),
+                            factors=["image_size", "augment", "act"], metric="val_acc", direction="maximize")
+    labels, title = key_labels(report)
+    first = report.table.rows.iloc[0]
+    assert title == "image_size, augment, act:"
+    assert labels[first["config_hash"]] == f"{first['image_size']}, {first['augment']}, {first['act']}"
+    render_report(report, tmp_path, workers=1)
+    md = (tmp_path / "report.md").read_text()
+    assert "48 cells: each shows the mean alone (n = 8 to 8 trials per cell)" in md
+    for plot in ("main_effects", "interactions", "learning_curves", "parallel_coordinates", "cost", "compute_hours"):
+        assert_real_image(tmp_path / f"{plot}.png")
+    assert not list(tmp_path.glob("*.svg"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -79,3 +80,36 @@ def test_missing_database_file_is_an_error_not_a_new_file(tmp_path: Path) -> Non
     result = runner.invoke(app, ["report", "--study", "x", "--db", f"sqlite:///{db}"])
     assert result.exit_code != 0 and "no database at" in result.output
     assert not db.exists()
+
+
+@pytest.mark.parametrize("columns", [80, 160])
+def test_the_terminal_table_fits_the_terminal(effnet_db: str, tmp_path: Path, columns: int) -> None:
+    grid = Study(name="grid_terminal", base=dict(dataset="synthetic", num_classes=10),
+                 factors=dict(image_size=[16, 24], cnn_activation=["relu", "gelu"]), seeds=[0, 1, 2])
+
+    def outcome(params: dict[str, Any], seed: int) -> tuple[str, dict[str, Any], list[dict[str, Any]], dict[str, str]]:
+        val = 0.5 + params["image_size"] / 100 + (0.03 if params["cnn_activation"] == "gelu" else 0) + seed / 1000
+        return "completed", dict(train_acc=val + 0.05, val_acc=val, best_val_acc=val + 0.01, test_acc=val - 0.01,
+                                 duration_s=30.0 + seed), [], {}
+
+    with ResultStore(effnet_db) as store:
+        run_study(store, grid, outcome)
+    result = runner.invoke(app, ["report", "--study", "grid_terminal", "--db", effnet_db, "--out", str(tmp_path)],
+                           env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    table = lines[: next(i for i, line in enumerate(lines) if line.startswith("└")) + 1]
+    assert max(len(line) for line in table) <= columns
+    assert "…" not in result.output, "a cell was cut"
+    body = [line for line in table if line.startswith("│")]
+    assert len(body) == 4, "one line per configuration: no cell wrapped"
+    header = " ".join(line for line in table if line.startswith("┃"))
+    for column in ("image_size", "n", "final val acc", "Δ val_acc", "p (Holm)"):
+        assert column in header, column
+    assert "0.771 ± 0.001" in result.output  # image_size=24, gelu: 0.77 + seed / 1000 over seeds 0, 1, 2
+    if columns == 80:
+        assert "Not shown: final train acc, best val acc, test acc" in result.output
+        assert "the full table is in table.md, table.csv and index.html." in result.output
+        assert "test acc" not in header
+    else:
+        assert "test acc" in header and "final train acc" in header

@@ -380,3 +380,32 @@ def test_parallel_coordinates_scale_axes() -> None:
 def test_compare_to_baseline_single() -> None:
     c = compare_to_baseline([0.6, 0.62], [0, 1], [0.5], [0])
     assert c.test == "n = 1" and math.isnan(c.p_value) and c.diff == pytest.approx(0.11)
+
+
+def test_parallel_coordinates_draw_the_best_the_worst_and_a_seeded_sample() -> None:
+    rng = np.random.default_rng(5)
+    lrs = 10 ** rng.uniform(-4, -1, 300)
+    rows = [dict(lr=float(lr), act=["relu", "gelu"][i % 2], val_acc=float(0.3 + i / 1000)) for i, lr in enumerate(lrs)]
+    table = ablation_table(make_trials(["lr", "act"], rows), factors=["lr", "act"], metric="val_acc",
+                           direction="maximize", design="random")
+    pc = parallel_coordinates(table, max_lines=40)
+    assert pc.total == 300 and len(pc.lines) == 40
+    values = sorted(pc.lines["value"], reverse=True)
+    every = sorted(table.rows["val_acc_mean"], reverse=True)
+    assert values[:10] == pytest.approx(every[:10]) and values[-5:] == pytest.approx(every[-5:])
+    middle = set(every[10:-5])
+    assert all(v in middle for v in values[10:-5]) and len(set(values)) == 40
+    assert pc.chosen == ("40 of the 300 configurations: the 10 best, the 5 worst and 25 drawn at random "
+                         "(seeded) from the rest")
+    # Seeded: the same lines again; another seed, another sample of the middle.
+    assert parallel_coordinates(table, max_lines=40).lines.equals(pc.lines)
+    assert not parallel_coordinates(table, max_lines=40, seed=1).lines.equals(pc.lines)
+    # The axes span every configuration, not only those drawn.
+    labels = [label for _, label in pc.ticks["lr"]]
+    assert labels[0] == f"{lrs.min():.3g}" and labels[-1] == f"{lrs.max():.3g}"
+    # A minimized metric keeps its lowest values as the best.
+    low = parallel_coordinates(ablation_table(make_trials(["lr", "act"], rows), factors=["lr", "act"], metric="val_acc",
+                                              direction="minimize", design="random"), max_lines=40)
+    assert sorted(low.lines["value"])[:10] == pytest.approx(sorted(every)[:10])
+    small = parallel_coordinates(table, max_lines=300)
+    assert len(small.lines) == 300 and small.chosen == ""
