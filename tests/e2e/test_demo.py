@@ -34,7 +34,7 @@ def test_demo_trains_reports_and_stores_everything(clone: Path) -> None:
     run = subprocess.run([ABLATE, "run", "studies/digits_quick.py"], cwd=clone,
                          capture_output=True, text=True, timeout=900, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "digits_quick: 12 completed" in run.stdout
+    assert "digits_quick: 18 completed" in run.stdout
     assert "ablate report --study digits_quick" in run.stdout
 
     report = subprocess.run([ABLATE, "report", "--study", "digits_quick"], cwd=clone,
@@ -54,11 +54,11 @@ def test_demo_trains_reports_and_stores_everything(clone: Path) -> None:
     db = sqlite3.connect(clone / "ablate.db")
     n_trials, n_done = db.execute(
         "SELECT count(*), sum(status = 'completed') FROM study_digits_quick").fetchone()
-    assert (n_trials, n_done) == (12, 12)
+    assert (n_trials, n_done) == (18, 18)
     n_epochs = db.execute(
         "SELECT count(*) FROM epochs e JOIN trials t ON t.id = e.trial_id "
         "JOIN studies s ON s.id = t.study_id WHERE s.name = 'digits_quick'").fetchone()[0]
-    assert n_epochs == 12 * 6
+    assert n_epochs == 18 * 6
     by_size = dict(db.execute(
         "SELECT image_size, avg(val_acc) FROM study_digits_quick GROUP BY image_size").fetchall())
     # the demo's point: at 4 px the digits lose detail and accuracy drops
@@ -67,4 +67,4 @@ def test_demo_trains_reports_and_stores_everything(clone: Path) -> None:
 
     again = subprocess.run([ABLATE, "run", "studies/digits_quick.py"], cwd=clone,
                            capture_output=True, text=True, timeout=300, check=False)
-    assert again.returncode == 0 and "0 new, 12 already finished" in again.stdout
+    assert again.returncode == 0 and "0 new, 18 already finished" in again.stdout

@@ -33,12 +33,12 @@ def test_plan_json_lists_trials_and_level_counts() -> None:
     assert result.exit_code == 0, result.output
     plan = json.loads(result.output)
     assert plan["study"] == "digits_quick" and plan["design"] == "grid"
-    assert plan["n_trials"] == len(plan["trials"]) == 12
+    assert plan["n_trials"] == len(plan["trials"]) == 18
     assert plan["trials"][0] == {
         "number": 0, "params": {"image_size": 4, "augment": "none"}, "seed": 0,
         "config_hash": plan["trials"][0]["config_hash"],
     }
-    assert {c["level"]: c["trials"] for c in plan["level_counts"]["image_size"]} == {4: 4, 8: 4, 16: 4}
+    assert {c["level"]: c["trials"] for c in plan["level_counts"]["image_size"]} == {4: 6, 8: 6, 16: 6}
 
 
 def test_plan_table_shows_counts() -> None:
@@ -73,7 +73,7 @@ def test_subprocess_plan_and_error_exit_codes(tmp_path: Path) -> None:
     ok = subprocess.run([*ABLATE, "plan", "studies/digits_quick.py", "--json"], cwd=ROOT,
                         capture_output=True, text=True, check=False)
     assert ok.returncode == 0, ok.stderr
-    assert json.loads(ok.stdout)["n_trials"] == 12
+    assert json.loads(ok.stdout)["n_trials"] == 18
     bad = tmp_path / "bad.py"
     bad.write_text("from ablate import Study\nstudy = Study(name='s', base=dict(lr='x'))\n")
     err = subprocess.run([*ABLATE, "plan", str(bad)], capture_output=True, text=True, check=False)
