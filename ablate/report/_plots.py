@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from ablate.report._data import ParallelCoordinates
 
-PNG_DPI = 110
+PNG_DPI = 100
 BASELINE_COLOR = "#d62728"
 POINT_COLOR = "#1f77b4"
 OTHER_COLOR = "#9aa5b1"
@@ -264,6 +264,7 @@ def plot_main_effects(
 ) -> Figure:
     """The metric per level of each factor, mean with its 95 % CI as error bars, factors side
     by side on one shared y axis (a row of axes, not an axes per factor: half the drawing)."""
+    from matplotlib.collections import LineCollection
     from matplotlib.figure import Figure
 
     ticks = {f: [f"{_wrap(lv, 12)}\nn={k}" for lv, k in zip(df["level"], df["n"], strict=True)]
@@ -298,24 +299,36 @@ def plot_main_effects(
         y0 = fig_h - top - (r + 1) * height - r * gap
         ax = fig.add_axes((_Y_AXIS / fig_w, y0 / fig_h, units[r] * per_level / fig_w, height / fig_h), sharey=first)
         first = first or ax
+        # One artist per kind for the whole row (lines, CI bars, caps, points): errorbar() and a
+        # scatter per factor built a dozen artists each.
         start, positions, labels = 0.0, [], []
+        lines, bars, caps, points, colors = [], [], [], [], []
         for i, factor in enumerate(factors):
             df = effects[factor]
             x = start + np.arange(len(df))
             mean = df["mean"].to_numpy(dtype=float)
-            low = mean - df["ci_low"].to_numpy(dtype=float)
-            high = df["ci_high"].to_numpy(dtype=float) - mean
+            # A level with one value has no interval: its bar is just the point.
+            low = np.where(np.isnan(df["ci_low"].to_numpy(dtype=float)), mean, df["ci_low"].to_numpy(dtype=float))
+            high = np.where(np.isnan(df["ci_high"].to_numpy(dtype=float)), mean, df["ci_high"].to_numpy(dtype=float))
             base = (baseline_levels or {}).get(factor)
-            colors = [BASELINE_COLOR if base is not None and lv == base else POINT_COLOR for lv in df["level"]]
-            ax.plot(x, mean, color="#999999", linewidth=1, zorder=1)
-            ax.errorbar(x, mean, yerr=[np.nan_to_num(low), np.nan_to_num(high)], fmt="none", ecolor="#555555", capsize=4, zorder=2)
-            ax.scatter(x, mean, c=colors, s=36, zorder=3)
+            colors += [BASELINE_COLOR if base is not None and lv == base else POINT_COLOR for lv in df["level"]]
+            lines.append(np.column_stack([x, mean]))
+            bars += [[(xi, lo), (xi, hi)] for xi, lo, hi in zip(x, low, high, strict=True)]
+            caps += [(xi, lo) for xi, lo in zip(x, low, strict=True)] + [(xi, hi) for xi, hi in zip(x, high, strict=True)]
+            points.append(np.column_stack([x, mean]))
             ax.text(x.mean(), 1.0, factor, transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=10)
             if i:
                 ax.axvline(start - (_FACTOR_GAP + 1) / 2, color="#bbbbbb", linewidth=0.8)
             positions += x.tolist()
             labels += ticks[factor]
             start = x[-1] + 1 + _FACTOR_GAP
+        ax.add_collection(LineCollection(lines, colors="#999999", linewidths=1, zorder=1))
+        ax.add_collection(LineCollection(bars, colors="#555555", linewidths=1.5, zorder=2))
+        cap_xy = np.asarray(caps, dtype=float)
+        ax.plot(cap_xy[:, 0], cap_xy[:, 1], linestyle="", marker="_", markersize=8, markeredgewidth=1.5,
+                color="#555555", zorder=2)
+        xy = np.concatenate(points)
+        ax.scatter(xy[:, 0], xy[:, 1], c=colors, s=36, zorder=3)
         _category_labels(ax, positions, labels)
         ax.set_xlim(-0.5, start - _FACTOR_GAP - 0.5)
         ax.set_ylabel(axis_label(metric))
