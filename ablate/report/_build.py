@@ -404,15 +404,16 @@ def _remove_stale(out: Path, keep: Sequence[Plot]) -> None:
 def render_report(report: Report, out: Path | str, *, svg: bool = False, workers: int | None = None) -> Path:
     """Write tables, plots, index.html and report.md into ``out``; return index.html's path."""
     from ablate.report._html import write_html, write_markdown
-    from ablate.report._tables import table_cells, write_tables
+    from ablate.report._tables import markdown_table, table_cells, write_tables
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cells = table_cells(report.table)  # once for the four writers
-    write_tables(report.table, out, cells)
+    table_md = markdown_table(report.table, cells)  # table.md and report.md
+    write_tables(report.table, out, cells, markdown=table_md)
     plots = draw_report(report, out, svg=svg, workers=workers)
     _remove_stale(out, plots)
-    write_markdown(report, plots, out / "report.md", cells)
+    write_markdown(report, plots, out / "report.md", cells, table_md=table_md)
     return write_html(report, plots, out / "index.html", cells)
 
 

@@ -834,11 +834,11 @@ def _scale_axis(
 #: fANOVA's cost grows faster than linearly with trials (Optuna's default forest took 160 s on
 #: 2,000 trials, 4 s on 200): a seeded subsample of this many trials is evaluated.
 IMPORTANCE_MAX_TRIALS = 200
-#: 16 trees of depth <= 6 took 0.3 s where 32 of depth <= 8 took 1 s (200 trials, 5 factors).
-#: Against a 64-tree forest on the same trials, an importance moved by up to 0.17 with another
-#: forest seed (0.07 for 32 trees); between two seeded subsamples of 200 trials of one study it
-#: moved by up to 0.3 either way: the subsample, not the forest, limits the precision.
-IMPORTANCE_TREES = 16
+#: 12 trees of depth <= 6 took 0.2 s where 32 of depth <= 8 took 1 s (200 trials, 5 factors).
+#: Against a 64-tree forest on the same trials, an importance moved by up to 0.15 with another
+#: forest seed (0.17 for 16 trees, 0.07 for 32); between two seeded subsamples of 200 trials of
+#: one study it moved by up to 0.3: the subsample, not the forest, limits the precision.
+IMPORTANCE_TREES = 12
 IMPORTANCE_DEPTH = 6
 
 
@@ -855,7 +855,7 @@ def factor_importance(
 
     Our completed trials are copied into an in-memory Optuna study (``create_trial`` +
     ``add_trial``) with distributions inferred from the values seen, then evaluated with a
-    forest of 16 trees of depth <= 6. Beyond ``max_trials`` trials a seeded random subsample is
+    forest of 12 trees of depth <= 6. Beyond ``max_trials`` trials a seeded random subsample is
     used. Returns ``factor``, ``importance`` (summing to 1, most important first) and
     ``trials`` (how many entered).
     """

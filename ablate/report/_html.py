@@ -202,13 +202,16 @@ def _md_row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
-def write_markdown(report: Report, plots: Sequence[Plot], path: Path, cells: Cells | None = None) -> Path:
-    """Write report.md: the same content as the page, images linked relative to it."""
+def write_markdown(
+    report: Report, plots: Sequence[Plot], path: Path, cells: Cells | None = None, *, table_md: str | None = None
+) -> Path:
+    """Write report.md: the same content as the page, images linked relative to it (``table_md``:
+    :func:`markdown_table`'s text when already made)."""
     lines = [f"# Ablation report: {report.study}", ""]
     lines += [*(line + "  " for line in summary_lines(report)), ""]
     lines += [f"## Ablation table: {metric_label(report.metric)}", ""]
     # markdown_table already states the constants; summary_lines gave them once above.
-    lines += [*markdown_table(report.table, cells).splitlines()[2:], ""]
+    lines += [*(table_md or markdown_table(report.table, cells)).splitlines()[2:], ""]
     for plot in plots:
         lines += [f"## {plot.title}", "", f"![{plot.title}]({plot.name}.png)", "", f"_{plot.caption}_", ""]
         if plot.name == "main_effects" and report.anova is not None:

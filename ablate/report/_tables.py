@@ -232,11 +232,14 @@ def csv_frame(table: AblationTable) -> pd.DataFrame:
     return rows
 
 
-def write_tables(table: AblationTable, out: Path, cells: Cells | None = None) -> list[Path]:
-    """Write table.md, table.csv and table.tex into ``out``; return their paths."""
+def write_tables(
+    table: AblationTable, out: Path, cells: Cells | None = None, *, markdown: str | None = None
+) -> list[Path]:
+    """Write table.md, table.csv and table.tex into ``out``; return their paths. ``cells`` and
+    ``markdown`` are :func:`table_cells` and :func:`markdown_table` when already computed."""
     cells = cells or table_cells(table)
     paths = [out / "table.md", out / "table.csv", out / "table.tex"]
-    paths[0].write_text(markdown_table(table, cells), encoding="utf-8")
+    paths[0].write_text(markdown or markdown_table(table, cells), encoding="utf-8")
     csv_frame(table).to_csv(paths[1], index=False)
     paths[2].write_text(latex_table(table, cells), encoding="utf-8")
     return paths
