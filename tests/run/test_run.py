@@ -236,3 +236,14 @@ def test_smoke_runs_every_configuration_of_every_seed_study(study_file: Path, tm
     # checkpoints were written and then removed; the predictions for the report stay
     assert not list((tmp_path / "runs").rglob("*.pt"))
     assert list((tmp_path / "runs").rglob("predictions.npz"))
+
+
+def test_budget_stops_claiming_when_the_next_trial_would_not_fit(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ABLATE_TEST_LOG", str(tmp_path / "executions.log"))
+    monkeypatch.setenv("ABLATE_TEST_SLEEP", "0.5")
+    # 1.5 s of budget and trials of ~0.5 s: after the first trials the estimate says stop
+    (outcome,) = run_study(STUDIES / "quick_grid.py", db=sqlite_url, budget_hours=1.5 / 3600,
+                           runs_dir=tmp_path / "runs")
+    assert outcome.summary.stopped_by.startswith("budget")
+    assert 1 <= outcome.summary.completed <= 3
+    assert outcome.counts["queued"] == 40 - outcome.summary.completed
