@@ -21,6 +21,19 @@ ROOT = HERE.parents[1]
 ABLATE = [sys.executable, "-m", "ablate"]
 
 
+def _wait_for_epochs(study: str, db: str, n: int, timeout_s: float = 120) -> None:
+    """Poll the database until a running study has recorded ``n`` epochs."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if len(load_epochs(study, db=db)) >= n:
+                return
+        except Exception:  # the study is not registered yet
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{study}: fewer than {n} epochs after {timeout_s} s")
+
+
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "ABLATE_TEST_LOG": str(tmp_path / "executions.log"), **extra}
 
@@ -95,14 +108,7 @@ def test_killed_worker_trial_resumes_from_checkpoint(db_url: str, tmp_path: Path
         [*ABLATE, "run", str(STUDIES / "tiny_train.py"), "--db", db_url, "--runs-dir", str(runs)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if len(load_epochs("tiny_train", db=db_url)) >= 2:
-                break
-        except Exception:  # the study is not registered yet
-            pass
-        time.sleep(0.05)
+    _wait_for_epochs("tiny_train", db_url, 2)
     first.send_signal(signal.SIGKILL)  # a dead Colab session: no clean-up of any kind
     first.wait()
     trials = load_trials("tiny_train", db=db_url)
@@ -247,3 +253,23 @@ def test_budget_stops_claiming_when_the_next_trial_would_not_fit(sqlite_url: str
     assert outcome.summary.stopped_by.startswith("budget")
     assert 1 <= outcome.summary.completed <= 3
     assert outcome.counts["queued"] == 40 - outcome.summary.completed
+
+
+def test_ctrl_c_hands_the_trial_back_for_an_immediate_resume(sqlite_url: str, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    first = subprocess.Popen(
+        [*ABLATE, "run", str(STUDIES / "tiny_train.py"), "--db", sqlite_url, "--runs-dir", str(runs)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    _wait_for_epochs("tiny_train", sqlite_url, 1)
+    first.send_signal(signal.SIGINT)
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 130, err
+    assert "went back to the queue" in err and "Traceback" not in err
+    assert list(load_trials("tiny_train", db=sqlite_url)["status"]) == ["queued"]
+    # no waiting for a lease: the next run resumes at once and finishes the trial
+    again = subprocess.run([*ABLATE, "run", str(STUDIES / "tiny_train.py"), "--db", sqlite_url,
+                            "--runs-dir", str(runs)], capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 0, again.stderr
+    assert "resuming trial 0" in again.stdout
+    assert sorted(load_epochs("tiny_train", db=sqlite_url)["epoch"]) == [1, 2, 3, 4, 5, 6]
