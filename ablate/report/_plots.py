@@ -724,7 +724,7 @@ def _place_axis_labels(fig: Figure) -> None:
                 continue
             labels = axis.get_majorticklabels()
             texts = [t.get_text() for t in labels]
-            pt = labels[0].get_fontsize() if labels else FONT_PT
+            pt = float(labels[0].get_fontsize()) if labels else float(FONT_PT)
             name = "xtick" if axis is ax.xaxis else "ytick"
             gap = (plt_rc(f"{name}.major.size") + plt_rc(f"{name}.major.pad") + axis.labelpad) / 72
             if axis is ax.xaxis:
@@ -742,7 +742,7 @@ def _place_axis_labels(fig: Figure) -> None:
 def plt_rc(key: str) -> float:
     import matplotlib
 
-    return float(matplotlib.rcParams[key])
+    return float(cast(Any, matplotlib.rcParams)[key])
 
 
 def png_bytes(pixels: np.ndarray, level: int = 1) -> bytes:
