@@ -520,11 +520,11 @@ class ResultStore:
 
         return load_trials(name, self)
 
-    def load_epochs(self, name: str) -> pd.DataFrame:
+    def load_epochs(self, name: str, *, trial_ids: Iterable[int] | None = None) -> pd.DataFrame:
         """One row per recorded epoch (see :func:`ablate.store.load_epochs`)."""
         from ablate.store._read import load_epochs
 
-        return load_epochs(name, self)
+        return load_epochs(name, self, trial_ids=trial_ids)
 
     def load_artifacts(self, name: str) -> pd.DataFrame:
         """The files the study's trials produced: trial_id, number, kind, path."""
