@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -19,7 +18,8 @@ from ablate.errors import AblateError
 class _AblateGroup(TyperGroup):
     """Turns an :class:`AblateError` into one line on stderr and its exit code, no traceback."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    # Typer vendors its own click; the context's type is whatever TyperGroup.invoke takes.
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except AblateError as e:

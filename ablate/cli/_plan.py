@@ -39,7 +39,7 @@ def plan(
                 "metric": s.metric,
                 "direction": s.direction,
                 "seeds": list(s.seeds),
-                "n_trials": len(specs) if s.design not in ADAPTIVE_DESIGNS else s.n_trials * len(s.seeds),
+                "n_trials": len(specs) if s.design not in ADAPTIVE_DESIGNS else (s.n_trials or 0) * len(s.seeds),
                 "factors": {k: v.describe() for k, v in s.spaces.items()},
                 "trials": [
                     {"number": t.number, "params": t.params, "seed": t.seed, "config_hash": t.config_hash}
@@ -98,7 +98,8 @@ def fields() -> None:
 
     table = Table("field", "default", "meaning")
     for f in dataclasses.fields(TrialConfig):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        factory: Any = f.default_factory
+        default = f.default if f.default is not dataclasses.MISSING else factory()
         table.add_row(f.name, repr(default), str(f.metadata["doc"]))
     Console().print(table)
 

@@ -162,7 +162,7 @@ class PruningCheck:
 
         pruner = self._pruner()
         ostudy = optuna.create_study(direction=self.direction, pruner=pruner)
-        dist = {"_": FloatDistribution(0.0, 1.0)}
+        dist: dict[str, Any] = {"_": FloatDistribution(0.0, 1.0)}
         for status, curve in others:
             if not curve:
                 continue

@@ -30,7 +30,7 @@ def start_run(project: str, study: str, claimed: Any, runs_dir: Path) -> Any:
         job_type="trial",
         config={**claimed.config.to_dict(), "params": dict(claimed.params), "trial_number": claimed.number},
         dir=str(directory),
-        mode=mode,
+        mode=mode,  # type: ignore[arg-type]
         reinit="finish_previous",
     )
 

@@ -183,7 +183,11 @@ def run_worker(
     adaptive = study.design in ("random", "tpe")
     transform = smoke_config if options.smoke else None
     propose = make_proposer(study, transform=transform) if adaptive else None
-    pruning = PruningCheck(study.pruner, study.metric, study.direction) if study.pruner != "none" else None
+    pruning = (
+        PruningCheck(study.pruner, study.metric, study.direction or "maximize")
+        if study.pruner != "none"
+        else None
+    )
     env = environment()
     host = socket.gethostname()
     while True:
@@ -313,7 +317,7 @@ def _drop_checkpoints(directory: Path, artifacts: Mapping[str, str]) -> dict[str
 def _summary_line(metric: str, metrics: Mapping[str, Any], error: str | None) -> str:
     if error:
         return error.splitlines()[0]
-    parts = []
+    parts: list[str] = []
     for key in (metric, "val_acc", "test_acc", "duration_s"):
         value = metrics.get(key)
         if value is not None and not any(p.startswith(key + "=") for p in parts):

@@ -245,7 +245,7 @@ class Study:
             if self.keeps(candidate):
                 params = {k: level_value(k, v) for k, v in levels.items()}
                 configs.append((levels, params))
-        specs = []
+        specs: list[TrialSpec] = []
         for seed in self.seeds:
             for levels, params in configs:
                 config = self.config_for(levels, seed)
@@ -309,8 +309,10 @@ def _space_from_json(value: Mapping[str, Any]) -> Space:
     if "levels" in value:
         return Choice(tuple(value["levels"]))
     if "uniform" in value:
-        return Uniform(*value["uniform"], log=value["log"])
-    return IntRange(*value["int"], step=value["step"], log=value["log"])
+        low, high = value["uniform"]
+        return Uniform(low, high, log=value["log"])
+    low, high = value["int"]
+    return IntRange(low, high, step=value["step"], log=value["log"])
 
 
 def study_from_definition(definition: Mapping[str, Any], *, source: str = "<database>") -> Study:
