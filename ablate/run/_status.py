@@ -53,7 +53,7 @@ def study_status(store: Any, name: str) -> StudyStatus:
             RunningTrial(
                 number=int(row.number), seed=int(row.seed), worker=row.worker,
                 epoch=last_epoch.get(row.trial_id), epochs=config.get("epochs"),
-                lease_age_s=_age(getattr(row, "heartbeat_at", None), now),
+                lease_age_s=_age(row.heartbeat_at, now),
             )
         )
     for row in trials[trials["status"] == "failed"].itertuples():

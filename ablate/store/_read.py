@@ -39,7 +39,7 @@ TRIAL_COLUMNS_BEFORE = ("trial_id", "number", "seed", "replicate", "status", "co
 TRIAL_COLUMNS_AFTER = (
     *TRIAL_METRICS[:-1],  # stop_reason comes with the run details
     "stop_reason", "error", "worker", "host", "device", "attempt", "started_at", "finished_at",
-    "config", "extra_metrics",
+    "heartbeat_at", "config", "extra_metrics",
 )  # fmt: skip
 EPOCH_COLUMNS_BEFORE = ("trial_id", "number", "seed", "replicate", "config_hash")
 EPOCH_COLUMNS_AFTER = ("epoch", *EPOCH_METRICS, "extra")
@@ -71,7 +71,7 @@ def load_trials(name: str, db: str | os.PathLike[str] | ResultStore | None = Non
 
     Columns: trial_id, number, seed, replicate, status, config_hash, one column per factor,
     the final metrics (train_loss ... n_params), stop_reason, error, worker, host, device,
-    attempt, started_at, finished_at (UTC), config (dict), extra_metrics (dict or None).
+    attempt, started_at, finished_at, heartbeat_at (UTC), config (dict), extra_metrics (dict or None).
     """
     with _opened(db) as store:
         return store._transact(lambda s: _trials_frame(s, store, name), write=False)
@@ -307,7 +307,7 @@ def _trials_frame(session: Session, store: ResultStore, name: str) -> pd.DataFra
     for m in TRIAL_METRICS:
         if m not in INT_METRICS and m != "stop_reason":
             frame[after[m]] = pd.to_numeric(frame[after[m]], errors="coerce").astype("float64")
-    for c in ("started_at", "finished_at"):
+    for c in ("started_at", "finished_at", "heartbeat_at"):
         frame[after[c]] = pd.to_datetime(frame[after[c]], utc=True)
     return frame
 

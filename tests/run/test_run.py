@@ -273,3 +273,18 @@ def test_ctrl_c_hands_the_trial_back_for_an_immediate_resume(sqlite_url: str, tm
     assert again.returncode == 0, again.stderr
     assert "resuming trial 0" in again.stdout
     assert sorted(load_epochs("tiny_train", db=sqlite_url)["epoch"]) == [1, 2, 3, 4, 5, 6]
+
+
+def test_status_shows_running_trials_with_their_worker_and_heartbeat(sqlite_url: str) -> None:
+    from ablate import Study
+    from ablate.store import ResultStore
+
+    study = Study(name="live", factors=dict(image_size=[8, 16]))
+    store = ResultStore(sqlite_url)
+    store.register_study(study)
+    store.add_trials(study, study.validate())
+    store.claim_next_trial("live", worker="gpu-box-7", lease_s=60)
+    out = subprocess.run([*ABLATE, "status", "--study", "live", "--db", sqlite_url],
+                         capture_output=True, text=True, check=False).stdout
+    assert "1 queued, 1 running" in out
+    assert "gpu-box-7" in out and " s ago" in out
