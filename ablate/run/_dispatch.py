@@ -83,7 +83,7 @@ def prepare(study: Study, *, smoke: bool) -> tuple[Study, list[TrialSpec]]:
 
 def _worker_process(
     study_file: str | None, study_name: str, db: str | None, options: WorkerOptions,
-    index: int, n_workers: int, counter: Any, threads: int, gpus: list[str],
+    index: int, counter: Any, threads: int, gpus: list[str],
 ) -> None:
     """Entry point of one worker process started by `ablate run --workers N`."""
     if gpus:
@@ -147,7 +147,7 @@ def run_workers(
         opts = dataclasses.replace(options, worker=f"{options.worker}-w{i}")
         p = ctx.Process(
             target=_worker_process,
-            args=(study_file, study.name, db, opts, i, workers, counter, threads, gpus),
+            args=(study_file, study.name, db, opts, i, counter, threads, gpus),
             name=f"ablate-worker-{i}",
         )
         p.start()
@@ -184,7 +184,6 @@ def run_study(
     new_version: bool = False,
     wandb_project: str | None = None,
     runs_dir: Path | None = None,
-    lease_s: float | None = None,
 ) -> list[RunOutcome]:
     """Register, plan and run the studies of a file (or the one named); return what happened."""
     from ablate.store import ResultStore
@@ -216,8 +215,6 @@ def run_study(
         )
         if runs_dir is not None:
             options.runs_dir = runs_dir
-        if lease_s is not None:
-            options.lease_s = lease_s
         summary = run_workers(store, study, source, db, options, workers, planned, done)
         outcomes.append(
             RunOutcome(study.name, store.display_url, planned, added, summary, status_counts(store, study.name))
