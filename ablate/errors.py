@@ -30,6 +30,28 @@ class StoreError(AblateError):
     """The result database refused an operation or could not be reached."""
 
 
+class InfrastructureError(AblateError):
+    """The database or the disk failed, not the study (exit code 3).
+
+    A worker that meets one hands its trial back (never marks it failed) and stops; the trial
+    resumes from its checkpoint once the fault is gone.
+    """
+
+    exit_code = 3
+
+
+class DatabaseUnavailableError(StoreError, InfrastructureError):
+    """The database stayed unreachable (connection lost, server restarting) past the retry window."""
+
+    exit_code = 3
+
+
+class DiskFullError(InfrastructureError):
+    """A file could not be written: no space left on the device."""
+
+    exit_code = 3
+
+
 class ReadOnlyQueryError(StoreError):
     """`ablate sql` was given a statement that would write."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -20,6 +20,14 @@ MaxTrials = Annotated[
 Budget = Annotated[
     float | None,
     typer.Option("--budget-hours", min=0.0, help="Claim no trial whose estimated end is past this budget."),
+]
+LeaseS = Annotated[
+    float | None,
+    typer.Option(
+        "--lease-s", envvar="ABLATE_LEASE_S", min=1.0,
+        help="Seconds a worker holds a trial between heartbeats (default 60): a worker silent for "
+        "this long loses its trial to another, which resumes it from its checkpoint.",
+    ),
 ]
 RunsDir = Annotated[
     Path | None, typer.Option("--runs-dir", envvar="ABLATE_RUNS", help="Checkpoints and artifacts (default ./runs).")
@@ -43,8 +51,13 @@ def run(
     new_version: Annotated[bool, typer.Option("--new-version", help="Accept a changed `base` as a new version of the study.")] = False,
     wandb: Annotated[str | None, typer.Option("--wandb", help="Log each trial to this W&B project (offline without an API key).")] = None,
     runs_dir: RunsDir = None,
+    lease_s: LeaseS = None,
 ) -> None:
-    """Plan a study's trials into the database and run every one exactly once (resumable)."""
+    """Plan a study's trials into the database and run every one exactly once (resumable).
+
+    Exit codes: 0 every trial finished; 1 some trials failed; 2 configuration error; 3 database
+    or disk fault (trials went back to the queue); 130/143 stopped by SIGINT/SIGTERM.
+    """
     from ablate.run import run_study
     from ablate.store import mask_url
 
@@ -52,19 +65,34 @@ def run(
         outcomes = run_study(
             study_file, study_name=study, db=db, workers=workers, smoke=smoke, max_trials=max_trials,
             budget_hours=budget_hours, new_version=new_version, wandb_project=wandb, runs_dir=runs_dir,
+            lease_s=lease_s,
         )
-    except KeyboardInterrupt:
-        typer.secho(
-            "interrupted: the running trial went back to the queue; run the same command again to "
-            "resume it from its last checkpoint",
-            err=True, fg="yellow",
-        )
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as e:
+        _stopped(e, "run the same command again to resume it from its last checkpoint")
+    failed = 0
     for o in outcomes:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(o.counts.items()))
         typer.echo(f"{o.study}: {counts}; this run stopped by {o.summary.stopped_by}.")
         typer.echo(f"  results: {o.db}  (ablate sql, ablate status --study {o.study})")
         typer.echo(f"  report:  {_report_hint(o.study, mask_url(db) if db else None)}")
+        if o.counts.get("failed"):
+            failed += o.counts["failed"]
+            typer.secho(
+                f"{o.study}: {o.counts['failed']} trial(s) failed: see `ablate status --study {o.study}`, "
+                f"re-queue with `ablate retry --study {o.study}`",
+                err=True, fg="red",
+            )
+    if failed:
+        raise typer.Exit(1)
+
+
+def _stopped(error: KeyboardInterrupt, then: str) -> NoReturn:
+    from ablate.run._worker import stop_exit_code
+
+    code = stop_exit_code(error)
+    name = "SIGTERM" if code == 143 else "SIGINT" if code == 130 else f"signal {code - 128}"
+    typer.secho(f"stopped by {name}: the running trial went back to the queue; {then}", err=True, fg="yellow")
+    raise typer.Exit(code) from None
 
 
 @app.command()
@@ -75,8 +103,13 @@ def worker(
     max_trials: MaxTrials = None,
     budget_hours: Budget = None,
     runs_dir: RunsDir = None,
+    lease_s: LeaseS = None,
 ) -> None:
-    """Join a study's run from any machine: claim and run trials until none is left."""
+    """Join a study's run from any machine: claim and run trials until none is left.
+
+    Exit codes: 0 done; 2 configuration error; 3 database or disk fault (its trial went back to
+    the queue); 130/143 stopped by SIGINT/SIGTERM (likewise).
+    """
     from ablate.run import WorkerOptions, run_worker
     from ablate.run._dispatch import _load_for_worker
     from ablate.run._progress import make_progress
@@ -91,12 +124,14 @@ def worker(
     )
     if runs_dir is not None:
         options.runs_dir = runs_dir
+    if lease_s is not None:
+        options.lease_s = lease_s
     progress = make_progress(total=0)
     try:
         summary = run_worker(store, the_study, options, progress=progress)
-    except KeyboardInterrupt:
-        typer.secho("interrupted: the running trial went back to the queue", err=True, fg="yellow")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as e:
+        progress.close()
+        _stopped(e, "any worker resumes it from its last checkpoint")
     finally:
         progress.close()
     typer.echo(
@@ -104,7 +139,7 @@ def worker(
         f"{summary.pruned} pruned; stopped by {summary.stopped_by} (study {info.name})."
     )
     if summary.errors:
-        raise typer.Exit(1)
+        raise typer.Exit(2)
 
 
 @app.command()

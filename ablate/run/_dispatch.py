@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing as mp
 import os
+import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ablate.errors import AblateError, StudyError
+from ablate.errors import AblateError, InfrastructureError, StudyError
 from ablate.run._progress import PlainProgress, make_progress
-from ablate.run._worker import WorkerOptions, WorkerSummary, run_worker
+from ablate.run._worker import Stopped, WorkerOptions, WorkerSummary, run_worker, stop_exit_code
 from ablate.study import ADAPTIVE_DESIGNS, Study, TrialSpec, load_studies, select_study
 
 SMOKE_SUFFIX = "_smoke"
@@ -85,7 +88,24 @@ def _worker_process(
     study_file: str | None, study_name: str, db: str | None, options: WorkerOptions,
     index: int, counter: Any, threads: int, gpus: list[str],
 ) -> None:
-    """Entry point of one worker process started by `ablate run --workers N`."""
+    """Entry point of one worker process started by `ablate run --workers N`.
+
+    Exits 0 when done, with the error's exit code (2 configuration, 3 database or disk) after one
+    line, and with 128 + signal after handing its trial back on SIGTERM/SIGINT: never a traceback.
+    """
+    try:
+        _work_in_process(study_file, study_name, db, options, index, counter, threads, gpus)
+    except KeyboardInterrupt as e:
+        sys.exit(stop_exit_code(e))
+    except AblateError as e:
+        print(f"[worker {index}] error: {e}", file=sys.stderr, flush=True)
+        sys.exit(e.exit_code)
+
+
+def _work_in_process(
+    study_file: str | None, study_name: str, db: str | None, options: WorkerOptions,
+    index: int, counter: Any, threads: int, gpus: list[str],
+) -> None:
     if gpus:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
     # Read by torch when it is first imported (by the trainer), so set before any import.
@@ -99,6 +119,7 @@ def _worker_process(
     summary = run_worker(store, study, options, progress=progress, claim_counter=counter)
     if summary.errors:
         print(f"[worker {index}] stopped: {summary.errors[0]}", flush=True)
+        sys.exit(2)
 
 
 def _load_for_worker(store: Any, study_file: str | None, study_name: str, smoke: bool) -> Study:
@@ -152,24 +173,62 @@ def run_workers(
         )
         p.start()
         procs.append(p)
-    try:
-        for p in procs:
-            p.join()
-    except KeyboardInterrupt:
-        # Ctrl-C reached every worker too; each hands its trial back to the queue first.
-        for p in procs:
-            p.join(timeout=10)
-            if p.is_alive():
-                p.terminate()
-        raise
+    received = _forward_signals_while_joining(procs)
+    if received is not None:
+        raise Stopped(received)
     summary = WorkerSummary()
     counts = status_counts(store, study.name)
     summary.completed = counts.get("completed", 0)
     summary.failed = counts.get("failed", 0)
     summary.pruned = counts.get("pruned", 0)
-    if any(p.exitcode for p in procs):
-        summary.errors.append(f"{sum(1 for p in procs if p.exitcode)} worker process(es) exited with an error")
+    codes = [p.exitcode or 0 for p in procs]
+    if 3 in codes:
+        raise InfrastructureError(
+            f"{codes.count(3)} worker process(es) stopped on a database or disk fault (their lines "
+            "above say which); their trials went back to the queue: run the same command again"
+        )
+    crashed = [c for c in codes if c not in (0, 2)]
+    if crashed:
+        raise AblateError(f"{len(crashed)} worker process(es) exited with code(s) {sorted(set(crashed))}")
+    if 2 in codes:
+        summary.errors.append(
+            f"{codes.count(2)} worker process(es) stopped on a configuration error (their lines above "
+            "say which; fix it, then `ablate retry`)"
+        )
     return summary
+
+
+# How long the parent waits for a signalled worker to hand its trial back before killing it.
+HAND_BACK_S = 60.0
+
+
+def _forward_signals_while_joining(procs: list[Any]) -> int | None:
+    """Wait for every worker process; pass SIGTERM/SIGINT on to them (SLURM, Kubernetes and
+    systemd signal only the parent) and keep waiting while they hand their trials back.
+    Returns the signal received, if any."""
+    received: list[int] = []
+
+    def forward(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        for p in procs:
+            if p.is_alive() and p.pid is not None:
+                with contextlib.suppress(ProcessLookupError):  # it just ended
+                    os.kill(p.pid, signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for p in procs:
+            while p.is_alive():
+                p.join(timeout=0.5)
+                if received and p.is_alive():
+                    p.join(timeout=HAND_BACK_S)
+                    if p.is_alive():
+                        p.kill()
+                        p.join()
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    return received[0] if received else None
 
 
 def run_study(
@@ -184,6 +243,7 @@ def run_study(
     new_version: bool = False,
     wandb_project: str | None = None,
     runs_dir: Path | None = None,
+    lease_s: float | None = None,
 ) -> list[RunOutcome]:
     """Register, plan and run the studies of a file (or the one named); return what happened."""
     from ablate.store import ResultStore
@@ -215,12 +275,14 @@ def run_study(
         )
         if runs_dir is not None:
             options.runs_dir = runs_dir
+        if lease_s is not None:
+            options.lease_s = lease_s
         summary = run_workers(store, study, source, db, options, workers, planned, done)
         outcomes.append(
             RunOutcome(study.name, store.display_url, planned, added, summary, status_counts(store, study.name))
         )
-        if summary.errors:
-            raise AblateError(f"{study.name}: {summary.errors[0]}")
+        if summary.errors:  # a configuration error stopped the run (exit code 2)
+            raise StudyError(f"{study.name}: {summary.errors[0]}")
     return outcomes
 
 

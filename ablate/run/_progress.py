@@ -17,6 +17,10 @@ def _metrics(values: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={values[k]:.4f}" for k in keys if values.get(k) is not None)
 
 
+# Statuses that count as done ("lost" and "handed back" trials run again elsewhere).
+FINISHED = ("completed", "failed", "pruned")
+
+
 class PlainProgress:
     """One line per epoch and per trial, flushed: readable in CI logs and `tee` files."""
 
@@ -43,10 +47,14 @@ class PlainProgress:
         self._print(f"    epoch {metrics['epoch']}/{self.epochs} {_metrics(metrics)} ({metrics.get('seconds', 0):.1f} s)")
 
     def trial_finished(self, number: int, status: str, summary: str) -> None:
-        if status != "lost":
+        if status in FINISHED:
             self.done += 1
             self.finished_here += 1
         self._print(f"[{self.done}/{self.total}] trial {number} {status}: {summary}{self._eta()}")
+
+    def note(self, line: str) -> None:
+        """A line about the run itself (waiting for other workers, a foreign checkpoint)."""
+        self._print(line)
 
     def _eta(self) -> str:
         left = self.total - self.done
@@ -102,7 +110,7 @@ class RichProgress(PlainProgress):
         self.bar.update(self.current, completed=metrics["epoch"], info=_metrics(metrics))
 
     def trial_finished(self, number: int, status: str, summary: str) -> None:
-        if status != "lost":
+        if status in FINISHED:
             self.done += 1
             self.finished_here += 1
         self.bar.update(self.trials, completed=self.done)

@@ -4,29 +4,82 @@ Any number of workers, in processes on one machine or on many machines, can run 
 against one database: the store's claim is atomic, a lease renewed by a heartbeat marks a trial
 as taken, and a trial whose lease expired (its worker died) is claimed again and resumes from
 its last checkpoint.
+
+A trial's checkpoint folder is named after its ``run_token`` (stored in the trial's row and in
+the folder's ``identity.json``), so a checkpoint is only resumed by the trial of this database
+that wrote it. SIGTERM and SIGINT hand the running trial back to the queue (checkpoint kept)
+and raise :class:`Stopped`. A database or disk fault (:class:`~ablate.errors.InfrastructureError`)
+hands the trial back too and stops the worker: it never marks a trial failed.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any, Protocol
 
-from ablate.errors import AblateError
+from ablate.errors import AblateError, InfrastructureError
 from ablate.run._adaptive import PruningCheck, make_proposer
 from ablate.study import Study, TrialConfig
 
 DEFAULT_LEASE_S = 60.0
+IDENTITY = "identity.json"
+# Longest pause between two looks at the queue while other workers' trials are running.
+WAIT_POLL_S = 5.0
 
 
 class LeaseLost(Exception):
     """Another worker took this trial over (our lease expired): stop without writing."""
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGINT arrived: the running trial was handed back; exit with 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def stop_exit_code(error: KeyboardInterrupt) -> int:
+    """The shell's convention: 130 for SIGINT (Ctrl-C), 143 for SIGTERM."""
+    return error.exit_code if isinstance(error, Stopped) else 128 + signal.SIGINT
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Turn the first SIGTERM/SIGINT into :class:`Stopped`; later ones are ignored while the
+    trial is being handed back. Only the main thread can install handlers: elsewhere, a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if fired:
+            return
+        fired.append(signum)
+        raise Stopped(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 class Progress(Protocol):
@@ -36,6 +89,7 @@ class Progress(Protocol):
     def batch(self, epoch: int, batch: int, n_batches: int, loss: float | None) -> None: ...
     def epoch(self, metrics: Mapping[str, Any]) -> None: ...
     def trial_finished(self, number: int, status: str, summary: str) -> None: ...
+    def note(self, line: str) -> None: ...
 
 
 @dataclass
@@ -47,6 +101,8 @@ class WorkerOptions:
     max_trials: int | None = None
     budget_s: float | None = None
     runs_dir: Path = field(default_factory=lambda: Path(os.environ.get("ABLATE_RUNS", "runs")))
+    # Wait for running trials of other workers (their lease may expire) before saying "nothing left".
+    wait_for_running: bool = True
     smoke: bool = False
     wandb_project: str | None = None
     stop_on_user_error: bool = True
@@ -145,9 +201,48 @@ def _device_name(config: TrialConfig) -> str:
     return f"cuda:{torch.cuda.current_device()} {torch.cuda.get_device_name()}"
 
 
-def trial_dir(runs_dir: Path, study: str, number: int, seed: int) -> Path:
-    """Where a trial's checkpoints and artifacts live (shared by every attempt of it)."""
-    return runs_dir / study / f"trial-{number:04d}-seed{seed}"
+def trial_dir(runs_dir: Path, study: str, number: int, seed: int, run_token: str) -> Path:
+    """Where a trial's checkpoints and artifacts live (shared by every attempt of it).
+
+    ``run_token`` comes from the trial's row: the same study run into another database, or as a
+    new version, gets folders of its own instead of "resuming" this trial's checkpoints.
+    """
+    return runs_dir / study / f"trial-{number:04d}-seed{seed}-{run_token}"
+
+
+def checkpoint_folder(runs_dir: Path, study: str, claimed: Any) -> tuple[Path, str | None]:
+    """The trial's own folder, and a line saying why it is not the usual one (or None).
+
+    A folder whose ``identity.json`` names another trial (copied in by hand, or of an ablate that
+    wrote none) is never resumed and never blocks: the trial takes the next free ``-N`` folder.
+    """
+    token = claimed.run_token or f"id{claimed.trial_id}"
+    base = trial_dir(runs_dir, study, claimed.number, claimed.seed, token)
+    identity = {"run_token": token, "study": claimed.study_name, "trial_id": claimed.trial_id,
+                "number": claimed.number, "seed": claimed.seed, "config_hash": claimed.config_hash}
+    note = None
+    for n in range(1, 1000):
+        folder = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        owner = _folder_token(folder)
+        if owner == token:
+            return folder, note
+        if owner is None and not any(folder.glob("*.pt")):
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{IDENTITY}.{os.getpid()}.tmp"
+            tmp.write_text(json.dumps(identity, indent=1))
+            os.replace(tmp, folder / IDENTITY)
+            return folder, note
+        note = (f"{folder} holds checkpoints of another run (token {owner or 'none'}, not "
+                f"{token}): not resumed; trial {claimed.number} starts fresh in a folder of its own")
+    raise AssertionError(f"{base}: 999 foreign checkpoint folders")
+
+
+def _folder_token(folder: Path) -> str | None:
+    try:
+        token = json.loads((folder / IDENTITY).read_text()).get("run_token")
+    except (FileNotFoundError, NotADirectoryError, ValueError, AttributeError):
+        return None
+    return token if isinstance(token, str) else None
 
 
 def _estimate_next_s(store: Any, study: str) -> float | None:
@@ -190,38 +285,75 @@ def run_worker(
     )
     env = environment()
     host = socket.gethostname()
-    while True:
-        if options.max_trials is not None:
-            if claim_counter is not None:
-                with claim_counter.get_lock():
-                    if claim_counter.value >= options.max_trials:
-                        summary.stopped_by = f"--max-trials {options.max_trials}"
-                        break
-                    claim_counter.value += 1
-            elif summary.ran + summary.lost >= options.max_trials:
-                summary.stopped_by = f"--max-trials {options.max_trials}"
+    # Keep reconnecting to a lost database for as long as our lease would still hold.
+    store.reconnect_s = options.lease_s
+    with stop_on_signals():
+        while True:
+            if options.max_trials is not None:
+                if claim_counter is not None:
+                    with claim_counter.get_lock():
+                        if claim_counter.value >= options.max_trials:
+                            summary.stopped_by = f"--max-trials {options.max_trials}"
+                            break
+                        claim_counter.value += 1
+                elif summary.ran + summary.lost >= options.max_trials:
+                    summary.stopped_by = f"--max-trials {options.max_trials}"
+                    break
+            if _over_budget(store, study, options, started, summary):
                 break
-        if options.budget_s is not None:
-            elapsed = time.monotonic() - started
-            estimate = _estimate_next_s(store, study.name) or 0.0
-            if elapsed + estimate > options.budget_s:
-                summary.stopped_by = f"budget ({options.budget_s / 3600:g} h): next trial would take ~{estimate:.0f} s"
+            claimed = _claim_or_wait(
+                store, study, options, started, summary, progress,
+                worker=options.worker, host=host, device=env.get("device", "cpu"), propose=propose,
+            )
+            if claimed is None:
                 break
-        claimed = store.claim_next_trial(
-            study.name, worker=options.worker, host=host, device=env.get("device", "cpu"),
-            lease_s=options.lease_s, propose=propose,
-        )
-        if claimed is None:
-            break
-        status, user_error = _run_one(
-            store, study, claimed, options, env, progress, pruning, train_trial, TrialPruned
-        )
-        setattr(summary, status, getattr(summary, status) + 1)
-        if user_error is not None and options.stop_on_user_error:
-            summary.stopped_by = "a configuration error (fix it, then `ablate retry`)"
-            summary.errors.append(user_error)
-            break
+            status, user_error = _run_one(
+                store, study, claimed, options, env, progress, pruning, train_trial, TrialPruned
+            )
+            setattr(summary, status, getattr(summary, status) + 1)
+            if user_error is not None and options.stop_on_user_error:
+                summary.stopped_by = "a configuration error (fix it, then `ablate retry`)"
+                summary.errors.append(user_error)
+                break
     return summary
+
+
+def _over_budget(store: Any, study: Study, options: WorkerOptions, started: float, summary: WorkerSummary) -> bool:
+    if options.budget_s is None:
+        return False
+    elapsed = time.monotonic() - started
+    estimate = _estimate_next_s(store, study.name) or 0.0
+    if elapsed + estimate > options.budget_s:
+        summary.stopped_by = f"budget ({options.budget_s / 3600:g} h): next trial would take ~{estimate:.0f} s"
+        return True
+    return False
+
+
+def _claim_or_wait(
+    store: Any, study: Study, options: WorkerOptions, started: float, summary: WorkerSummary,
+    progress: Progress | None, *, worker: str, host: str, device: str, propose: Any,
+) -> Any:
+    """The next trial; None when none is left. While none is queued but other workers' trials
+    are running, wait: a lease that expires (its worker died) makes that trial ours to resume."""
+    said = None
+    while True:
+        claimed = store.claim_next_trial(
+            study.name, worker=worker, host=host, device=device, lease_s=options.lease_s, propose=propose,
+        )
+        if claimed is not None:
+            return claimed
+        live = store.live_leases(study.name) if options.wait_for_running else []
+        if not live:
+            return None
+        if _over_budget(store, study, options, started, summary):
+            return None
+        number, owner, left = live[0]
+        line = (f"nothing queued; waiting for {len(live)} running trial(s) of other workers "
+                f"(trial {number} on {owner or '?'}: lease renewed or expiring within {left:.0f} s)")
+        if line.split(":")[0] != said and progress is not None:
+            progress.note(line)
+        said = line.split(":")[0]
+        time.sleep(min(WAIT_POLL_S, options.lease_s / 3, left + 0.2))
 
 
 def _run_one(
@@ -237,8 +369,11 @@ def _run_one(
 ) -> tuple[str, str | None]:
     """Run one claimed trial; return its final status and the user error that failed it, if any."""
     config: TrialConfig = claimed.config
-    directory = trial_dir(options.runs_dir, study.name, claimed.number, claimed.seed)
-    resumed = (directory / "last.pt").exists()
+    try:
+        directory, resumed = _prepare_folder(store, study, claimed, options, progress)
+    except KeyboardInterrupt:
+        _hand_back(store, claimed.trial_id, options.worker)
+        raise
     if progress is not None:
         progress.trial_started(claimed.number, claimed.seed, claimed.params, config.epochs, resumed)
     wandb_run = _start_wandb(options, study, claimed) if options.wandb_project else None
@@ -273,8 +408,18 @@ def _run_one(
         except KeyboardInterrupt:
             # Stopped on purpose: give the trial back now rather than when its lease expires,
             # so the next `ablate run` resumes it from its checkpoint at once.
-            store.release_trial(claimed.trial_id, options.worker)
+            _hand_back(store, claimed.trial_id, options.worker)
             _finish_wandb(wandb_run, "interrupted")
+            if progress is not None:
+                progress.trial_finished(claimed.number, "handed back", "stopped by a signal; checkpoint kept")
+            raise
+        except InfrastructureError as e:
+            # The database or the disk failed, not the trial: hand it back if the database still
+            # answers (else its lease expires) and stop this worker; never mark it failed.
+            _hand_back(store, claimed.trial_id, options.worker)
+            _finish_wandb(wandb_run, "interrupted")
+            if progress is not None:
+                progress.trial_finished(claimed.number, "handed back", str(e).splitlines()[0])
             raise
         except LeaseLost:
             _finish_wandb(wandb_run, "lost")
@@ -304,6 +449,44 @@ def _run_one(
     if progress is not None:
         progress.trial_finished(claimed.number, status, _summary_line(study.metric, metrics, error))
     return status, user_error
+
+
+def _prepare_folder(
+    store: Any, study: Study, claimed: Any, options: WorkerOptions, progress: Progress | None
+) -> tuple[Path, bool]:
+    """The trial's checkpoint folder and whether it resumes from it; a fresh start first drops
+    the epochs of earlier attempts and records why, when there were any."""
+    if study.train is not None:  # a train function keeps no checkpoints: it always starts over
+        directory = trial_dir(options.runs_dir, study.name, claimed.number, claimed.seed, claimed.run_token or "")
+        store.start_fresh(claimed.trial_id, options.worker, None)
+        return directory, False
+    directory, folder_note = checkpoint_folder(options.runs_dir, study.name, claimed)
+    resumed = (directory / "last.pt").exists()
+    if progress is not None and folder_note:
+        progress.note(folder_note)
+    if not resumed:
+        # Training starts at epoch 1: epochs an earlier attempt recorded would otherwise outlive
+        # this run (a completed trial has exactly the epochs it ran).
+        reason = None
+        if claimed.attempt > 1:
+            reason = (f"attempt {claimed.attempt} on {socket.gethostname()} found no checkpoint at "
+                      f"{directory}: trained again from epoch 1 (every worker must see the same "
+                      "runs folder to resume)")
+        if store.start_fresh(claimed.trial_id, options.worker, reason) and reason and progress is not None:
+            progress.note(f"trial {claimed.number}: {reason}")
+    return directory, resumed
+
+
+def _hand_back(store: Any, trial_id: int, worker: str) -> None:
+    """Release the trial to the queue, quickly; if the database does not answer, its lease
+    expiring hands it back instead."""
+    reconnect_s, store.reconnect_s = store.reconnect_s, min(store.reconnect_s, 5.0)
+    try:
+        store.release_trial(trial_id, worker)
+    except AblateError:
+        pass
+    finally:
+        store.reconnect_s = reconnect_s
 
 
 def _drop_checkpoints(directory: Path, artifacts: Mapping[str, str]) -> dict[str, str]:

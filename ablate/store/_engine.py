@@ -3,8 +3,11 @@
 SQLite is tuned for several worker processes on one file: WAL (readers never block the writer),
 a busy timeout, foreign keys on, and ``BEGIN IMMEDIATE`` for every write transaction so that two
 writers queue on the lock instead of failing halfway through. What SQLite still reports as busy is
-retried with backoff by :func:`run_transaction`. Every database error leaves this module as a
-:class:`~ablate.errors.StoreError` naming the URL with its password masked.
+retried with backoff by :func:`run_transaction`. A lost connection (the server restarted, a
+primary failed over, an administrator ended the session) is a fault of the moment too: the
+transaction is retried on a fresh connection with backoff for up to ``reconnect_s`` seconds,
+then raised as :class:`~ablate.errors.DatabaseUnavailableError`. Every other database error
+leaves this module as a :class:`~ablate.errors.StoreError` naming the URL with its password masked.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from ablate.errors import StoreError
+from ablate.errors import DatabaseUnavailableError, StoreError
 
 T = TypeVar("T")
 
@@ -37,6 +40,12 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # the transaction lost a serialization race or a deadlock.
 MAX_ATTEMPTS = 12
 _RETRY_PG_CODES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+# How long a transaction is retried while the database cannot be reached; a worker sets it to
+# its lease, so that it keeps trying for as long as the trial is still its own.
+DEFAULT_RECONNECT_S = float(os.environ.get("ABLATE_RECONNECT_S", 60.0))
+# SQLSTATE classes of a lost connection: 08 connection exception; 57P0x the server is shutting
+# down, crashed, cannot accept connections yet, or ended this session (pg_terminate_backend).
+_DISCONNECT_PG_CLASSES = ("08", "57P")
 
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 
@@ -195,6 +204,27 @@ def is_retryable(error: BaseException) -> bool:
     return False
 
 
+def is_disconnect(error: BaseException) -> bool:
+    """Whether a failure means the connection was lost (worth reconnecting and trying again)."""
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:  # SQLAlchemy's own verdict: this connection is gone
+        return True
+    orig = error.orig
+    if isinstance(orig, sqlite3.Error):
+        return False
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate:
+        return str(sqlstate).startswith(_DISCONNECT_PG_CLASSES)
+    # psycopg reports a refused or broken connection as OperationalError without a SQLSTATE
+    # (a wrong password or database name has one, 28P01 / 3D000, and is not retried).
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - SQLite-only installation
+        return False
+    return isinstance(orig, psycopg.OperationalError)
+
+
 def store_error(error: SQLAlchemyError, url: URL, doing: str = "") -> StoreError:
     """A StoreError for a database failure, one line, password masked."""
     orig = getattr(error, "orig", None) or error
@@ -204,23 +234,44 @@ def store_error(error: SQLAlchemyError, url: URL, doing: str = "") -> StoreError
 
 
 def run_transaction(
-    engine: Engine, fn: Callable[[Session], T], *, write: bool, doing: str = ""
+    engine: Engine,
+    fn: Callable[[Session], T],
+    *,
+    write: bool,
+    doing: str = "",
+    reconnect_s: float = DEFAULT_RECONNECT_S,
 ) -> T:
-    """Run ``fn(session)`` in one transaction, committed on return; retried while busy.
+    """Run ``fn(session)`` in one transaction, committed on return; retried while busy, and
+    on a fresh connection while the connection is lost, for up to ``reconnect_s`` seconds.
 
     ``fn`` may run more than once, so it must not have effects outside the database.
     """
     bind = engine.execution_options(ablate_write=True) if write else engine
-    for attempt in range(MAX_ATTEMPTS):
+    attempt = 0
+    disconnected_since: float | None = None
+    while True:
         try:
             with Session(bind, expire_on_commit=False) as session, session.begin():
                 return fn(session)
         except SQLAlchemyError as e:
             if is_retryable(e) and attempt < MAX_ATTEMPTS - 1:
                 _backoff(attempt)
+                attempt += 1
                 continue
+            if is_disconnect(e):
+                now = time.monotonic()
+                disconnected_since = disconnected_since or now
+                waited = now - disconnected_since
+                if waited < reconnect_s:
+                    # pool_pre_ping and the invalidated pool hand out a fresh connection next.
+                    time.sleep(min(5.0, 0.1 * 2**attempt, reconnect_s - waited) * (0.5 + random.random()))
+                    attempt += 1
+                    continue
+                first = store_error(e, engine.url, doing)
+                raise DatabaseUnavailableError(
+                    f"{first} (unreachable for {waited:.0f} s; retried every few seconds)"
+                ) from e
             raise store_error(e, engine.url, doing) from e
-    raise AssertionError("unreachable")
 
 
 @contextmanager

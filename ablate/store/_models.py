@@ -141,6 +141,11 @@ class Trial(Base):
     lease_expires_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
     current_epoch: Mapped[int | None] = mapped_column(Integer)
+    # Names this trial's checkpoint folder and is stored in it: a checkpoint is resumed only by
+    # the trial of this database that wrote it (set at the first claim, kept across attempts).
+    run_token: Mapped[str | None] = mapped_column(String(32))
+    # Why the latest attempt trained from epoch 1 although epochs had been recorded before.
+    restart_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

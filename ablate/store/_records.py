@@ -53,6 +53,8 @@ class ClaimedTrial:
     study_id: int = 0
     # The epoch last reported by heartbeat(): where a resumed trial's checkpoint should be.
     current_epoch: int | None = None
+    # Names the trial's checkpoint folder and is stored in it (see ablate.run._worker.trial_dir).
+    run_token: str | None = None
 
 
 @dataclass(frozen=True)

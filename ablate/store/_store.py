@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -28,6 +29,7 @@ from sqlalchemy.orm import Session
 from ablate.errors import StoreError, StudyError
 from ablate.store import _migrate
 from ablate.store._engine import (
+    DEFAULT_RECONNECT_S,
     is_sqlite,
     make_engine,
     mask_url,
@@ -110,6 +112,9 @@ class ResultStore:
                 )
             path.parent.mkdir(parents=True, exist_ok=True)
         self.display_url = mask_url(self.url)
+        # How long each transaction keeps retrying while the connection is lost (a worker sets
+        # it to its lease: past that, the trial is no longer its own anyway).
+        self.reconnect_s = DEFAULT_RECONNECT_S
         self.engine: Engine = make_engine(self.url)
         if upgrade:
             _migrate.upgrade(self.engine)
@@ -138,7 +143,9 @@ class ResultStore:
         return session_scope(self.engine, write=write)
 
     def _transact(self, fn: Callable[[Session], T], *, write: bool = True, doing: str = "") -> T:
-        return run_transaction(self.engine, fn, write=write, doing=doing)
+        return run_transaction(
+            self.engine, fn, write=write, doing=doing, reconnect_s=self.reconnect_s
+        )
 
     @property
     def is_sqlite(self) -> bool:
@@ -315,6 +322,8 @@ class ResultStore:
             trial.started_at = trial.started_at or now
             trial.heartbeat_at = now
             trial.lease_expires_at = now + timedelta(seconds=lease_s)
+            # Kept across attempts and retries of this trial, unique across databases.
+            trial.run_token = trial.run_token or uuid.uuid4().hex[:12]
             session.flush()
             kinds = dict(row.factors)
             params = {
@@ -333,9 +342,53 @@ class ResultStore:
                 replicate=trial.replicate,
                 study_id=row.id,
                 current_epoch=trial.current_epoch,
+                run_token=trial.run_token,
             )
 
         return self._transact(op, doing=f"claiming a trial of study {study_name!r}")
+
+    def live_leases(self, study_name: str) -> list[tuple[int, str | None, float]]:
+        """Running trials of the study's current version whose lease has not expired yet, as
+        (number, worker, seconds until the lease expires), soonest first."""
+
+        def op(session: Session) -> list[tuple[int, str | None, float]]:
+            row = self._study_row(session, study_name)
+            now = self._now(session)
+            rows = session.execute(
+                select(Trial.number, Trial.worker, Trial.lease_expires_at)
+                .where(Trial.study_id == row.id, Trial.status == "running")
+                .order_by(Trial.lease_expires_at)
+            )
+            out = []
+            for number, worker, expires in rows:
+                if expires is None:
+                    continue
+                if expires.tzinfo is None:  # SQLite hands back naive UTC
+                    expires = expires.replace(tzinfo=UTC)
+                left = (expires - now).total_seconds()
+                if left > 0:
+                    out.append((int(number), worker, left))
+            return out
+
+        return self._transact(op, write=False, doing=f"reading the leases of study {study_name!r}")
+
+    def start_fresh(self, trial_id: int, worker: str, reason: str | None) -> int:
+        """This attempt trains the trial from epoch 1: drop the epochs earlier attempts recorded
+        (so that the trial ends with exactly the epochs it ran) and, when there were any, record
+        ``reason`` as its ``restart_reason``. Returns how many epoch rows were dropped."""
+
+        def op(session: Session) -> int:
+            owned = session.scalar(select(Trial.id).where(*_owned(trial_id, worker)))
+            if owned is None:
+                return 0
+            dropped = _rowcount(session.execute(delete(Epoch).where(Epoch.trial_id == trial_id)))
+            if dropped and reason:
+                session.execute(
+                    update(Trial).where(Trial.id == trial_id).values(restart_reason=reason)
+                )
+            return dropped
+
+        return self._transact(op, doing=f"starting trial {trial_id} from epoch 1")
 
     def heartbeat(
         self, trial_id: int, worker: str, lease_s: float, epoch: int | None = None

@@ -10,17 +10,25 @@
 * ``reported.txt``: the last epoch handed to the reporter, so a resume re-sends only what was lost.
 
 Files are read with ``weights_only=True``: random states are stored as tensors and plain values.
+A write that fails leaves no temporary file behind; a full disk is raised as
+:class:`~ablate.errors.DiskFullError` naming the file and about how much it needed.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import random
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from ablate.errors import DiskFullError
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -32,8 +40,46 @@ REPORTED = "reported.txt"
 def atomic_save(obj: Any, path: Path) -> None:
     """torch.save to a temporary file next to ``path``, then rename over it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
+    with _written(tmp, path, lambda: _nbytes(obj)):
+        torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+@contextmanager
+def _written(tmp: Path, path: Path, needed_bytes: Callable[[], int]) -> Iterator[None]:
+    """Remove ``tmp`` if the write fails; name a full disk as such."""
+    try:
+        yield
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, (OSError, RuntimeError)) and _disk_full(e, path, needed_bytes()):
+            needed_mb = max(1, round(needed_bytes() / 2**20))
+            raise DiskFullError(f"no space left on device: {path} (needs ~{needed_mb} MB)") from e
+        raise
+
+
+def _disk_full(error: BaseException, path: Path, needed: int) -> bool:
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    # torch's zip writer reports a short write as "unexpected pos N vs M" (a RuntimeError that
+    # hides the ENOSPC): check the free space instead of trusting the message.
+    try:
+        return shutil.disk_usage(path.parent).free < needed
+    except OSError:
+        return False
+
+
+def _nbytes(obj: Any) -> int:
+    """Roughly what ``obj`` takes on disk: its tensors and arrays, plus a little per value."""
+    if isinstance(obj, torch.Tensor):
+        return obj.element_size() * obj.nelement()
+    if isinstance(obj, np.ndarray):
+        return int(obj.nbytes)
+    if isinstance(obj, dict):
+        return sum(_nbytes(v) for v in obj.values()) + 64 * len(obj)
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v) for v in obj) + 16 * len(obj)
+    return 64
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -73,12 +119,13 @@ def read_reported(folder: Path) -> int:
 
 def write_reported(folder: Path, epoch: int) -> None:
     tmp = folder / f".{REPORTED}.{os.getpid()}.tmp"
-    tmp.write_text(str(epoch))
+    with _written(tmp, folder / REPORTED, lambda: 4096):
+        tmp.write_text(str(epoch))
     os.replace(tmp, folder / REPORTED)
 
 
 def save_predictions(path: Path, **arrays: np.ndarray) -> None:
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    with open(tmp, "wb") as f:
+    with _written(tmp, path, lambda: _nbytes(arrays)), open(tmp, "wb") as f:
         np.savez(f, **arrays)  # type: ignore[arg-type]
     os.replace(tmp, path)
