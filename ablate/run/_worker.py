@@ -227,10 +227,10 @@ def checkpoint_folder(runs_dir: Path, study: str, claimed: Any) -> tuple[Path, s
         if owner == token:
             return folder, note
         if owner is None and not any(folder.glob("*.pt")):
+            from ablate.train._checkpoint import write_text
+
             folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".{IDENTITY}.{os.getpid()}.tmp"
-            tmp.write_text(json.dumps(identity, indent=1))
-            os.replace(tmp, folder / IDENTITY)
+            write_text(folder / IDENTITY, json.dumps(identity, indent=1))
             return folder, note
         note = (f"{folder} holds checkpoints of another run (token {owner or 'none'}, not "
                 f"{token}): not resumed; trial {claimed.number} starts fresh in a folder of its own")

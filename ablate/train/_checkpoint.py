@@ -118,10 +118,15 @@ def read_reported(folder: Path) -> int:
 
 
 def write_reported(folder: Path, epoch: int) -> None:
-    tmp = folder / f".{REPORTED}.{os.getpid()}.tmp"
-    with _written(tmp, folder / REPORTED, lambda: 4096):
-        tmp.write_text(str(epoch))
-    os.replace(tmp, folder / REPORTED)
+    write_text(folder / REPORTED, str(epoch))
+
+
+def write_text(path: Path, text: str) -> None:
+    """A small text file, written atomically."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with _written(tmp, path, lambda: 4096):
+        tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def save_predictions(path: Path, **arrays: np.ndarray) -> None:
