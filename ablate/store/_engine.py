@@ -46,6 +46,11 @@ DEFAULT_RECONNECT_S = float(os.environ.get("ABLATE_RECONNECT_S", 60.0))
 # SQLSTATE classes of a lost connection: 08 connection exception; 57P0x the server is shutting
 # down, crashed, cannot accept connections yet, or ended this session (pg_terminate_backend).
 _DISCONNECT_PG_CLASSES = ("08", "57P")
+# Connection failures that waiting does not cure: the user's URL or the server's settings.
+_PERMANENT_CONNECT_ERRORS = (
+    "does not exist", "authentication failed", "no pg_hba.conf entry", "password",
+    "permission denied", "invalid", "unsupported",
+)
 
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 
@@ -216,13 +221,16 @@ def is_disconnect(error: BaseException) -> bool:
     sqlstate = getattr(orig, "sqlstate", None)
     if sqlstate:
         return str(sqlstate).startswith(_DISCONNECT_PG_CLASSES)
-    # psycopg reports a refused or broken connection as OperationalError without a SQLSTATE
-    # (a wrong password or database name has one, 28P01 / 3D000, and is not retried).
+    # psycopg reports a failed connection attempt as OperationalError without a SQLSTATE, a
+    # refused or broken one as much as a wrong database name or password: only the text tells.
     try:
         import psycopg
     except ImportError:  # pragma: no cover - SQLite-only installation
         return False
-    return isinstance(orig, psycopg.OperationalError)
+    message = str(orig).lower()
+    return isinstance(orig, psycopg.OperationalError) and not any(
+        marker in message for marker in _PERMANENT_CONNECT_ERRORS
+    )
 
 
 def store_error(error: SQLAlchemyError, url: URL, doing: str = "") -> StoreError:
