@@ -40,8 +40,10 @@ REPORTED = "reported.txt"
 def atomic_save(obj: Any, path: Path) -> None:
     """torch.save to a temporary file next to ``path``, then rename over it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with _written(tmp, path, lambda: _nbytes(obj)):
-        torch.save(obj, tmp)
+    # Our own file object: closed even when torch's writer fails halfway (else the descriptor
+    # of the removed temporary file would keep its disk space taken).
+    with _written(tmp, path, lambda: _nbytes(obj)), open(tmp, "wb") as f:
+        torch.save(obj, f)
     os.replace(tmp, path)
 
 
