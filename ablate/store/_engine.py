@@ -209,8 +209,12 @@ def is_retryable(error: BaseException) -> bool:
     return False
 
 
-def is_disconnect(error: BaseException) -> bool:
-    """Whether a failure means the connection was lost (worth reconnecting and trying again)."""
+def is_disconnect(error: BaseException, *, established_only: bool = False) -> bool:
+    """Whether a failure means the connection was lost (worth reconnecting and trying again).
+
+    ``established_only``: only a connection that was there and went away, not one that could
+    not be opened (which, on opening a store, is more often a wrong host than a restart).
+    """
     if not isinstance(error, DBAPIError):
         return False
     if error.connection_invalidated:  # SQLAlchemy's own verdict: this connection is gone
@@ -221,6 +225,8 @@ def is_disconnect(error: BaseException) -> bool:
     sqlstate = getattr(orig, "sqlstate", None)
     if sqlstate:
         return str(sqlstate).startswith(_DISCONNECT_PG_CLASSES)
+    if established_only:
+        return False
     # psycopg reports a failed connection attempt as OperationalError without a SQLSTATE, a
     # refused or broken one as much as a wrong database name or password: only the text tells.
     try:
@@ -280,6 +286,25 @@ def run_transaction(
                     f"{first} (unreachable for {waited:.0f} s; retried every few seconds)"
                 ) from e
             raise store_error(e, engine.url, doing) from e
+
+
+def retry_on_disconnect(fn: Callable[[], T], *, reconnect_s: float = DEFAULT_RECONNECT_S) -> T:
+    """``fn()``, called again with backoff while it fails on a connection that was lost (for up
+    to ``reconnect_s`` seconds); for work that is not one :func:`run_transaction`, such as the
+    schema check on opening a store. A server that does not answer at all fails at once here.
+    ``fn`` must be safe to run again."""
+    started = time.monotonic()
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except (SQLAlchemyError, StoreError) as e:
+            cause = e if isinstance(e, SQLAlchemyError) else e.__cause__
+            waited = time.monotonic() - started
+            if cause is None or not is_disconnect(cause, established_only=True) or waited >= reconnect_s:
+                raise
+            time.sleep(min(5.0, 0.1 * 2**attempt, reconnect_s - waited) * (0.5 + random.random()))
+            attempt += 1
 
 
 @contextmanager

@@ -34,6 +34,7 @@ from ablate.store._engine import (
     make_engine,
     mask_url,
     resolve_url,
+    retry_on_disconnect,
     run_transaction,
     session_scope,
     sqlite_path,
@@ -117,7 +118,8 @@ class ResultStore:
         self.reconnect_s = DEFAULT_RECONNECT_S
         self.engine: Engine = make_engine(self.url)
         if upgrade:
-            _migrate.upgrade(self.engine)
+            # A worker (re)starting while the server restarts or drops sessions waits for it.
+            retry_on_disconnect(lambda: _migrate.upgrade(self.engine), reconnect_s=self.reconnect_s)
 
     def __repr__(self) -> str:
         return f"ResultStore({self.display_url!r})"
@@ -481,7 +483,12 @@ class ResultStore:
                 update(Trial).where(*_owned(trial_id, worker)).values(**values)
             )
             if _rowcount(result) != 1:
-                return False
+                # Run again after a connection dropped while this commit was acknowledged: the
+                # first attempt did finish it.
+                done = session.execute(
+                    select(Trial.status, Trial.worker, Trial.error).where(Trial.id == trial_id)
+                ).first()
+                return done is not None and tuple(done) == (status, worker, error)
             for kind, path in (artifacts or {}).items():
                 row = {
                     "trial_id": trial_id,
