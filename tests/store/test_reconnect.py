@@ -3,6 +3,7 @@ ended from an admin connection (pg_terminate_backend), and a server that does no
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -120,3 +122,81 @@ def test_two_workers_finish_every_trial_through_bursts_of_dropped_connections(pg
     assert list(trials["status"]) == ["completed"] * 4
     epochs = load_epochs("dropped", db=pg_url)
     assert sorted(epochs.groupby("trial_id").size()) == [6, 6, 6, 6]
+
+
+class _Proxy:
+    """A TCP relay to the PostgreSQL server; ``cut()`` is the network going away for good."""
+
+    def __init__(self, port: int = 5432) -> None:
+        import socket
+
+        self.target = ("127.0.0.1", port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.is_cut = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # cut
+                return
+            if self.is_cut:
+                client.close()
+                return
+            server = socket.create_connection(self.target)
+            self.sockets += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: Any, dst: Any) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def cut(self) -> None:
+        import socket
+
+        self.is_cut = True
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone does not)
+        self.listener.close()
+        for s in self.sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+
+
+LONG_STUDY = STUDY.replace("range(1, 7)", "range(1, 41)").replace("0.15", "0.3").replace(
+    'name="dropped"', 'name="cut_off"')
+
+
+@pytest.mark.slow
+def test_a_database_gone_past_the_lease_stops_the_worker_with_code_3_and_fails_nothing(pg_url: str, tmp_path: Path) -> None:
+    proxy = _Proxy()
+    study_file = tmp_path / "cut_off.py"
+    study_file.write_text(LONG_STUDY)
+    via_proxy = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    proc = subprocess.Popen(
+        [*ABLATE, "run", str(study_file), "--db", via_proxy, "--lease-s", "3", "--runs-dir", str(tmp_path / "runs")],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if len(load_epochs("cut_off", db=pg_url)) >= 2:
+                break
+        time.sleep(0.1)
+    proxy.cut()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, out + err
+    assert "unreachable for" in err and "Traceback" not in out + err
+    trials = load_trials("cut_off", db=pg_url)
+    assert "failed" not in set(trials["status"]) and trials["error"].isna().all()
