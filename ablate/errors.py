@@ -30,6 +30,12 @@ class StoreError(AblateError):
     """The result database refused an operation or could not be reached."""
 
 
+class NotAblateDatabaseError(StoreError):
+    """A read-only command was pointed at a database without ablate's current schema."""
+
+    exit_code = 2
+
+
 class ReadOnlyQueryError(StoreError):
     """`ablate sql` was given a statement that would write."""
 
