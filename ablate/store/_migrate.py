@@ -123,23 +123,24 @@ def _current(conn: Connection) -> tuple[str, ...]:
     return tuple(sorted(r[0] for r in rows))
 
 
-def _refuse_unknown(engine: Engine, revisions: tuple[str, ...]) -> None:
+def _refuse_unknown(engine: Engine, revisions: tuple[str, ...], shown: str | None = None) -> None:
     unknown = [r for r in revisions if r not in _revision_graph()]
     if unknown:
         raise StoreError(
-            f"database {mask_url(engine.url)} is at schema revision {unknown[0]}, which this "
+            f"database {shown or mask_url(engine.url)} is at schema revision {unknown[0]}, which this "
             f"version of ablate does not know (its latest is {', '.join(head_revisions())}); "
             "it was written by a newer ablate: upgrade ablate to use it"
         )
 
 
-def require_current(engine: Engine) -> None:
+def require_current(engine: Engine, shown: str | None = None) -> None:
     """Raise NotAblateDatabaseError unless the database holds ablate's schema at head.
 
     For the read-only commands, which must neither create a schema in a database they were
     pointed at by mistake (another application's file, an empty database) nor migrate one.
+    ``shown`` names the database in messages (default: the engine's URL).
     """
-    where = mask_url(engine.url)
+    where = shown or mask_url(engine.url)
     try:
         current = current_revisions(engine)
     except StoreError as e:
@@ -151,7 +152,7 @@ def require_current(engine: Engine) -> None:
         raise NotAblateDatabaseError(
             f"{where}: not an ablate database; `ablate db upgrade` creates one"
         )
-    _refuse_unknown(engine, current)
+    _refuse_unknown(engine, current, where)
     if set(current) != set(head_revisions()):
         raise NotAblateDatabaseError(
             f"{where}: not an ablate database of this version (schema revision "

@@ -127,7 +127,7 @@ class ResultStore:
             _migrate.upgrade(self.engine)
         elif read_only and require_schema:
             try:
-                _migrate.require_current(self.engine)
+                _migrate.require_current(self.engine, self.display_url)
             except BaseException:
                 self.engine.dispose()
                 raise
