@@ -30,8 +30,20 @@ class StoreError(AblateError):
     """The result database refused an operation or could not be reached."""
 
 
+class UserURLError(StoreError):
+    """A database URL that cannot be used as written (not a URL, an unsupported driver)."""
+
+    exit_code = 2
+
+
 class NotAblateDatabaseError(StoreError):
     """A read-only command was pointed at a database without ablate's current schema."""
+
+    exit_code = 2
+
+
+class UserInputError(AblateError):
+    """A command-line value that cannot be used: an output path in a missing folder, a format."""
 
     exit_code = 2
 

@@ -205,34 +205,52 @@ def export(
     db: DbOption = None,
 ) -> None:
     """Export one row per trial (factor columns, final metrics, config) of a study."""
-    from ablate.errors import StoreError
+    from ablate.errors import UserInputError
     from ablate.store import load_trials
 
     formats = ("csv", "parquet", "json")
     if fmt not in formats:
-        raise StoreError(f"export --format {fmt!r}; allowed: {', '.join(formats)}")
+        raise UserInputError(f"export --format {fmt!r}; allowed: {', '.join(formats)}")
+    to_stdout = out is not None and str(out) == "-"
+    if to_stdout and fmt == "parquet":
+        raise UserInputError("export --format parquet needs a file: pass --out FILE.parquet")
+    target = None if to_stdout else (out or Path(f"{study}.{fmt}"))
+    if target is not None:
+        check_output_file(target, "export --out")
     frame = load_trials(study, db)
     for column in ("config", "extra_metrics"):
         frame[column] = [
             None if v is None else json.dumps(v, sort_keys=True) for v in frame[column]
         ]
-    to_stdout = out is not None and str(out) == "-"
-    if to_stdout and fmt == "parquet":
-        raise StoreError("export --format parquet needs a file: pass --out FILE.parquet")
-    target = None if to_stdout else (out or Path(f"{study}.{fmt}"))
+    text = ""
     if fmt == "csv":
         text = frame.to_csv(index=False)
     elif fmt == "json":
         text = frame.to_json(orient="records", date_format="iso", indent=2)
-    else:
-        assert target is not None
-        frame.to_parquet(target, index=False)
     if target is None:
         typer.echo(text, nl=False)
         return
-    if fmt != "parquet":
-        target.write_text(text)
+    try:
+        if fmt == "parquet":
+            frame.to_parquet(target, index=False)
+        else:
+            target.write_text(text)
+    except OSError as e:
+        raise UserInputError(f"export --out {target}: {e.strerror or e}") from None
     typer.echo(f"wrote {len(frame)} trials of {study!r} to {target}", err=True)
+
+
+def check_output_file(path: Path, what: str) -> None:
+    """Refuse, before any work, an output path that cannot be written as a file."""
+    from ablate.errors import UserInputError
+
+    if path.is_dir():
+        raise UserInputError(f"{what} {path}: is a folder; give a file name")
+    parent = path.parent
+    if not parent.exists():
+        raise UserInputError(f"{what} {path}: folder {parent} does not exist")
+    if not parent.is_dir():
+        raise UserInputError(f"{what} {path}: {parent} is not a folder")
 
 
 def _shown(value: Any) -> str:

@@ -26,7 +26,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from ablate.errors import StoreError
+from ablate.errors import StoreError, UserURLError
 
 T = TypeVar("T")
 
@@ -52,18 +52,33 @@ def resolve_url(url: str | os.PathLike[str] | None = None) -> URL:
     try:
         parsed = make_url(raw)
     except ArgumentError:
-        raise StoreError(
+        raise UserURLError(
             f"database URL {mask_url(raw)!r} is not a URL; expected e.g. sqlite:///ablate.db, "
             "a file path, or postgresql://user@host/db"
         ) from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        raise StoreError(
+        raise UserURLError(
             f"database URL {mask_url(raw)!r}: backend {parsed.get_backend_name()!r} is not "
             "supported; allowed: sqlite, postgresql"
         )
+    _check_driver(parsed, raw)
     return parsed
+
+
+# The one driver per backend that ablate is built and tested with (SQLAlchemy names them so).
+_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
+
+
+def _check_driver(url: URL, raw: str) -> None:
+    backend, driver = url.get_backend_name(), url.get_driver_name()
+    if driver != _DRIVERS[backend]:
+        plain = "sqlite:///FILE" if backend == "sqlite" else "postgresql://USER@HOST/DB"
+        raise UserURLError(
+            f"database URL {mask_url(raw)!r}: driver {driver!r} is not supported; write "
+            f"{plain} (ablate uses {_DRIVERS[backend]})"
+        )
 
 
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")

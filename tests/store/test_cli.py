@@ -125,9 +125,40 @@ def test_export_errors(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'e.db'}"
     filled(url)
     bad = invoke("export", "--study", "digits_quick", "--format", "xlsx", "--db", url)
-    assert bad.exit_code == 1 and "allowed: csv, parquet, json" in bad.output  # type: ignore[attr-defined]
+    assert bad.exit_code == 2 and "allowed: csv, parquet, json" in bad.output  # type: ignore[attr-defined]
     missing = invoke("export", "--study", "nope", "--db", url)
     assert missing.exit_code == 2 and "no study named 'nope'" in missing.output  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("out", "says"),
+    [
+        ("missing/trials.csv", "does not exist"),
+        (".", "is a folder"),
+        ("/dev/null/trials.csv", "is not a folder"),
+    ],
+)
+def test_export_refuses_an_unwritable_out_in_one_line(
+    out: str, says: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    filled(url)
+    result = invoke("export", "--study", "digits_quick", "--out", out, "--db", url)
+    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+    (line,) = result.output.splitlines()  # type: ignore[attr-defined]
+    assert line.startswith(f"error: export --out {out}") and says in line
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql+psycopg2://u@h/db", "postgresql+asyncpg://u@h/db", "sqlite+aiosqlite:///a.db"],
+)
+def test_unsupported_drivers_are_one_line(url: str) -> None:
+    result = invoke("ls", "--db", url)
+    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+    (line,) = result.output.splitlines()  # type: ignore[attr-defined]
+    assert "is not supported" in line and "Traceback" not in result.output  # type: ignore[attr-defined]
 
 
 def test_password_never_printed() -> None:
