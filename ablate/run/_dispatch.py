@@ -172,6 +172,26 @@ def run_workers(
     return summary
 
 
+def _workers_for(
+    study: Study, specs: list[TrialSpec], requested: int, runnable: int, max_trials: int | None
+) -> int:
+    from ablate.run._capacity import capped_workers
+
+    if requested <= 1:
+        return requested
+    # The built-in trainer uses a GPU unless told "cpu"; a custom train= is taken at its word
+    # of nothing, so it is capped by the CPU cores.
+    device = specs[0].config.device if specs else str(dict(study.base).get("device", "auto"))
+    uses_gpu = study.train is None and device != "cpu"
+    gpus = len(_available_gpus()) if uses_gpu else 0
+    n, line = capped_workers(
+        requested, runnable=runnable, max_trials=max_trials, gpus=gpus, uses_gpu=uses_gpu
+    )
+    if line:
+        print(line, flush=True)
+    return n
+
+
 def run_study(
     study_file: str | os.PathLike[str],
     *,
@@ -215,7 +235,8 @@ def run_study(
         )
         if runs_dir is not None:
             options.runs_dir = runs_dir
-        summary = run_workers(store, study, source, db, options, workers, planned, done)
+        n_workers = _workers_for(study, specs, workers, planned - done, max_trials)
+        summary = run_workers(store, study, source, db, options, n_workers, planned, done)
         outcomes.append(
             RunOutcome(study.name, store.display_url, planned, added, summary, status_counts(store, study.name))
         )
