@@ -175,7 +175,7 @@ def run_workers(
 def _workers_for(
     study: Study, specs: list[TrialSpec], requested: int, runnable: int, max_trials: int | None
 ) -> int:
-    from ablate.run._capacity import capped_workers
+    from ablate.run._preflight import capped_workers
 
     if requested <= 1:
         return requested
@@ -214,6 +214,9 @@ def run_study(
     prepared = [prepare(s, smoke=smoke) for s in chosen]  # everything validated before any write
     if workers < 1:
         raise StudyError(f"--workers must be >= 1, got {workers}")
+    from ablate.run._preflight import check_runs_dir
+
+    check_runs_dir(runs_dir if runs_dir is not None else WorkerOptions().runs_dir)
     store = ResultStore(db)
     outcomes = []
     for study, specs in prepared:
@@ -252,6 +255,7 @@ def retry_trials(study: str, *, db: str | None = None, failed: bool = True, prun
     statuses = tuple(s for s, on in (("failed", failed), ("pruned", pruned)) if on)
     if not statuses:
         raise StudyError("nothing to retry: give --failed and/or --pruned")
+    ResultStore(db, read_only=True).close()  # no schema is created in a database without one
     store = ResultStore(db)
     store.load_study(study)  # a clear error for an unknown study
     return int(store.requeue_trials(study, statuses=statuses))

@@ -1,8 +1,31 @@
-"""How many worker processes `ablate run --workers N` starts: no more than can have work."""
+"""Checks `ablate run` makes before it writes anything, and how many workers it starts."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+from ablate.errors import UserInputError
+
+
+def check_runs_dir(runs_dir: Path) -> None:
+    """Refuse a runs folder that cannot be created or written, before the study is registered."""
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise UserInputError(
+            f"runs folder {runs_dir}: is a file, not a folder (--runs-dir / ABLATE_RUNS)"
+        )
+    existing = runs_dir
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserInputError(
+            f"runs folder {runs_dir}: cannot be created, {existing} is not a folder (--runs-dir / ABLATE_RUNS)"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserInputError(
+            f"runs folder {runs_dir}: cannot be created or written, {existing} is not writable "
+            "(--runs-dir / ABLATE_RUNS)"
+        )
 
 
 def capped_workers(

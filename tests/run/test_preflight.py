@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ablate.run import run_study
-from ablate.run._capacity import capped_workers
+from ablate.run._preflight import capped_workers
 from ablate.store import load_trials
 
 
@@ -44,3 +44,35 @@ def test_run_starts_one_worker_per_trial_left(
     assert "--workers 8: starting 2, as there are only 2 trials left to run" in out
     assert out.count("[worker ") >= 1 and "[worker 2]" not in out
     assert sorted(load_trials("two", db=sqlite_url)["val_acc"]) == [0.1, 0.2]
+
+
+@pytest.mark.parametrize("runs", ["/dev/null/runs", "a_file/runs", "a_file"])
+def test_a_runs_folder_that_cannot_be_made_is_refused_before_anything_is_written(
+    runs: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from ablate.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    Path("a_file").write_text("not a folder")
+    Path("s.py").write_text(
+        "from ablate import Study\n"
+        "study = Study(name='s', factors=dict(x=[1]), train=lambda c, r: {'val_acc': 1.0})\n"
+    )
+    result = CliRunner().invoke(app, ["run", "s.py", "--db", "r.db", "--runs-dir", runs])
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.splitlines()
+    assert line.startswith(f"error: runs folder {runs}: ")
+    assert not Path("r.db").exists()
+
+
+def test_retry_on_a_database_without_ablate_schema_creates_none(tmp_path: Path) -> None:
+    from ablate.errors import NotAblateDatabaseError
+    from ablate.run import retry_trials
+
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    with pytest.raises(NotAblateDatabaseError):
+        retry_trials("s", db=str(empty))
+    assert empty.read_bytes() == b""
