@@ -207,10 +207,12 @@ class Study:
         """Each level has its own value: it names the level in the results and the report."""
         seen: dict[str, Any] = {}
         for level in space.values:
-            value = level_value(factor, level) if not isinstance(level, dict) or factor in level else level
+            coupled_without_key = isinstance(level, dict) and factor not in level
+            value = level if coupled_without_key else level_value(factor, level)
             key = json.dumps(value, sort_keys=True, default=repr)
             if key in seen:
-                what = "repeats the level" if seen[key] == level else "has two levels with the value"
+                same = seen[key] == level
+                what = "repeats the level" if same else "has two levels with the value"
                 raise StudyError(
                     f"{self.where}: factor {factor!r} {what} {value!r}; each level needs a "
                     "value of its own"

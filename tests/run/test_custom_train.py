@@ -9,7 +9,7 @@ import pandas as pd
 from ablate.run import run_study
 from ablate.store import load_trials
 
-STUDY = '''
+STUDY = """
 import sys
 from ablate import Study
 
@@ -52,7 +52,7 @@ study = Study(
                        "no_metric", "exit", "bad_epoch"]),
     train=train,
 )
-'''
+"""
 
 EXPECTED = {
     "none": "train() returned NoneType None, not a dict of metrics",
