@@ -52,6 +52,24 @@ class DiskFullError(InfrastructureError):
     exit_code = 3
 
 
+class UserURLError(StoreError):
+    """A database URL that cannot be used as written (not a URL, an unsupported driver)."""
+
+    exit_code = 2
+
+
+class NotAblateDatabaseError(StoreError):
+    """A read-only command was pointed at a database without ablate's current schema."""
+
+    exit_code = 2
+
+
+class UserInputError(AblateError):
+    """A command-line value that cannot be used: an output path in a missing folder, a format."""
+
+    exit_code = 2
+
+
 class ReadOnlyQueryError(StoreError):
     """`ablate sql` was given a statement that would write."""
 

@@ -151,7 +151,8 @@ def status(study: StudyOpt, db: Db = None) -> None:
     from ablate.run import study_status
     from ablate.store import ResultStore
 
-    s = study_status(ResultStore(db), study)
+    with ResultStore(db, read_only=True) as store:
+        s = study_status(store, study)
     console = Console()
     order = ["queued", "running", "completed", "failed", "pruned"]
     console.print(f"[bold]{s.study}[/bold]: " + ", ".join(f"{s.counts.get(k, 0)} {k}" for k in order))

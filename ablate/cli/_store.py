@@ -56,11 +56,16 @@ def db_current(db: DbOption = None) -> None:
     from ablate.store import ResultStore
     from ablate.store._migrate import stamp_info
 
-    with ResultStore(db, upgrade=False, create=False) as store:
+    with ResultStore(db, read_only=True, require_schema=False) as store:
         info = stamp_info(store.engine)
     current = ", ".join(info["current"]) or "empty (no ablate schema)"
     state = "up to date" if info["up_to_date"] else "needs `ablate db upgrade`"
     typer.echo(f"{store.display_url}: revision {current}; head {', '.join(info['head'])}; {state}")
+
+
+# The table view is for reading: past this many rows it stops and points to --csv / --json,
+# which stream any number of rows.
+TABLE_MAX_ROWS = 10_000
 
 
 @app.command()
@@ -76,31 +81,65 @@ def sql(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a JSON list of row objects for scripts.")
     ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout", min=0.0, help="Cancel the query after this many seconds; 0: no limit."
+        ),
+    ] = 300.0,
 ) -> None:
     """Run a read-only SQL query against the result database and print the rows."""
-    from ablate.store import run_read_only_query
+    from ablate.store import read_only_query
 
     if as_csv and as_json:
         raise typer.BadParameter("choose one of --csv and --json")
-    result = run_read_only_query(db, query)
-    if as_csv:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(result.columns)
-        writer.writerows([["" if v is None else _plain(v) for v in row] for row in result.rows])
-        return
-    if as_json:
-        records = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
-        typer.echo(json.dumps(records, indent=2, default=str))
-        return
-    from rich.console import Console
-    from rich.table import Table
+    with read_only_query(db, query, timeout_s=timeout) as result:
+        for notice in result.notices:
+            typer.secho(notice, err=True, fg="yellow")
+        if as_csv:
+            writer = csv.writer(sys.stdout, lineterminator="\n")
+            writer.writerow(result.columns)
+            for row in result.rows:
+                writer.writerow(["" if v is None else _plain(v) for v in row])
+            return
+        if as_json:
+            _write_json_records(result.columns, result.rows)
+            return
+        from rich.console import Console
+        from rich.table import Table
 
-    table = Table(*result.columns)
-    for row in result.rows:
-        table.add_row(*("NULL" if v is None else _shown(v) for v in row))
+        table = Table(*result.columns)
+        shown = 0
+        more = False
+        for row in result.rows:
+            if shown == TABLE_MAX_ROWS:
+                more = True
+                break
+            table.add_row(*("NULL" if v is None else _shown(v) for v in row))
+            shown += 1
     console = Console()
     console.print(table)
-    console.print(f"{len(result.rows)} row{'s' if len(result.rows) != 1 else ''}", style="dim")
+    if more:
+        console.print(
+            f"first {shown} rows shown; the query has more: use --csv or --json for all of them, "
+            "or add LIMIT",
+            style="yellow",
+        )
+    else:
+        console.print(f"{shown} row{'s' if shown != 1 else ''}", style="dim")
+
+
+def _write_json_records(columns: list[str], rows: Any) -> None:
+    """A JSON list of row objects, written one row at a time (same text as json.dumps(indent=2))."""
+    out = sys.stdout
+    first = True
+    for row in rows:
+        record = json.dumps(dict(zip(columns, row, strict=True)), indent=2, default=str)
+        out.write(
+            ("[\n" if first else ",\n") + "\n".join("  " + line for line in record.splitlines())
+        )
+        first = False
+    out.write("[]\n" if first else "\n]\n")
 
 
 @app.command("ls")
@@ -111,7 +150,7 @@ def list_command(
     """List the studies in the database with their trials by status."""
     from ablate.store import ResultStore
 
-    with ResultStore(db, create=False) as store:
+    with ResultStore(db, read_only=True) as store:
         frame = store.list_studies()
     if as_json:
         typer.echo(frame.to_json(orient="records", date_format="iso", indent=2))
@@ -166,34 +205,52 @@ def export(
     db: DbOption = None,
 ) -> None:
     """Export one row per trial (factor columns, final metrics, config) of a study."""
-    from ablate.errors import StoreError
+    from ablate.errors import UserInputError
     from ablate.store import load_trials
 
     formats = ("csv", "parquet", "json")
     if fmt not in formats:
-        raise StoreError(f"export --format {fmt!r}; allowed: {', '.join(formats)}")
+        raise UserInputError(f"export --format {fmt!r}; allowed: {', '.join(formats)}")
+    to_stdout = out is not None and str(out) == "-"
+    if to_stdout and fmt == "parquet":
+        raise UserInputError("export --format parquet needs a file: pass --out FILE.parquet")
+    target = None if to_stdout else (out or Path(f"{study}.{fmt}"))
+    if target is not None:
+        check_output_file(target, "export --out")
     frame = load_trials(study, db)
     for column in ("config", "extra_metrics"):
         frame[column] = [
             None if v is None else json.dumps(v, sort_keys=True) for v in frame[column]
         ]
-    to_stdout = out is not None and str(out) == "-"
-    if to_stdout and fmt == "parquet":
-        raise StoreError("export --format parquet needs a file: pass --out FILE.parquet")
-    target = None if to_stdout else (out or Path(f"{study}.{fmt}"))
+    text = ""
     if fmt == "csv":
         text = frame.to_csv(index=False)
     elif fmt == "json":
         text = frame.to_json(orient="records", date_format="iso", indent=2)
-    else:
-        assert target is not None
-        frame.to_parquet(target, index=False)
     if target is None:
         typer.echo(text, nl=False)
         return
-    if fmt != "parquet":
-        target.write_text(text)
+    try:
+        if fmt == "parquet":
+            frame.to_parquet(target, index=False)
+        else:
+            target.write_text(text)
+    except OSError as e:
+        raise UserInputError(f"export --out {target}: {e.strerror or e}") from None
     typer.echo(f"wrote {len(frame)} trials of {study!r} to {target}", err=True)
+
+
+def check_output_file(path: Path, what: str) -> None:
+    """Refuse, before any work, an output path that cannot be written as a file."""
+    from ablate.errors import UserInputError
+
+    if path.is_dir():
+        raise UserInputError(f"{what} {path}: is a folder; give a file name")
+    parent = path.parent
+    if not parent.exists():
+        raise UserInputError(f"{what} {path}: folder {parent} does not exist")
+    if not parent.is_dir():
+        raise UserInputError(f"{what} {path}: {parent} is not a folder")
 
 
 def _shown(value: Any) -> str:

@@ -444,8 +444,8 @@ def load_report(
     """Read a study through the store's public API and compute its :class:`Report`."""
     from ablate.store import ResultStore, load_epochs
 
-    # create=False: a mistyped SQLite path is an error, not a new empty database.
-    with ResultStore(db, create=False) as store:
+    # read_only: a mistyped path or another application's database is an error, left as it was.
+    with ResultStore(db, read_only=True) as store:
         info = store.load_study(study)
         trials = store.load_trials(study)
         if trials.empty or not (trials["status"] == "completed").any():

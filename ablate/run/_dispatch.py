@@ -231,6 +231,26 @@ def _forward_signals_while_joining(procs: list[Any]) -> int | None:
     return received[0] if received else None
 
 
+def _workers_for(
+    study: Study, specs: list[TrialSpec], requested: int, runnable: int, max_trials: int | None
+) -> int:
+    from ablate.run._preflight import capped_workers
+
+    if requested <= 1:
+        return requested
+    # The built-in trainer uses a GPU unless told "cpu"; a custom train= is taken at its word
+    # of nothing, so it is capped by the CPU cores.
+    device = specs[0].config.device if specs else str(dict(study.base).get("device", "auto"))
+    uses_gpu = study.train is None and device != "cpu"
+    gpus = len(_available_gpus()) if uses_gpu else 0
+    n, line = capped_workers(
+        requested, runnable=runnable, max_trials=max_trials, gpus=gpus, uses_gpu=uses_gpu
+    )
+    if line:
+        print(line, flush=True)
+    return n
+
+
 def run_study(
     study_file: str | os.PathLike[str],
     *,
@@ -254,6 +274,9 @@ def run_study(
     prepared = [prepare(s, smoke=smoke) for s in chosen]  # everything validated before any write
     if workers < 1:
         raise StudyError(f"--workers must be >= 1, got {workers}")
+    from ablate.run._preflight import check_runs_dir
+
+    check_runs_dir(runs_dir if runs_dir is not None else WorkerOptions().runs_dir)
     store = ResultStore(db)
     outcomes = []
     for study, specs in prepared:
@@ -277,7 +300,8 @@ def run_study(
             options.runs_dir = runs_dir
         if lease_s is not None:
             options.lease_s = lease_s
-        summary = run_workers(store, study, source, db, options, workers, planned, done)
+        n_workers = _workers_for(study, specs, workers, planned - done, max_trials)
+        summary = run_workers(store, study, source, db, options, n_workers, planned, done)
         outcomes.append(
             RunOutcome(study.name, store.display_url, planned, added, summary, status_counts(store, study.name))
         )
@@ -293,6 +317,7 @@ def retry_trials(study: str, *, db: str | None = None, failed: bool = True, prun
     statuses = tuple(s for s, on in (("failed", failed), ("pruned", pruned)) if on)
     if not statuses:
         raise StudyError("nothing to retry: give --failed and/or --pruned")
+    ResultStore(db, read_only=True).close()  # no schema is created in a database without one
     store = ResultStore(db)
     store.load_study(study)  # a clear error for an unknown study
     return int(store.requeue_trials(study, statuses=statuses))

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from ablate.errors import AblateError, InfrastructureError
 from ablate.run._adaptive import PruningCheck, make_proposer
+from ablate.run._custom import CustomTrainError, run_custom_train
 from ablate.study import Study, TrialConfig
 
 DEFAULT_LEASE_S = 60.0
@@ -396,7 +397,7 @@ def _run_one(
         reporter = _Reporter(store, claimed.trial_id, beat, progress, pruning, history, wandb_run)
         try:
             if study.train is not None:
-                metrics = dict(study.train(config, reporter))
+                metrics = run_custom_train(study.train, config, reporter, study.metric)
                 status, error, artifacts = "completed", None, {}
             else:
                 result = train_trial(
@@ -428,6 +429,8 @@ def _run_one(
             return "lost", None
         except trial_pruned as e:
             metrics, status, error, artifacts = {"stop_reason": "pruned"}, "pruned", str(e), {}
+        except CustomTrainError as e:  # this trial's result was unusable; the next may be fine
+            metrics, status, error, artifacts = {}, "failed", str(e), {}
         except AblateError as e:
             # A configuration problem (missing data, missing weights): every trial like it will
             # fail the same way, so the run stops and says what to fix.

@@ -8,12 +8,19 @@ documents the tables and the per-study SQL views.
 from ablate.store._engine import mask_url, resolve_url
 from ablate.store._read import list_studies, load_artifacts, load_epochs, load_study, load_trials
 from ablate.store._records import ClaimedTrial, StudyInfo, TrialRecord
-from ablate.store._sql import QueryResult, check_read_only, run_read_only_query
+from ablate.store._sql import (
+    QueryResult,
+    QueryStream,
+    check_read_only,
+    read_only_query,
+    run_read_only_query,
+)
 from ablate.store._store import ResultStore
 
 __all__ = [
     "ClaimedTrial",
     "QueryResult",
+    "QueryStream",
     "ResultStore",
     "StudyInfo",
     "TrialRecord",
@@ -24,6 +31,7 @@ __all__ = [
     "load_study",
     "load_trials",
     "mask_url",
+    "read_only_query",
     "resolve_url",
     "run_read_only_query",
 ]

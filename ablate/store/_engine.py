@@ -29,7 +29,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from ablate.errors import DatabaseUnavailableError, StoreError
+from ablate.errors import DatabaseUnavailableError, StoreError, UserURLError
 
 T = TypeVar("T")
 
@@ -66,18 +66,33 @@ def resolve_url(url: str | os.PathLike[str] | None = None) -> URL:
     try:
         parsed = make_url(raw)
     except ArgumentError:
-        raise StoreError(
+        raise UserURLError(
             f"database URL {mask_url(raw)!r} is not a URL; expected e.g. sqlite:///ablate.db, "
             "a file path, or postgresql://user@host/db"
         ) from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        raise StoreError(
+        raise UserURLError(
             f"database URL {mask_url(raw)!r}: backend {parsed.get_backend_name()!r} is not "
             "supported; allowed: sqlite, postgresql"
         )
+    _check_driver(parsed, raw)
     return parsed
+
+
+# The one driver per backend that ablate is built and tested with (SQLAlchemy names them so).
+_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
+
+
+def _check_driver(url: URL, raw: str) -> None:
+    backend, driver = url.get_backend_name(), url.get_driver_name()
+    if driver != _DRIVERS[backend]:
+        plain = "sqlite:///FILE" if backend == "sqlite" else "postgresql://USER@HOST/DB"
+        raise UserURLError(
+            f"database URL {mask_url(raw)!r}: driver {driver!r} is not supported; write "
+            f"{plain} (ablate uses {_DRIVERS[backend]})"
+        )
 
 
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
@@ -113,22 +128,55 @@ def sqlite_path(url: URL) -> Path | None:
     return Path(db)
 
 
-def make_engine(url: URL, *, read_only: bool = False, foreign_keys: bool = True) -> Engine:
+def make_engine(
+    url: URL,
+    *,
+    read_only: bool = False,
+    foreign_keys: bool = True,
+    statement_timeout_s: float | None = None,
+) -> Engine:
     """An engine set up for ablate's access pattern (see the module docstring).
 
     ``read_only`` opens SQLite files with ``mode=ro`` (the OS refuses writes) and sets
-    ``query_only``. ``foreign_keys=False`` is for migrations only: SQLite's batch mode copies
-    and drops tables, which with foreign keys on would cascade deletes into child tables.
+    ``query_only``; on PostgreSQL every transaction of the session is read-only (see
+    :func:`pg_session_options`, which also applies ``statement_timeout_s``).
+    ``foreign_keys=False`` is for migrations only: SQLite's batch mode copies and drops
+    tables, which with foreign keys on would cascade deletes into child tables.
     """
     if is_sqlite(url):
         return _sqlite_engine(url, read_only=read_only, foreign_keys=foreign_keys)
     engine = create_engine(
         url,
         pool_pre_ping=True,  # workers live for hours; the server may drop idle connections
-        connect_args={"connect_timeout": 10},
+        connect_args={
+            "connect_timeout": 10,
+            **pg_session_options(url, read_only=read_only, statement_timeout_s=statement_timeout_s),
+        },
     )
     _engines.add(engine)
     return engine
+
+
+def pg_session_options(
+    url: URL, *, read_only: bool, statement_timeout_s: float | None = None
+) -> dict[str, str]:
+    """libpq ``options`` that make a PostgreSQL session read-only (and time-limited).
+
+    Set at connection start, so they hold for every transaction of the session, also one a
+    COMMIT started. Strings are standard-conforming whatever the server's configuration, so that
+    backslashes in '...' mean what :mod:`ablate.store._sql`'s tokenizer takes them to mean. The
+    URL's own ``options`` (a search_path, say) are kept: ours come after them and win.
+    """
+    settings = []
+    if read_only:
+        settings += ["default_transaction_read_only=on", "standard_conforming_strings=on"]
+    if statement_timeout_s is not None:
+        settings.append(f"statement_timeout={max(0, round(statement_timeout_s * 1000))}")
+    if not settings:
+        return {}
+    own = url.query.get("options", "")
+    own = " ".join(own) if isinstance(own, tuple) else own
+    return {"options": " ".join([own, *(f"-c {s}" for s in settings)]).strip()}
 
 
 def _sqlite_engine(url: URL, *, read_only: bool, foreign_keys: bool) -> Engine:

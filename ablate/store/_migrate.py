@@ -23,7 +23,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
 import ablate
-from ablate.errors import StoreError
+from ablate.errors import NotAblateDatabaseError, StoreError
 from ablate.store._engine import (
     MAX_ATTEMPTS,
     _backoff,
@@ -123,6 +123,44 @@ def _current(conn: Connection) -> tuple[str, ...]:
     return tuple(sorted(r[0] for r in rows))
 
 
+def _refuse_unknown(engine: Engine, revisions: tuple[str, ...], shown: str | None = None) -> None:
+    unknown = [r for r in revisions if r not in _revision_graph()]
+    if unknown:
+        raise StoreError(
+            f"database {shown or mask_url(engine.url)} is at schema revision {unknown[0]}, which this "
+            f"version of ablate does not know (its latest is {', '.join(head_revisions())}); "
+            "it was written by a newer ablate: upgrade ablate to use it"
+        )
+
+
+def require_current(engine: Engine, shown: str | None = None) -> None:
+    """Raise NotAblateDatabaseError unless the database holds ablate's schema at head.
+
+    For the read-only commands, which must neither create a schema in a database they were
+    pointed at by mistake (another application's file, an empty database) nor migrate one.
+    ``shown`` names the database in messages (default: the engine's URL).
+    """
+    where = shown or mask_url(engine.url)
+    try:
+        current = current_revisions(engine)
+    except StoreError as e:
+        # SQLite says so of a file that is not a SQLite database at all (a CSV, a text file).
+        if "file is not a database" not in str(e):
+            raise
+        current = ()
+    if not current:
+        raise NotAblateDatabaseError(
+            f"{where}: not an ablate database; `ablate db upgrade` creates one"
+        )
+    _refuse_unknown(engine, current, where)
+    if set(current) != set(head_revisions()):
+        raise NotAblateDatabaseError(
+            f"{where}: not an ablate database of this version (schema revision "
+            f"{', '.join(current)}, latest {', '.join(head_revisions())}); `ablate db upgrade` "
+            "migrates it"
+        )
+
+
 def upgrade(engine: Engine, revision: str = "head", *, force: bool = False) -> bool:
     """Bring the database to ``revision``; return whether anything was applied.
 
@@ -156,13 +194,7 @@ def _upgrade_locked(engine: Engine, revision: str) -> bool:
         before = _current(conn)
         if revision == "head" and set(before) == set(head_revisions()):
             return False  # another process upgraded it while we waited for the lock
-        unknown = [r for r in before if r not in _revision_graph()]
-        if unknown:
-            raise StoreError(
-                f"database {mask_url(engine.url)} is at schema revision {unknown[0]}, which this "
-                f"version of ablate does not know (its latest is {', '.join(head_revisions())}); "
-                "it was written by a newer ablate: upgrade ablate to use it"
-            )
+        _refuse_unknown(engine, before)
         from alembic import command
         from alembic.util import CommandError
 

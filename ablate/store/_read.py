@@ -52,7 +52,7 @@ def _opened(db: str | os.PathLike[str] | ResultStore | None) -> Iterator[ResultS
     if isinstance(db, ResultStore):
         yield db
         return
-    store = ResultStore(db, create=False)
+    store = ResultStore(db, read_only=True)
     try:
         yield store
     finally:

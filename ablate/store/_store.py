@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ablate.errors import StoreError, StudyError
+from ablate.errors import NotAblateDatabaseError, StoreError, StudyError
 from ablate.store import _migrate
 from ablate.store._engine import (
     DEFAULT_RECONNECT_S,
@@ -86,6 +86,12 @@ class ResultStore:
     ``sqlite:///ablate.db`` in the working directory. Opening a store upgrades the schema to the
     latest migration (``upgrade=False`` skips that). With ``create=False`` a SQLite file that does
     not exist is an error instead of a new empty database.
+
+    ``read_only=True`` is for the commands that only read (``ls``, ``sql``, ``report``,
+    ``status``, ``export``, ``load_trials``): nothing is created or migrated, the connections
+    cannot write (SQLite ``mode=ro``, PostgreSQL read-only sessions), and a database without
+    ablate's current schema is refused with NotAblateDatabaseError (``require_schema=False``
+    skips that check, for ``ablate db current``).
     """
 
     def __init__(
@@ -94,8 +100,12 @@ class ResultStore:
         *,
         create: bool = True,
         upgrade: bool = True,
+        read_only: bool = False,
+        require_schema: bool = True,
     ) -> None:
         self.url = resolve_url(url)
+        if read_only:
+            create = upgrade = False
         if is_sqlite(self.url):
             path = sqlite_path(self.url)
             if path is None:
@@ -107,19 +117,27 @@ class ResultStore:
             path = path.resolve()
             self.url = self.url.set(database=str(path))
             if not path.exists() and not create:
-                raise StoreError(
+                raise NotAblateDatabaseError(
                     f"no database at {path}; run a study first, or pass --db / set ABLATE_DB "
                     "to the database to use"
                 )
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if not read_only:
+                path.parent.mkdir(parents=True, exist_ok=True)
         self.display_url = mask_url(self.url)
         # How long each transaction keeps retrying while the connection is lost (a worker sets
         # it to its lease: past that, the trial is no longer its own anyway).
         self.reconnect_s = DEFAULT_RECONNECT_S
-        self.engine: Engine = make_engine(self.url)
+        self.read_only = read_only
+        self.engine: Engine = make_engine(self.url, read_only=read_only)
         if upgrade:
             # A worker (re)starting while the server restarts or drops sessions waits for it.
             retry_on_disconnect(lambda: _migrate.upgrade(self.engine), reconnect_s=self.reconnect_s)
+        elif read_only and require_schema:
+            try:
+                _migrate.require_current(self.engine, self.display_url)
+            except BaseException:
+                self.engine.dispose()
+                raise
 
     def __repr__(self) -> str:
         return f"ResultStore({self.display_url!r})"

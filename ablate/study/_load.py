@@ -32,11 +32,21 @@ def load_studies(path: str | os.PathLike[str]) -> list[Study]:
     except StudyError as e:
         raise StudyError(f"{shown}: {e}") from None
     except SyntaxError as e:
-        raise StudyError(f"{shown}:{e.lineno}: syntax error: {e.msg}") from None
+        # In the file itself, or in a module it imports: name the file the error is in.
+        where = shown if not e.filename or _same_file(e.filename, file) else e.filename
+        raise StudyError(f"{where}:{e.lineno}: syntax error: {e.msg}") from None
+    except SystemExit as e:
+        raise StudyError(
+            f"{shown}{_line_in(e, file)}: the study file called sys.exit({e.code!r}) while "
+            "loading; a study file defines studies and returns"
+        ) from None
+    except KeyboardInterrupt as e:
+        # Raised by the file (or Ctrl-C while it loaded): no trial was claimed yet.
+        raise StudyError(
+            f"{shown}{_line_in(e, file)}: interrupted while loading the study file; nothing was run"
+        ) from None
     except Exception as e:
-        frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == str(file)]
-        line = f":{frames[-1].lineno}" if frames else ""
-        raise StudyError(f"{shown}{line}: {type(e).__name__}: {e}") from None
+        raise StudyError(f"{shown}{_line_in(e, file)}: {type(e).__name__}: {e}") from None
     studies: list[Study] = []
     for value in vars(module).values():
         if isinstance(value, Study) and all(value is not s for s in studies):
@@ -51,6 +61,19 @@ def load_studies(path: str | os.PathLike[str]) -> list[Study]:
         if names.count(s.name) > 1:
             raise StudyError(f"{shown}: two studies are named {s.name!r}")
     return studies
+
+
+def _same_file(name: str, file: Path) -> bool:
+    try:
+        return Path(name).resolve() == file.resolve()
+    except OSError:
+        return False
+
+
+def _line_in(error: BaseException, file: Path) -> str:
+    """``:N``, the line of the study file the error came from, or "" if not from it."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if _same_file(f.filename, file)]
+    return f":{frames[-1].lineno}" if frames else ""
 
 
 def select_study(studies: list[Study], name: str | None, *, source: str) -> Study:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,17 @@ from ablate.study._space import Choice, IntRange, Space, Uniform, as_space, leve
 DESIGNS = ("grid", "ofat", "random", "tpe")
 ADAPTIVE_DESIGNS = ("random", "tpe")
 PRUNERS = ("none", "median", "sha")
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# Study names become a SQL view (study_<name>, within PostgreSQL's 63-character identifiers, so
+# never shortened and never shared) and a folder under runs/: fullmatch, so no trailing newline.
+MAX_STUDY_NAME = 63 - len("study_")
+_NAME = re.compile(rf"[a-z][a-z0-9_]{{0,{MAX_STUDY_NAME - 1}}}")
+# Factor names become columns of that view: identifiers within the same limit.
+MAX_FACTOR_NAME = 63
+_FACTOR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# More trials than this is a mistake (a grid with one factor too many), refused before the
+# combinations are built rather than after they fill the memory.
+MAX_PLANNED_TRIALS = 100_000
+INT64_MAX = 2**63 - 1
 
 Constraint = Callable[[TrialConfig], bool]
 TrainFunction = Callable[..., Mapping[str, Any]]
@@ -98,10 +109,11 @@ class Study:
         Adaptive designs return an empty plan, after checking every level and bound of the space.
         """
         w = self.where
-        if not isinstance(self.name, str) or not _NAME.match(self.name):
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
             raise StudyError(
                 f"{self.source}: study name {self.name!r} must be lower-case letters, digits and "
-                "underscores, starting with a letter (it names a SQL view)"
+                f"underscores, starting with a letter, at most {MAX_STUDY_NAME} characters (it "
+                "names a SQL view and a folder)"
             )
         if self.design not in DESIGNS:
             raise StudyError(
@@ -128,11 +140,15 @@ class Study:
         allow_extra = self.train is not None
         for key, value in self.base.items():
             check_field_name(key, where=f"{w}: base", allow_extra=allow_extra)
+            check_storable(value, where=f"{w}: base {key!r}")
             if key in FIELDS:
                 coerce_value(key, value, where=f"{w}: base")
         spaces = self.spaces
+        self._check_factor_names(spaces)
         for factor, space in spaces.items():
             check_field_name(factor, where=f"{w}: factors", allow_extra=allow_extra)
+            if isinstance(space, Choice):
+                self._check_distinct_levels(factor, space)
             if self.design not in ADAPTIVE_DESIGNS and not space.discrete:
                 raise StudyError(
                     f"{w}: factor {factor!r} is {space.describe()}, but design {self.design!r} "
@@ -151,13 +167,81 @@ class Study:
             return []
         if self.baseline is not None and self.design != "ofat":
             raise StudyError(f"{w}: baseline is only used by design 'ofat'")
+        self._check_plan_size(spaces)
         specs = self.expand()
         if not specs:
             raise StudyError(f"{w}: the constraints drop every trial; nothing to run")
         return specs
 
+    def _check_factor_names(self, spaces: Mapping[str, Space]) -> None:
+        from ablate.store._factors import VIEW_METRIC_COLUMNS, VIEW_TRIAL_COLUMNS
+
+        # A factor named like a view column takes the name and the column becomes trial_<name>;
+        # so trial_<column> itself is not free, and SQLite compares column names without case.
+        reserved = {f"trial_{c}" for c in VIEW_TRIAL_COLUMNS + VIEW_METRIC_COLUMNS}
+        seen: dict[str, str] = {}
+        for factor in spaces:
+            where = f"{self.where}: factor {factor!r}"
+            if not isinstance(factor, str) or not _FACTOR_NAME.fullmatch(factor):
+                raise StudyError(
+                    f"{where}: a factor name is letters, digits and underscores, not starting "
+                    "with a digit (it names a column of the study's SQL view)"
+                )
+            if len(factor) > MAX_FACTOR_NAME:
+                raise StudyError(
+                    f"{where}: {len(factor)} characters; at most {MAX_FACTOR_NAME} (SQL identifier)"
+                )
+            if factor.lower() in reserved:
+                raise StudyError(
+                    f"{where}: the study's view already has a column {factor.lower()!r}; "
+                    "name the factor differently"
+                )
+            if factor.lower() in seen:
+                raise StudyError(
+                    f"{where}: same name as factor {seen[factor.lower()]!r} but for case, which "
+                    "SQL column names do not tell apart"
+                )
+            seen[factor.lower()] = factor
+
+    def _check_distinct_levels(self, factor: str, space: Choice) -> None:
+        """Each level has its own value: it names the level in the results and the report."""
+        seen: dict[str, Any] = {}
+        for level in space.values:
+            coupled_without_key = isinstance(level, dict) and factor not in level
+            value = level if coupled_without_key else level_value(factor, level)
+            key = json.dumps(value, sort_keys=True, default=repr)
+            if key in seen:
+                same = seen[key] == level
+                what = "repeats the level" if same else "has two levels with the value"
+                raise StudyError(
+                    f"{self.where}: factor {factor!r} {what} {value!r}; each level needs a "
+                    "value of its own"
+                )
+            seen[key] = level
+
+    def _check_plan_size(self, spaces: Mapping[str, Space]) -> None:
+        sizes = [len(space.levels()) for space in spaces.values()]
+        if self.design == "grid":
+            configs = math.prod(sizes)
+            shape = " x ".join(map(str, sizes)) or "1"
+        else:  # ofat: the baseline, then each other level of each factor
+            configs = 1 + sum(n - 1 for n in sizes)
+            shape = f"1 + {' + '.join(str(n - 1) for n in sizes)}" if sizes else "1"
+        trials = configs * len(self.seeds)
+        if trials > MAX_PLANNED_TRIALS:
+            raise StudyError(
+                f"{self.where}: the {self.design} has {shape} = {configs:,} configurations x "
+                f"{len(self.seeds)} seeds = {trials:,} trials; at most {MAX_PLANNED_TRIALS:,} "
+                "can be planned (drop levels, or use design 'random' / 'tpe' with n_trials)"
+            )
+
     def _check_level(self, factor: str, level: Any, allow_extra: bool) -> None:
         where = f"{self.where}: factor {factor!r}"
+        check_storable(level, where=f"{where} level")
+        if isinstance(level, dict) and "seed" in level:
+            raise StudyError(
+                f"{where}: the level {level!r} sets 'seed'; set replicates with seeds=[...]"
+            )
         if isinstance(level, dict):
             if factor not in level:
                 raise StudyError(
@@ -246,9 +330,18 @@ class Study:
                 params = {k: level_value(k, v) for k, v in levels.items()}
                 configs.append((levels, params))
         specs: list[TrialSpec] = []
+        first: dict[str, dict[str, Any]] = {}
         for seed in self.seeds:
             for levels, params in configs:
                 config = self.config_for(levels, seed)
+                if seed == self.seeds[0]:
+                    if config.config_hash in first:
+                        raise StudyError(
+                            f"{self.where}: levels {first[config.config_hash]} and {params} give "
+                            "the same configuration; each trial must differ (drop one, or make "
+                            "the coupled levels differ)"
+                        )
+                    first[config.config_hash] = params
                 specs.append(TrialSpec(len(specs), params, seed, config))
         return specs
 
@@ -290,6 +383,21 @@ class Study:
             default=str,
         )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def check_storable(value: Any, *, where: str) -> None:
+    """Raise StudyError for a value the database cannot hold as given: NaN or an infinity
+    (stored as NULL, so two levels would look alike), an integer past 64 bits."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise StudyError(f"{where}: {value} cannot be stored; use a finite number")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64_MAX:
+        raise StudyError(f"{where}: {value} is past 64 bits and cannot be stored")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            check_storable(item, where=f"{where}: {key!r}")
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            check_storable(item, where=where)
 
 
 def _jsonable(value: Any) -> Any:

@@ -55,8 +55,8 @@ def test_csv_and_json_keep_every_digit(db_url: str) -> None:
     accs = fill(db_url)
     as_csv = CliRunner().invoke(app, ["sql", QUERY, "--db", db_url, "--csv"])
     assert as_csv.exit_code == 0, as_csv.output
-    rows = list(csv.DictReader(io.StringIO(as_csv.output)))
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
     assert [float(r["val_acc"]) for r in rows] == accs  # exact: repr round-trips
     assert rows[0]["val_acc"] == repr(accs[0])
-    as_json = json.loads(CliRunner().invoke(app, ["sql", QUERY, "--db", db_url, "--json"]).output)
+    as_json = json.loads(CliRunner().invoke(app, ["sql", QUERY, "--db", db_url, "--json"]).stdout)
     assert [r["val_acc"] for r in as_json] == accs

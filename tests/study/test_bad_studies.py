@@ -33,3 +33,24 @@ def test_bad_study_is_one_line_naming_the_field(path: Path) -> None:
     assert "Traceback" not in result.output
     assert path.name in line  # names the study file
     assert expected(path) in line
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("from ablate import Study\nx = (\n", "broken.py:2: syntax error"),
+        ("import sys\n\nimport no_such_module_here\n", "broken.py:3: ModuleNotFoundError"),
+        ("raise KeyboardInterrupt\n", "broken.py:1: interrupted while loading"),
+    ],
+)
+def test_errors_give_the_line_for_a_relative_path_too(
+    text: str, says: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("broken.py").write_text(text)
+    for command in (["plan", "broken.py"], ["run", "broken.py", "--db", "r.db"]):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 2, result.output
+        (line,) = result.output.splitlines()
+        assert line.startswith(f"error: {says}"), line
+    assert not Path("r.db").exists()

@@ -1,0 +1,138 @@
+"""Calling a study's own ``train=`` function, so that whatever it does fails its trial only.
+
+The function is user code: it may return None or a list, metrics that are text, NaN or integers
+no database column holds, report epochs the store cannot take, or call ``sys.exit``. Each of
+these raises :class:`CustomTrainError` with one line saying what was wrong, which the worker
+records as that trial's failure before going on with the next trial.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ablate.store._models import EPOCH_METRICS, INT_METRICS, TRIAL_METRICS
+
+# The largest integer a BIGINT column (and SQLite's INTEGER) holds.
+INT64_MAX = 2**63 - 1
+# Keys the database stores in numeric columns.
+_NUMERIC_KEYS = (set(TRIAL_METRICS) | set(EPOCH_METRICS) | {"epoch"}) - {"stop_reason"}
+
+
+class CustomTrainError(Exception):
+    """A study's train function misbehaved; the message says how, in one line."""
+
+
+def run_custom_train(
+    train: Callable[..., Any], config: Any, reporter: Any, metric: str
+) -> dict[str, Any]:
+    """Call ``train(config, reporter)`` and return its metrics, checked to be storable."""
+    name = getattr(train, "__qualname__", "train")
+    try:
+        returned = train(config, _CheckedReporter(reporter, name))
+    except SystemExit as e:
+        raise CustomTrainError(
+            f"{name}() called sys.exit({e.code!r}) instead of returning metrics"
+        ) from None
+    return check_custom_metrics(returned, metric, name)
+
+
+def check_custom_metrics(returned: Any, metric: str, name: str = "train") -> dict[str, Any]:
+    """The metrics a train function returned, or CustomTrainError naming what cannot be stored.
+
+    A mapping with string keys; the study's ``metric`` present; every number finite and every
+    integer within 64 bits; the columns the database types as numbers (val_acc, n_params, ...)
+    numeric.
+    """
+    if not isinstance(returned, Mapping):
+        raise CustomTrainError(
+            f"{name}() returned {_shown(returned)}, not a dict of metrics such as "
+            f"{{{metric!r}: 0.93}}"
+        )
+    metrics = dict(returned)
+    for key, value in metrics.items():
+        if not isinstance(key, str):
+            raise CustomTrainError(f"{name}() returned a metric named {key!r}; names are strings")
+        _check_value(f"{name}() returned metric {key!r}", key, value)
+    if metrics.get(metric) is None:
+        raise CustomTrainError(
+            f"{name}() returned no {metric!r}, the study's metric (it returned "
+            f"{', '.join(map(repr, metrics)) or 'nothing'})"
+        )
+    return metrics
+
+
+def _check_value(what: str, key: str, value: Any) -> None:
+    if value is None or key == "stop_reason":
+        return
+    number = _as_number(value)
+    if number is None:
+        if key in _NUMERIC_KEYS:
+            raise CustomTrainError(f"{what} is {_shown(value)}, not a number")
+        return  # any other value is kept as JSON (as text if need be)
+    if isinstance(number, float) and not math.isfinite(number):
+        raise CustomTrainError(f"{what} is {number}; only finite numbers can be stored")
+    if isinstance(number, int) and abs(number) > INT64_MAX:
+        raise CustomTrainError(f"{what} is {number}, too large to store in 64 bits")
+    if key in INT_METRICS and isinstance(number, float) and not number.is_integer():
+        raise CustomTrainError(f"{what} is {number}, not a whole number")
+
+
+def _as_number(value: Any) -> float | int | None:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (int, float)):
+        return value
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            inner = item()
+        except (TypeError, ValueError, RuntimeError):
+            return None
+        return inner if isinstance(inner, (int, float)) and not isinstance(inner, bool) else None
+    return None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"
+
+
+class _CheckedReporter:
+    """The worker's reporter, with each reported epoch checked before it reaches the store."""
+
+    def __init__(self, reporter: Any, name: str) -> None:
+        self._reporter = reporter
+        self._name = name
+
+    def report_epoch(self, m: Any) -> None:
+        as_dict = getattr(m, "as_dict", None)
+        values = as_dict() if callable(as_dict) else m
+        if not isinstance(values, Mapping):
+            raise CustomTrainError(
+                f"{self._name}() reported {_shown(m)} as an epoch; report an EpochMetrics"
+            )
+        epoch = values.get("epoch")
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
+            raise CustomTrainError(
+                f"{self._name}() reported an epoch numbered {epoch!r}; epochs are integers >= 1"
+            )
+        for key, value in values.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                continue  # a diverged loss: stored as NULL for that epoch, as the trainer's are
+            _check_value(f"{self._name}() reported {key!r} at epoch {epoch}", str(key), value)
+        self._reporter.report_epoch(m if callable(as_dict) else _Epoch(dict(values)))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reporter, name)
+
+
+class _Epoch:
+    """A plain dict reported as an epoch, given the ``as_dict`` the worker's reporter reads."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = values
+
+    def as_dict(self) -> dict[str, Any]:
+        return self._values
