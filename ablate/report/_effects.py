@@ -63,54 +63,44 @@ def estimated_marginal_means(
     range. Columns: :data:`EFFECT_COLUMNS` (``n`` and ``std`` describe the raw trials at the level).
     Continuous factors (more than 8 values) are binned into quantiles first.
     """
+    import statsmodels.api as sm
     from scipy.special import stdtrit
-    from statsmodels.formula.api import ols
 
     data = data[data[metric].notna()]
-
     seed_block = seeds_crossed(data) if seed_block is None else seed_block
     frame, names = _model_frame(data, factors, metric, seed_block)
-    terms = [f"C({names[f]})" for f in factors if frame[names[f]].nunique() > 1]
-    if seed_block:
-        terms.append(f"C({SEED})")
-    model = ols("y ~ " + (" + ".join(terms) or "1"), data=frame).fit()
-    from patsy import build_design_matrices
-
-    design = model.model.data.design_info
-    slices = design.term_name_slices
-    params, cov = model.params.to_numpy(), model.cov_params().to_numpy()
-    df = float(model.df_resid)
+    columns = [*names.values(), *([SEED] if seed_block else [])]
+    levels = {col: list(dict.fromkeys(frame[col])) for col in columns}
+    # Treatment coding by hand (first level as reference): the reference row of the model is
+    # then explicit, 1/k for each dummy of a factor averaged over its k levels.
+    blocks = {col: (frame[col].to_numpy(dtype=object)[:, None] == np.asarray(levels[col][1:], dtype=object)[None, :])
+              .astype(float) for col in columns}
+    X = np.hstack([np.ones((len(frame), 1)), *blocks.values()])
+    fit = sm.OLS(frame["y"].to_numpy(), X).fit()
+    with np.errstate(divide="ignore", invalid="ignore"):  # no residual df: no error variance, no interval
+        params, cov = np.asarray(fit.params), np.asarray(fit.cov_params())
+    df = float(fit.df_resid)
     crit = float(stdtrit(df, 0.5 + level / 2)) if df > 0 else math.nan
     low_bound, high_bound = metric_range(metric)
-    levels = {col: list(dict.fromkeys(frame[col])) for col in [*names.values(), *([SEED] if seed_block else [])]}
-
-    def rows_for(col: str) -> np.ndarray:
-        """Design rows with ``col`` at each of its levels and the others at their first."""
-        grid = pd.DataFrame({c: [lv[0]] * len(levels[col]) for c, lv in levels.items()})
-        grid[col] = levels[col]
-        grid["y"] = 0.0
-        return np.asarray(build_design_matrices([design], grid)[0])
-
-    # Equal weights over each other factor's levels: the mean of its block of design columns.
-    blocks = {col: rows_for(col) for col in levels}
-    reference = np.zeros(len(params))
-    reference[slices["Intercept"]] = 1.0
-    for col, X in blocks.items():
-        term = f"C({col})"
-        if term in slices:
-            reference[slices[term]] = X[:, slices[term]].mean(axis=0)
+    slices, start = {}, 1
+    for col in columns:
+        slices[col] = slice(start, start + len(levels[col]) - 1)
+        start += len(levels[col]) - 1
+    reference = np.zeros(X.shape[1])
+    reference[0] = 1.0
+    for col in columns:
+        reference[slices[col]] = 1.0 / len(levels[col])
 
     out: dict[str, pd.DataFrame] = {}
     for f in factors:
-        col, term = names[f], f"C({names[f]})"
+        col = names[f]
         keys = levels_of(data[f])
         binned = isinstance(keys.dtype, pd.CategoricalDtype)
         raw = data.assign(_key=[format_level(k) for k in keys]).groupby("_key", sort=False)
         records = []
         for i, lv in enumerate(levels[col]):
             L = reference.copy()
-            if term in slices:
-                L[slices[term]] = blocks[col][i, slices[term]]
+            L[slices[col]] = [1.0 if j == i else 0.0 for j in range(1, len(levels[col]))]
             mean = float(L @ params)
             se = float(math.sqrt(max(L @ cov @ L, 0.0))) if df > 0 else math.nan
             group = raw.get_group(lv)
