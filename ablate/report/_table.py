@@ -150,7 +150,8 @@ def find_config(
     matched = list(first.index[mask])
     text = ",".join(f"{k}={format_level(v)}" for k, v in levels.items())
     if not matched:
-        raise StudyError(f"{what} {text} matches no configuration of the study (its constraints exclude it); "
+        raise StudyError(f"{what} {text} matches no configuration of the study (not planned: excluded by its design or "
+                         "constraints); "
                          "declare another baseline= in the study or pass --baseline")
     if len(matched) > 1:
         missing = [f for f in factors if f not in levels and first.loc[matched, f].nunique() > 1]

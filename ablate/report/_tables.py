@@ -146,13 +146,13 @@ def table_cells(table: AblationTable, columns: Sequence[str] | None = None) -> C
     made["diff"] = (f"Δ {table.metric}", [Cell("baseline", 0.0) if b else Cell(_signed(d), None if math.isnan(d) else float(d))
                                           for b, d in zip(base, diff, strict=True)])
     made["ci"] = (f"{_level_text(table.interval_level)} CI of Δ",
-                  [Cell("" if b or math.isnan(lo) else f"[{_signed(lo)}, {_signed(hi)}]", None if math.isnan(lo) else float(lo))
+                  [Cell("" if b else "–" if math.isnan(lo) else f"[{_signed(lo)}, {_signed(hi)}]", None if math.isnan(lo) else float(lo))
                    for b, lo, hi in zip(base, rows["ci_low"].tolist(), rows["ci_high"].tolist(), strict=True)])
     made["p"] = ("p (Bonferroni)", [
         Cell("" if b else format_p(p) + (" *" if sig else ""), None if math.isnan(p) else float(p), significant=bool(sig))
         for b, p, sig in zip(base, rows["p_adjusted"].tolist(), rows["significant"].tolist(), strict=True)])
-    made["detectable"] = (f"detectable |Δ| ({POWER:.0%} power)", [
-        Cell("" if b or math.isnan(v) else _num(v), None if math.isnan(v) else float(v))
+    made["detectable"] = (f"detectable Δ ({POWER:.0%} power)", [
+        Cell("" if b else _num(v), None if math.isnan(v) else float(v))
         for b, v in zip(base, rows["detectable"].tolist(), strict=True)])
     made["test"] = ("test", [Cell(text, text) for text in (
         _verdict(t, b, ok, sig, d, table.direction)
@@ -205,7 +205,7 @@ def table_notes(table: AblationTable) -> list[str]:
             f"(level 1 - {table.alpha:g}/{m}), so it excludes 0 exactly when the row has a *."
         )
         notes.append(
-            f"A row without * is inconclusive, not 'no effect': 'detectable |Δ|' is the smallest difference its "
+            f"A row without * is inconclusive, not 'no effect': 'detectable Δ' is the smallest difference its "
             f"test finds with {POWER:.0%} power at the observed seed noise; smaller true differences are likely missed."
         )
     if table.post_hoc:
@@ -344,8 +344,8 @@ def terminal_columns(
     whether factor names in the header break after their underscores to make them fit.
 
     Always the factors, n, the study metric and its difference from the baseline (and the
-    adjusted p-value when tests ran); then the other columns, each while the table still fits,
-    so no cell is cut. ``width=None`` shows every column.
+    adjusted p-value when tests ran); then the settings, the test's verdict, the interval and the
+    other columns, each while the table still fits, so no cell is cut. ``width=None`` shows every column.
     """
     header, body, keys = cells.header, cells.rows, cells.keys
     if width is None:
@@ -354,7 +354,10 @@ def terminal_columns(
     wanted = ["n", table.metric, "diff", *(["p"] if table.n_tests else [])]
     core = [*factor_positions, *(keys.index(k) for k in wanted if k in keys)]
     # Without tests (n = 1) the p column is all dashes: not worth a column in a terminal.
-    extra = [i for i, k in enumerate(keys) if i not in core and (k != "p" or table.n_tests)]
+    # Then what a row is (settings) and what its test says, before the other metrics.
+    first = {"settings": 0, "test": 1, "ci": 2}
+    extra = sorted((i for i, k in enumerate(keys) if i not in core and (k != "p" or table.n_tests)),
+                   key=lambda i: first.get(keys[i], 3))
     values = [[row[i].text for row in body[:rows]] for i in range(len(header))]
     is_factor = [k in table.factors for k in keys]
 
