@@ -12,7 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ablate.report import ReportOptions, StudyData, build_report, collect_report, load_report, render_report
+from ablate.report import (
+    ReportOptions,
+    StudyData,
+    build_report,
+    collect_report,
+    load_report,
+    render_report,
+)
 from ablate.store import ResultStore, load_trials
 from ablate.study import Study
 
