@@ -310,18 +310,21 @@ def ablation_table(
         alpha=alpha,
         post_hoc=post_hoc,
         settings=settings,
-        per_seed=_per_seed(rows, done, metric, seeds),
+        per_seed=_per_seed(rows, groups, seeds),
     )
 
 
-def _per_seed(rows: pd.DataFrame, done: pd.DataFrame, metric: str, seeds: Sequence[int]) -> pd.DataFrame:
-    """Every replicate's value of ``metric``: one row per configuration (the table's order), one
+def _per_seed(rows: pd.DataFrame, groups: Mapping[str, tuple[np.ndarray, np.ndarray]], seeds: Sequence[int]) -> pd.DataFrame:
+    """Every replicate's value of the metric: one row per configuration (the table's order), one
     column per seed (NaN where that seed did not count)."""
-    wide = done.pivot_table(index="config_hash", columns="seed", values=metric, aggfunc="first")
-    out = rows[["config_hash", "label"]].copy()
-    for s in seeds:
-        out[f"seed {s}"] = out["config_hash"].map(wide[s]).astype(float) if s in wide.columns else math.nan
-    return out
+    position = {s: i for i, s in enumerate(seeds)}
+    grid = np.full((len(rows), len(seeds)), math.nan)
+    for r, h in enumerate(rows["config_hash"]):
+        if h in groups:
+            values, of = groups[h]
+            grid[r, [position[int(s)] for s in of]] = values
+    out = rows[["config_hash", "label"]].reset_index(drop=True)
+    return pd.concat([out, pd.DataFrame(grid, columns=[f"seed {s}" for s in seeds])], axis=1)
 
 
 def _choose_baseline(

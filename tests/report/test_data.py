@@ -389,6 +389,45 @@ def test_factor_importance_finds_the_factor_that_matters() -> None:
     assert imp["importance"].sum() == pytest.approx(1.0)
     sub = factor_importance(trials, ["lr", "activation", "dropout"], "val_acc", "maximize", max_trials=40)
     assert sub["trials"].iloc[0] == 40 and sub.iloc[0]["factor"] == "lr"
+    # Stability across forest seeds: each mean lies within its range over the seeds.
+    assert ((imp["low"] <= imp["importance"] + 1e-12) & (imp["importance"] <= imp["high"] + 1e-12)).all()
+
+
+def test_factor_importance_treats_declared_choices_as_categories() -> None:
+    import optuna
+
+    rng = np.random.default_rng(1)
+    # filters = choice(4, 8, 16): 8 is best, so an int range (monotone splits) would blur it.
+    rows = [dict(filters=int(f), lr=float(10 ** rng.uniform(-3, -1)),
+                 val_acc=(0.9 if f == 8 else 0.7) + rng.normal(0, 0.01)) for f in rng.choice([4, 8, 16], 60)]
+    trials = make_trials(["filters", "lr"], rows)
+    seen: list[object] = []
+    original = optuna.trial.create_trial
+
+    def spy(**kw):  # type: ignore[no-untyped-def]
+        seen.append(kw["distributions"]["filters"])
+        return original(**kw)
+
+    optuna.trial.create_trial = spy
+    try:
+        imp = factor_importance(trials, ["filters", "lr"], "val_acc", "maximize", categorical={"filters"})
+    finally:
+        optuna.trial.create_trial = original
+    assert isinstance(seen[0], optuna.distributions.CategoricalDistribution)
+    assert seen[0].choices == (4, 8, 16)
+    assert imp.iloc[0]["factor"] == "filters"
+
+
+def test_continuous_factors_of_a_search_are_points_with_a_trend() -> None:
+    from ablate.report import continuous_points
+
+    rng = np.random.default_rng(2)
+    rows = [dict(lr=float(10 ** rng.uniform(-4, -1)), val_acc=float(rng.uniform(0.5, 0.9))) for _ in range(30)]
+    trials = make_trials(["lr"], rows)
+    points = continuous_points(trials, "lr", "val_acc")
+    assert points is not None and len(points) == 30 and points["value"].is_monotonic_increasing
+    assert bool(points["log"].iloc[0]) and points["trend"].between(0.5, 0.9).all()
+    assert continuous_points(make_trials(["k"], [dict(k=k, val_acc=0.5) for k in (1, 2, 3)]), "k", "val_acc") is None
 
 
 def test_parallel_coordinates_scale_axes() -> None:
