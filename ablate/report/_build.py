@@ -122,8 +122,12 @@ def collect_report(data: StudyData, options: ReportOptions | None = None) -> Rep
         effects = {f: main_effects(done, f, metric, hold=hold) for f in varying}
         effects_model = "a one-factor OLS model of the trials at the baseline of the other factors"
     else:
-        effects = estimated_marginal_means(done, varying, metric, seed_block=crossed) if varying else {}
-        effects_model = "the additive OLS model of all factors" + (" with seed as a block" if crossed else "")
+        # The ANOVA's model (two-way interactions) where the grid is full, else the additive one.
+        full = design == "grid" and len(varying) >= 2 and is_full_grid(done, varying)
+        effects = (estimated_marginal_means(done, varying, metric, seed_block=crossed, interactions=full)
+                   if varying else {})
+        effects_model = ("the OLS model of all factors" + (" and their two-way interactions" if full else " (additive)")
+                         + (" with seed as a block" if crossed else ""))
     if effects and all(e["df"].iloc[0] <= 0 for e in effects.values() if len(e)):
         notes.append("Main effects have no interval: the model has no residual degrees of freedom.")
 

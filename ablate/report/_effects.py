@@ -8,6 +8,7 @@ error. When every configuration ran the same seeds, the seed enters the model as
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
@@ -55,10 +56,12 @@ def estimated_marginal_means(
     metric: str,
     *,
     seed_block: bool | None = None,
+    interactions: bool = False,
     level: float = 0.95,
 ) -> dict[str, pd.DataFrame]:
-    """Per factor, the estimated marginal mean of ``metric`` at each level from the additive OLS
-    model ``metric ~ factors (+ seed)``, with its standard error and ``level`` interval on the
+    """Per factor, the estimated marginal mean of ``metric`` at each level from the OLS model
+    ``metric ~ factors (+ their two-way interactions) (+ seed)`` (the ANOVA's model when
+    ``interactions``, else additive), with its standard error and ``level`` interval on the
     model's residual degrees of freedom (none without residual df), clipped to the metric's
     range. Columns: :data:`EFFECT_COLUMNS` (``n`` and ``std`` describe the raw trials at the level).
     Continuous factors (more than 8 values) are binned into quantiles first.
@@ -75,21 +78,40 @@ def estimated_marginal_means(
     # then explicit, 1/k for each dummy of a factor averaged over its k levels.
     blocks = {col: (frame[col].to_numpy(dtype=object)[:, None] == np.asarray(levels[col][1:], dtype=object)[None, :])
               .astype(float) for col in columns}
-    X = np.hstack([np.ones((len(frame), 1)), *blocks.values()])
+    pairs = list(itertools.combinations(names.values(), 2)) if interactions else []
+    # Interaction columns: products of the two factors' dummies (treatment coding).
+    products = {(a, b): (blocks[a][:, :, None] * blocks[b][:, None, :]).reshape(len(frame), -1) for a, b in pairs}
+    X = np.hstack([np.ones((len(frame), 1)), *blocks.values(), *products.values()])
     fit = sm.OLS(frame["y"].to_numpy(), X).fit()
     with np.errstate(divide="ignore", invalid="ignore"):  # no residual df: no error variance, no interval
         params, cov = np.asarray(fit.params), np.asarray(fit.cov_params())
     df = float(fit.df_resid)
     crit = float(stdtrit(df, 0.5 + level / 2)) if df > 0 else math.nan
     low_bound, high_bound = metric_range(metric)
-    slices, start = {}, 1
+    slices: dict[Any, slice] = {}
+    start = 1
     for col in columns:
         slices[col] = slice(start, start + len(levels[col]) - 1)
         start += len(levels[col]) - 1
-    reference = np.zeros(X.shape[1])
-    reference[0] = 1.0
-    for col in columns:
-        reference[slices[col]] = 1.0 / len(levels[col])
+    for a, b in pairs:
+        width = (len(levels[a]) - 1) * (len(levels[b]) - 1)
+        slices[(a, b)] = slice(start, start + width)
+        start += width
+    # Equal weights over every level of every factor: each dummy averages to 1/k.
+    means = {col: np.full(len(levels[col]) - 1, 1.0 / len(levels[col])) for col in columns}
+
+    def row_at(col: str | None, i: int) -> np.ndarray:
+        """The model row averaged over the reference grid with ``col`` held at its level ``i``."""
+        dummies = dict(means)
+        if col is not None:
+            dummies[col] = np.asarray([1.0 if j == i else 0.0 for j in range(1, len(levels[col]))])
+        L = np.zeros(X.shape[1])
+        L[0] = 1.0
+        for c in columns:
+            L[slices[c]] = dummies[c]
+        for a, b in pairs:
+            L[slices[(a, b)]] = np.outer(dummies[a], dummies[b]).ravel()
+        return L
 
     out: dict[str, pd.DataFrame] = {}
     for f in factors:
@@ -99,8 +121,7 @@ def estimated_marginal_means(
         raw = data.assign(_key=[format_level(k) for k in keys]).groupby("_key", sort=False)
         records = []
         for i, lv in enumerate(levels[col]):
-            L = reference.copy()
-            L[slices[col]] = [1.0 if j == i else 0.0 for j in range(1, len(levels[col]))]
+            L = row_at(col, i)
             mean = float(L @ params)
             se = float(math.sqrt(max(L @ cov @ L, 0.0))) if df > 0 else math.nan
             group = raw.get_group(lv)

@@ -250,6 +250,22 @@ def test_main_effects_are_estimated_marginal_means_with_the_models_residual_erro
         assert (r["ci_low"], r["ci_high"]) == (pytest.approx(x.mean() - crit * se), pytest.approx(x.mean() + crit * se))
 
 
+def test_main_effects_of_a_full_grid_use_the_anovas_model() -> None:
+    from ablate.report import estimated_marginal_means
+
+    trials = grid_trials(seeds=3)
+    done = completed_trials(trials)
+    effects = estimated_marginal_means(done, FACTORS, "val_acc", seed_block=True, interactions=True)
+    fit = ols("val_acc ~ C(image_size) * C(augment) + C(seed)", data=done).fit()
+    crit = stats.t.ppf(0.975, fit.df_resid)
+    for factor, frame in effects.items():
+        for _, r in frame.iterrows():
+            x = done[done[factor].map(str) == r["level"]].val_acc.to_numpy()
+            se = math.sqrt(fit.mse_resid / len(x))  # balanced: the cell-mean model's error over n at the level
+            assert r["mean"] == pytest.approx(x.mean()) and r["df"] == fit.df_resid
+            assert r["ci_high"] - r["mean"] == pytest.approx(crit * se)
+
+
 def test_main_effect_intervals_are_clipped_or_omitted() -> None:
     # One seed, 2 x 2 grid: the additive model keeps 1 residual df; a wide interval is clipped to [0, 1].
     rows = [dict(a=a, b=b, seed=0, val_acc=v) for (a, b), v in
