@@ -249,3 +249,48 @@ def test_large_grid_keeps_its_figures_readable(tmp_path: Path) -> None:
     for plot in ("main_effects", "interactions", "learning_curves", "parallel_coordinates", "cost", "compute_hours"):
         assert_real_image(tmp_path / f"{plot}.png")
     assert not list(tmp_path.glob("*.svg"))
+
+
+def test_every_table_csv_cell_rederives_from_plain_sql(grid_report: tuple[str, Path]) -> None:
+    """Plain SQL on the study's view, scipy and statsmodels: no ablate function in the loop."""
+    import sqlite3
+
+    from scipy import stats
+    from statsmodels.stats.multitest import multipletests
+    from statsmodels.stats.power import TTestIndPower, TTestPower
+
+    url, out = grid_report
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as con:
+        view = pd.read_sql("SELECT * FROM study_grid_demo WHERE status = 'completed' AND val_acc IS NOT NULL", con)
+    table = pd.read_csv(out / "table.csv").set_index(["image_size", "augment"])
+    cells = {k: g.sort_values("seed") for k, g in view.groupby(["image_size", "augment"])}
+    base = cells[(24, "basic")]  # the study's declared baseline
+    others = [k for k in cells if k != (24, "basic")]
+    m = len(others)
+    raw = {}
+    for key, g in cells.items():
+        r = table.loc[key]
+        for metric in ("val_acc", "train_acc", "test_acc", "duration_s"):
+            assert r[f"{metric}_mean"] == pytest.approx(g[metric].mean(), abs=1e-12)
+            assert r[f"{metric}_std"] == pytest.approx(g[metric].std(ddof=1), abs=1e-12)
+        assert r["n"] == len(g)
+        if key == (24, "basic"):
+            continue
+        a, b = g.val_acc.to_numpy(), base.val_acc.to_numpy()
+        if list(g.seed) == list(base.seed):
+            res = stats.ttest_rel(a, b)
+            mdd = TTestPower().solve_power(nobs=len(a), alpha=0.05 / m, power=0.8) * (a - b).std(ddof=1)
+        else:
+            res = stats.ttest_ind(a, b, equal_var=False)
+            pooled = np.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2))
+            mdd = TTestIndPower().solve_power(nobs1=len(a), ratio=len(b) / len(a), alpha=0.05 / m, power=0.8) * pooled
+        ci = res.confidence_interval(confidence_level=1 - 0.05 / m)
+        assert r["diff"] == pytest.approx(a.mean() - b.mean(), abs=1e-12)
+        assert (r["ci_low"], r["ci_high"]) == (pytest.approx(ci.low, rel=1e-9), pytest.approx(ci.high, rel=1e-9))
+        assert r["p_value"] == pytest.approx(res.pvalue, rel=1e-9)
+        assert r["detectable"] == pytest.approx(mdd, rel=1e-6)
+        raw[key] = res.pvalue
+    reject, adjusted, _, _ = multipletests(list(raw.values()), alpha=0.05, method="bonferroni")
+    for key, adj, rej in zip(raw, adjusted, reject, strict=True):
+        assert table.loc[key, "p_adjusted"] == pytest.approx(adj, rel=1e-9)
+        assert bool(table.loc[key, "significant"]) == bool(rej)
