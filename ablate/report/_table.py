@@ -368,10 +368,15 @@ def _choose_baseline(
         what = "the first trial"
         reason = ("the first trial of the search, chosen before any result" if design in ADAPTIVE
                   else "the first planned configuration (the first declared level of each factor)")
+    base_hash = str(first["number"].idxmin())
     if levels:
-        base_hash = find_config(first, levels, factors=factors, what=what)
-    else:
-        base_hash = str(first["number"].idxmin())
+        try:
+            base_hash = find_config(first, levels, factors=factors, what=what)
+        except StudyError:
+            if what != "the default baseline (first declared levels)":
+                raise
+            # Constraints dropped that combination: the first planned one is still chosen before any result.
+            reason = "the first planned configuration (the constraints exclude the first declared levels)"
     if counted.get(base_hash, 0) == 0:
         text = ",".join(f"{f}={format_level(first.loc[base_hash, f])}" for f in varying) or "the only configuration"
         raise StudyError(f"{what} {text} has no completed trial with a value of {metric}; "

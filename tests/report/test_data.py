@@ -183,6 +183,18 @@ def test_default_baseline_is_the_first_declared_level_never_the_best_row() -> No
     assert grid.baseline_reason == "declared by the study"
 
 
+def test_a_default_baseline_dropped_by_constraints_falls_back_to_the_first_planned_row() -> None:
+    trials = grid_trials()
+    kept = trials[~((trials.image_size == 64) & (trials.augment == "none"))]
+    levels = {"image_size": [64, 128], "augment": ["none", "basic"]}
+    table = ablation_table(kept, factors=FACTORS, metric="val_acc", direction="maximize", declared_levels=levels)
+    assert (table.baseline_row["image_size"], table.baseline_row["augment"]) == (64, "basic")
+    assert "constraints exclude the first declared levels" in table.baseline_reason
+    with pytest.raises(StudyError, match="the study's baseline image_size=64,augment=none matches no configuration"):
+        ablation_table(kept, factors=FACTORS, metric="val_acc", direction="maximize", declared_levels=levels,
+                       study_baseline={"image_size": 64, "augment": "none"})
+
+
 def test_best_baseline_only_on_request_and_labelled_post_hoc() -> None:
     trials = grid_trials()
     table = ablation_table(trials, factors=FACTORS, metric="val_acc", direction="maximize", baseline="best")
