@@ -128,24 +128,18 @@ def pandas_read(engine: Any, study_id: int) -> int:
 def stages(url: str, name: str, out: Path) -> dict[str, float]:
     """build_report's stages timed one by one: the store read, the statistics (with the epochs
     of the configurations drawn as curves), drawing and writing."""
-    from ablate.report import collect_report, render_report
-    from ablate.report._data import metric_direction
-    from ablate.store import ResultStore, load_epochs
+    from ablate.report import ReportOptions, collect_report, load_study_data, render_report
+    from ablate.store import ResultStore
 
     t0 = time.perf_counter()
     with ResultStore(url, create=False) as store:
-        info = store.load_study(name)
-        trials, artifacts = store.load_trials(name), store.load_artifacts(name)
+        data = load_study_data(name, store)
         t1 = time.perf_counter()
-        report = collect_report(
-            study=name, design=info.design, trials=trials, epochs=lambda ids: load_epochs(name, store, trial_ids=ids),
-            factors=info.factors, metric=info.metric,
-            direction=metric_direction(info.metric, study_metric=info.metric, study_direction=info.direction),
-            base=info.definition.get("base", {}), seeds=info.seeds, artifacts=artifacts)
+        report = collect_report(data)
         t2 = time.perf_counter()
     render_report(report, out)
     t3 = time.perf_counter()
-    render_report(report, out, svg=True)
+    render_report(report, out, ReportOptions(svg=True))
     t4 = time.perf_counter()
     return {"store read (studies, trials, artifacts)": t1 - t0, "statistics (+ curve epochs)": t2 - t1,
             "draw + write (PNG, HTML, MD, tables)": t3 - t2, "the same with --svg": t4 - t3}

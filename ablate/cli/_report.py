@@ -22,13 +22,22 @@ def report(
         str | None,
         typer.Option(
             help="Row to compare against, as factor=level pairs: --baseline image_size=128,augment=none. "
-            "Default: the OFAT baseline, else the best row.",
+            "Default: the study's declared baseline, else the first declared level of each factor. "
+            "'best' picks the best row after the fact (labelled post hoc: its p-values are optimistic).",
             show_default=False,
         ),
     ] = None,
     metric: Annotated[
         str | None,
         typer.Option(help="Metric to rank and test on (val_acc, test_acc, val_loss, ...); default: the study's.", show_default=False),
+    ] = None,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            help="Table columns to show, comma-separated: factor names, settings, n, metric names (val_acc, "
+            "train_acc, duration_s, ...), diff, ci, p, detectable, test. Default: all.",
+            show_default=False,
+        ),
     ] = None,
     svg: Annotated[
         bool, typer.Option("--svg/--no-svg", help="Also write every plot as SVG (vector, for papers); default: PNG only.")
@@ -37,13 +46,19 @@ def report(
     """Write a study's report (index.html, report.md, table.md/.csv/.tex, plots) and print its table."""
     from rich.console import Console
 
-    from ablate.report import load_report, render_report, rich_table
-    from ablate.report._tables import table_notes
+    from ablate.report import ReportOptions, load_report, render_report, rich_table
+    from ablate.report._tables import table_cells, table_notes
 
-    result = load_report(study, db=db, baseline=baseline, metric=metric)
+    options = ReportOptions(
+        baseline=baseline, metric=metric, svg=svg, columns=columns.split(",") if columns is not None else None
+    )
+    # Everything a user can get wrong is checked here, before a file is written.
+    result = load_report(study, db=db, options=options)
+    cells = table_cells(result.table, result.columns)
     console = Console()
-    console.print(rich_table(result.table, title=f"{study}: {result.metric} ({result.direction})", width=console.width))
+    title = f"{study}: {result.metric} ({result.direction})"
+    console.print(rich_table(result.table, cells, title=title, width=console.width))
     for note in table_notes(result.table):
         console.print(note, style="dim", highlight=False)
-    path = render_report(result, out if out is not None else Path("reports") / study, svg=svg)
+    path = render_report(result, out if out is not None else Path("reports") / study, options)
     console.print(f"report: {path}", highlight=False, soft_wrap=True)

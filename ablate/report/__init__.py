@@ -1,32 +1,48 @@
 """Reports: the ablation table and plots, with honest statistics over seeds.
 
-Data functions (``ablation_table``, ``main_effects``, ...) turn the store's DataFrames into
-DataFrames of statistics; drawing functions only draw those; writers produce table.md/.csv/.tex,
-index.html and report.md. :func:`build_report` does all of it for a study in a database.
+The flow: :func:`load_study_data` reads a study from the store (:class:`StudyData`),
+:func:`collect_report` computes every number (:class:`Report`; nothing drawn) with the user's
+:class:`ReportOptions`, :func:`render_report` draws and writes it; :func:`build_report` does all
+three. The numbers come from data functions a test can check without drawing: ``_trials``
+(which trials count), ``_stats`` (tests, intervals, power), ``_table`` (the ablation table),
+``_effects`` (marginal means, ANOVA, fANOVA), ``_figure_data`` (curves, parallel coordinates,
+cost); ``_tables`` and ``_html`` write them, ``_plots`` draws them.
 """
 
-from ablate.report._build import Report, build_report, collect_report, load_report, render_report
-from ablate.report._data import (
-    AblationTable,
-    Comparison,
-    ParallelCoordinates,
-    ablation_table,
+from ablate.report._build import (
+    build_report,
+    collect_report,
+    load_report,
+    load_study_data,
+    render_report,
+)
+from ablate.report._effects import (
     anova_table,
-    bootstrap_ci,
-    compare_to_baseline,
-    compute_hours,
-    cost_table,
+    continuous_points,
+    estimated_marginal_means,
     factor_importance,
-    holm,
     interaction_means,
     is_full_grid,
-    learning_curves,
     main_effects,
+    seeds_crossed,
+)
+from ablate.report._figure_data import (
+    ParallelCoordinates,
+    compute_hours,
+    cost_table,
+    learning_curves,
     parallel_coordinates,
     pareto_front,
-    parse_baseline,
+)
+from ablate.report._model import Report, ReportOptions, StudyData
+from ablate.report._stats import (
+    Comparison,
+    adjust_family,
+    bootstrap_ci,
+    compare_to_baseline,
     t_interval,
 )
+from ablate.report._table import AblationTable, ablation_table, parse_baseline
 from ablate.report._tables import latex_table, markdown_table, rich_table, write_tables
 
 __all__ = [
@@ -34,21 +50,26 @@ __all__ = [
     "Comparison",
     "ParallelCoordinates",
     "Report",
+    "ReportOptions",
+    "StudyData",
     "ablation_table",
+    "adjust_family",
     "anova_table",
     "bootstrap_ci",
     "build_report",
     "collect_report",
     "compare_to_baseline",
     "compute_hours",
+    "continuous_points",
     "cost_table",
+    "estimated_marginal_means",
     "factor_importance",
-    "holm",
     "interaction_means",
     "is_full_grid",
     "latex_table",
     "learning_curves",
     "load_report",
+    "load_study_data",
     "main_effects",
     "markdown_table",
     "parallel_coordinates",
@@ -56,6 +77,7 @@ __all__ = [
     "parse_baseline",
     "render_report",
     "rich_table",
+    "seeds_crossed",
     "t_interval",
     "write_tables",
 ]

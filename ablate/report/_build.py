@@ -14,7 +14,6 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -22,28 +21,34 @@ import numpy as np
 import pandas as pd
 
 from ablate.errors import StudyError
-from ablate.report._data import (
+from ablate.report._effects import (
     IMPORTANCE_DEPTH,
+    IMPORTANCE_SEEDS,
     IMPORTANCE_TREES,
-    AblationTable,
-    ParallelCoordinates,
-    ablation_table,
     anova_table,
-    check_metric,
-    completed_trials,
+    continuous_points,
+    estimated_marginal_means,
+    factor_importance,
+    interaction_means,
+    is_full_grid,
+    seeds_crossed,
+    significant_interactions,
+)
+from ablate.report._figure_data import (
     compute_hours,
     cost_table,
-    factor_importance,
+    learning_curves,
+    parallel_coordinates,
+)
+from ablate.report._model import Plot, Predictions, Report, ReportOptions, StudyData
+from ablate.report._table import ADAPTIVE, AblationTable, ablation_table, parse_baseline
+from ablate.report._trials import (
+    check_metric,
+    counted_trials,
     format_level,
     formatted_levels,
     hashable_factors,
-    interaction_means,
-    is_full_grid,
-    learning_curves,
-    main_effects,
     metric_direction,
-    parallel_coordinates,
-    parse_baseline,
 )
 
 #: Learning curves show at most this many configurations (the baseline and the best ones).
@@ -51,45 +56,6 @@ MAX_CURVES = 8
 #: Interaction heatmaps are drawn for the pairs among this many factors (those with the widest
 #: main effect), so a 4-factor grid gets 3 readable heatmaps instead of 6.
 MAX_INTERACTION_FACTORS = 3
-ADAPTIVE = ("random", "tpe")
-
-
-@dataclass
-class Predictions:
-    """Stored test-set predictions of one trial (arrays from the trainer's .npz artifact)."""
-
-    trial_number: int
-    label: str
-    images: np.ndarray
-    labels: np.ndarray
-    preds: np.ndarray
-    class_names: list[str]
-
-
-@dataclass
-class Report:
-    """Every number of a report, computed and not yet drawn."""
-
-    study: str
-    design: str
-    metric: str
-    direction: str
-    description: str
-    table: AblationTable
-    base: dict[str, Any]
-    status_counts: dict[str, int]
-    effects: dict[str, pd.DataFrame]
-    effects_hold: dict[str, Any] | None
-    interactions: list[tuple[str, str, pd.DataFrame]]
-    anova: pd.DataFrame | None
-    curves: pd.DataFrame
-    curve_configs: list[str]
-    parallel: ParallelCoordinates | None
-    importance: pd.DataFrame | None
-    cost: pd.DataFrame | None
-    hours: pd.DataFrame | None
-    predictions: Predictions | None
-    notes: list[str] = field(default_factory=list)
 
 
 def _small_blas() -> AbstractContextManager[Any]:
@@ -115,31 +81,15 @@ def _with_small_blas(fn: F) -> F:
 
 
 @_with_small_blas
-def collect_report(
-    *,
-    study: str,
-    design: str,
-    trials: pd.DataFrame,
-    epochs: pd.DataFrame | Callable[[Sequence[int]], pd.DataFrame] | None,
-    factors: Sequence[str],
-    metric: str,
-    direction: str,
-    study_baseline: Mapping[str, Any] | None = None,
-    baseline: Mapping[str, Any] | str | None = None,
-    base: Mapping[str, Any] | None = None,
-    description: str = "",
-    seeds: Sequence[int] | None = None,
-    artifacts: pd.DataFrame | None = None,
-) -> Report:
-    """Compute every table and plot's data from the store's DataFrames; nothing is drawn.
-
-    ``epochs`` is :func:`ablate.store.load_epochs`'s frame, or a function returning the epoch
-    rows of the trial ids it is given (only the configurations drawn as learning curves).
-    """
+def collect_report(data: StudyData, options: ReportOptions | None = None) -> Report:
+    """Compute every table and plot's data from the store's DataFrames; nothing is drawn."""
+    options = options or ReportOptions()
+    metric = options.metric or data.metric
+    direction = data.direction if metric == data.metric else metric_direction(metric)
+    trials, design, factors = data.trials, data.design, list(data.factors)
     if not trials.empty:
-        check_metric(metric, trials, study=study)
-    if isinstance(baseline, str):
-        baseline = parse_baseline(baseline)
+        check_metric(metric, trials, study=data.study)
+    baseline = parse_baseline(options.baseline) if isinstance(options.baseline, str) else options.baseline
     trials = hashable_factors(trials, [f for f in factors if f in trials.columns])
     table = ablation_table(
         trials,
@@ -148,21 +98,38 @@ def collect_report(
         direction=direction,
         design=design,
         baseline=baseline or None,
-        study_baseline=study_baseline,
+        study_baseline=data.baseline,
+        declared_levels=data.declared,
+        base=data.base,
     )
-    if seeds:
-        table.seeds = sorted(int(s) for s in seeds)
-    # What the study holds constant besides its constant factors (model, dataset, epochs...).
-    table.constants = {**{k: v for k, v in (base or {}).items() if k not in factors}, **table.constants}
-    done = completed_trials(trials)
+    if data.seeds:
+        table.seeds = sorted(int(s) for s in data.seeds)
+    if options.columns is not None:
+        from ablate.report._tables import check_columns
+
+        check_columns(table, options.columns)  # a user mistake: before anything is written
+    done = counted_trials(trials, metric)
     notes: list[str] = []
     varying = table.factors
     base_row = table.baseline_row
 
     hold = None
+    crossed = seeds_crossed(done)
     if design == "ofat" and base_row is not None:
         hold = {f: base_row[f] for f in varying}
-    effects = {f: main_effects(done, f, metric, hold=hold) for f in varying}
+        from ablate.report._effects import main_effects
+
+        effects = {f: main_effects(done, f, metric, hold=hold) for f in varying}
+        effects_model = "a one-factor OLS model of the trials at the baseline of the other factors"
+    else:
+        # The ANOVA's model (two-way interactions) where the grid is full, else the additive one.
+        full = design == "grid" and len(varying) >= 2 and is_full_grid(done, varying)
+        effects = (estimated_marginal_means(done, varying, metric, seed_block=crossed, interactions=full)
+                   if varying else {})
+        effects_model = ("the OLS model of all factors" + (" and their two-way interactions" if full else " (additive)")
+                         + (" with seed as a block" if crossed else ""))
+    if effects and all(e["df"].iloc[0] <= 0 for e in effects.values() if len(e)):
+        notes.append("Main effects have no interval: the model has no residual degrees of freedom.")
 
     interactions: list[tuple[str, str, pd.DataFrame]] = []
     anova = None
@@ -175,16 +142,18 @@ def collect_report(
             notes.append(f"Interaction heatmaps: pairs among the {MAX_INTERACTION_FACTORS} factors with the widest main effect ({', '.join(top)}).")
     if design == "grid" and varying:
         if is_full_grid(done, varying):
-            anova = anova_table(done, varying, metric)
+            anova = anova_table(done, varying, metric, seed_block=crossed)
         else:
             notes.append(
                 "No ANOVA table: it needs every combination of levels with at least 2 completed seeds."
             )
+    interacting = significant_interactions(anova)
 
     rows = table.rows[table.rows["n"] > 0]
     ranked = rows.sort_values(f"{metric}_mean", ascending=direction == "minimize")["config_hash"].tolist()
     chosen = list(dict.fromkeys([*(x for x in [table.baseline] if x), *ranked]))[:MAX_CURVES]
     order = [h for h in table.rows["config_hash"] if h in chosen]
+    epochs = data.epochs
     epoch_rows = epochs(done.loc[done["config_hash"].isin(order), "trial_id"].tolist()) if callable(epochs) else epochs
     curves = (
         learning_curves(epoch_rows, done, configs=order)
@@ -196,9 +165,14 @@ def collect_report(
 
     parallel = parallel_coordinates(table) if varying and len(rows) >= 2 else None
     importance = None
+    scatter: dict[str, pd.DataFrame] = {}
     if design in ADAPTIVE:
+        for f in varying:
+            points = continuous_points(done, f, metric)
+            if points is not None:
+                scatter[f] = points
         try:
-            importance = factor_importance(done, varying, metric, direction)
+            importance = factor_importance(done, varying, metric, direction, categorical=set(data.declared or {}))
         except (ValueError, RuntimeError) as e:  # fANOVA refuses degenerate data (one trial, no spread)
             notes.append(f"No factor importance: {e}")
         except ImportError:  # Optuna's fANOVA fits scikit-learn's random forest
@@ -208,13 +182,13 @@ def collect_report(
     hours = compute_hours(trials, varying) if has_time and varying else None
 
     return Report(
-        study=study,
+        study=data.study,
         design=design,
         metric=metric,
         direction=direction,
-        description=description,
+        description=data.description,
         table=table,
-        base=dict(base or {}),
+        base=dict(data.base or {}),
         status_counts={str(k): int(v) for k, v in trials["status"].value_counts().items()},
         effects=effects,
         effects_hold=hold,
@@ -226,8 +200,12 @@ def collect_report(
         importance=importance if importance is not None and not importance.empty else None,
         cost=cost,
         hours=hours,
-        predictions=_best_predictions(table, done, artifacts, metric, direction, notes),
+        predictions=_best_predictions(table, done, data.artifacts, metric, direction, notes),
         notes=notes,
+        effects_model=effects_model,
+        interacting=interacting,
+        scatter=scatter,
+        columns=options.columns,
     )
 
 
@@ -266,15 +244,6 @@ def _best_predictions(
 
 
 # ------------------------------------------------------------------------------ rendering
-@dataclass(frozen=True)
-class Plot:
-    """One drawn figure: file stem, section title and the caption written under it."""
-
-    name: str
-    title: str
-    caption: str
-
-
 #: Every plot a report may write, so a re-run removes those that no longer apply (and nothing else).
 PLOT_NAMES = ("main_effects", "interactions", "learning_curves", "parallel_coordinates",
               "importance", "cost", "compute_hours", "predictions")
@@ -317,8 +286,13 @@ def draw_report(report: Report, out: Path, *, svg: bool = False, workers: int | 
     if report.effects:
         hold = {f: format_level(v) for f, v in report.effects_hold.items()} if report.effects_hold else None
         how = ("each level at the baseline of the other factors (OFAT)" if hold
-               else "averaged over the other factors")
-        jobs.append((Plot("main_effects", "Main effects", f"{m} per factor level, {how}; error bars: 95 % t-interval of the mean."),
+               else "averaged with equal weight over the other factors' levels")
+        caption = (f"{m} per factor level: estimated marginal means of {report.effects_model}, {how}; "
+                   "error bars: 95 % interval from the model's residual error, clipped to the metric's range.")
+        if report.interacting:
+            caption += (f" The ANOVA finds a significant interaction ({', '.join(report.interacting)}): a main effect "
+                        "averages over it, read the interaction heatmap too.")
+        jobs.append((Plot("main_effects", "Main effects", caption),
                      lambda: P.plot_main_effects(report.effects, report.metric, baseline_levels=hold)))
     if report.interactions:
         names = ", ".join(f"{a} x {b}" for a, b, _ in report.interactions)
@@ -340,7 +314,7 @@ def draw_report(report: Report, out: Path, *, svg: bool = False, workers: int | 
     if report.importance is not None:
         used, done_n = int(report.importance["trials"].iloc[0]), int(report.status_counts.get("completed", 0))
         over = f"{used} of the {done_n} completed trials (a seeded sample)" if used < done_n else f"the {done_n} completed trials"
-        jobs.append((Plot("importance", "Factor importance", f"fANOVA (Optuna's FanovaImportanceEvaluator, {IMPORTANCE_TREES} trees of depth <= {IMPORTANCE_DEPTH}) over {over}."),
+        jobs.append((Plot("importance", "Factor importance", f"fANOVA (Optuna's FanovaImportanceEvaluator, {IMPORTANCE_TREES} trees of depth <= {IMPORTANCE_DEPTH}, choices as categories) over {over}; bar: mean over {IMPORTANCE_SEEDS} forest seeds, {_stability(report.importance)}."),
                      lambda: P.plot_importance(report.importance, report.metric)))
     if report.cost is not None:
         unit = time_unit(report.cost["time_s"])
@@ -401,78 +375,81 @@ def _remove_stale(out: Path, keep: Sequence[Plot]) -> None:
             path.unlink()
 
 
-def render_report(report: Report, out: Path | str, *, svg: bool = False, workers: int | None = None) -> Path:
-    """Write tables, plots, index.html and report.md into ``out``; return index.html's path."""
+def _stability(importance: pd.DataFrame) -> str:
+    spread = float((importance["high"] - importance["low"]).max()) if "high" in importance else 0.0
+    return f"importances moved by up to {spread:.2f} between forest seeds"
+
+
+def render_report(report: Report, out: Path | str, options: ReportOptions | None = None) -> Path:
+    """Write tables, plots, index.html and report.md into ``out``; return index.html's path.
+    (Every user mistake is caught while the report is computed, before anything is written.)"""
     from ablate.report._html import write_html, write_markdown
     from ablate.report._tables import markdown_table, table_cells, write_tables
 
+    options = options or ReportOptions()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cells = table_cells(report.table)  # once for the four writers
+    cells = table_cells(report.table, report.columns)  # once for the four writers
     table_md = markdown_table(report.table, cells)  # table.md and report.md
-    write_tables(report.table, out, cells, markdown=table_md)
-    plots = draw_report(report, out, svg=svg, workers=workers)
+    write_tables(report.table, out, cells, markdown=table_md, study=report.study)
+    plots = draw_report(report, out, svg=options.svg, workers=options.workers)
     _remove_stale(out, plots)
     write_markdown(report, plots, out / "report.md", cells, table_md=table_md)
     return write_html(report, plots, out / "index.html", cells)
 
 
 def build_report(
-    study: str,
-    db: str | None = None,
-    out: Path | str | None = None,
-    baseline: Mapping[str, Any] | str | None = None,
-    metric: str | None = None,
-    *,
-    svg: bool = False,
+    study: str, db: str | None = None, out: Path | str | None = None, options: ReportOptions | None = None
 ) -> Path:
-    """Read ``study`` from the result database and write its report; return index.html's path.
-
-    ``out`` defaults to ``reports/<study>``; ``baseline`` is ``"factor=level,..."`` or a dict;
-    ``metric`` defaults to the study's metric; ``svg`` also writes every plot as SVG.
-    """
-    report = load_report(study, db=db, baseline=baseline, metric=metric)
-    return render_report(report, Path(out) if out is not None else Path("reports") / study, svg=svg)
+    """Read ``study`` from the result database and write its report into ``out`` (default
+    ``reports/<study>``); return index.html's path."""
+    report = load_report(study, db=db, options=options)
+    return render_report(report, Path(out) if out is not None else Path("reports") / study, options)
 
 
-def load_report(
-    study: str,
-    db: str | None = None,
-    baseline: Mapping[str, Any] | str | None = None,
-    metric: str | None = None,
-) -> Report:
+def load_study_data(study: str, store: Any) -> StudyData:
+    """A study and its trials read through the store's public API (``store``: an open
+    :class:`ablate.store.ResultStore`); epochs are read later, only for the curves drawn."""
+    from ablate.store import load_epochs
+
+    info = store.load_study(study)
+    trials = store.load_trials(study)
+    if trials.empty or not (trials["status"] == "completed").any():
+        counts = ", ".join(f"{v} {k}" for k, v in trials["status"].value_counts().items())
+        raise StudyError(f"study {study!r} has no completed trials to report ({counts or 'no trials'})")
+    definition = info.definition or {}
+    declared = {name: list(spec["levels"]) for name, spec in (definition.get("factors") or {}).items()
+                if isinstance(spec, Mapping) and "levels" in spec}
+
+    def epochs(trial_ids: Sequence[int]) -> pd.DataFrame:
+        # The curves need the epochs of at most MAX_CURVES configurations, not every row.
+        return load_epochs(study, store, trial_ids=trial_ids)
+
+    return StudyData(
+        study=study,
+        design=info.design,
+        trials=trials,
+        factors=list(info.factors),
+        metric=info.metric,
+        direction=metric_direction(info.metric, study_metric=info.metric, study_direction=info.direction),
+        epochs=epochs,
+        baseline=definition.get("baseline") or None,
+        declared=declared,
+        base=definition.get("base", {}),
+        description=info.description or "",
+        seeds=info.seeds,
+        artifacts=store.load_artifacts(study),
+    )
+
+
+def load_report(study: str, db: str | None = None, options: ReportOptions | None = None) -> Report:
     """Read a study through the store's public API and compute its :class:`Report`."""
-    from ablate.store import ResultStore, load_epochs
+    from ablate.store import ResultStore
 
+    options = options or ReportOptions()
     # read_only: a mistyped path or another application's database is an error, left as it was.
     with ResultStore(db, read_only=True) as store:
-        info = store.load_study(study)
-        trials = store.load_trials(study)
-        if trials.empty or not (trials["status"] == "completed").any():
-            counts = ", ".join(f"{v} {k}" for k, v in trials["status"].value_counts().items())
-            raise StudyError(f"study {study!r} has no completed trials to report ({counts or 'no trials'})")
-        metric = metric or info.metric
-        check_metric(metric, trials, study=study)
-        artifacts = store.load_artifacts(study)
-
-        def epochs(trial_ids: Sequence[int]) -> pd.DataFrame:
-            # The curves need the epochs of at most MAX_CURVES configurations, not every row.
-            return load_epochs(study, store, trial_ids=trial_ids)
-
-        definition = info.definition or {}
-        report = collect_report(
-            study=study,
-            design=info.design,
-            trials=trials,
-            epochs=epochs,
-            factors=list(info.factors),
-            metric=metric,
-            direction=metric_direction(metric, study_metric=info.metric, study_direction=info.direction),
-            study_baseline=info.baseline,
-            baseline=baseline,
-            base=definition.get("base", {}),
-            description=info.description or "",
-            seeds=info.seeds,
-            artifacts=artifacts,
-        )
-        return report
+        data = load_study_data(study, store)
+        if options.metric:
+            check_metric(options.metric, data.trials, study=study)
+        return collect_report(data, options)

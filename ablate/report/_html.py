@@ -12,23 +12,21 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
+from ablate.report._model import Plot, Report
 from ablate.report._tables import (
-    Cell,
     Cells,
     constants_line,
     format_p,
     markdown_table,
     metric_label,
+    per_seed_cells,
     table_cells,
     table_notes,
 )
-
-if TYPE_CHECKING:
-    from ablate.report._build import Plot, Report
 
 _CSS = """
 :root { --fg: #1f2328; --muted: #59636e; --line: #d1d9e0; --head: #f6f8fa; --best: #dafbe1; --accent: #0969da; }
@@ -117,6 +115,15 @@ def _anova_rows(anova: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _anova_caption(report: Report) -> str:
+    block = report.anova is not None and (report.anova["source"] == "seed (block)").any()
+    text = (f"Type-II ANOVA of {report.metric} (statsmodels OLS, factors categorical, with two-way interactions"
+            + (", seed as a block: every configuration ran the same seeds" if block else "") + ").")
+    if report.interacting:
+        text += f" Significant interaction(s) at p < 0.05: {', '.join(report.interacting)}."
+    return text
+
+
 def _hours_lines(report: Report) -> list[str]:
     if report.hours is None or report.hours.empty:
         return []
@@ -126,16 +133,17 @@ def _hours_lines(report: Report) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------ HTML
-def _html_table(header: Sequence[str], rows: Sequence[Sequence[Cell]], *, baseline: Sequence[bool], factors: int) -> str:
+def _html_table(cells: Cells, *, baseline: Sequence[bool]) -> str:
+    header, rows = cells.header, cells.rows
     parts = ['<div class="scroll"><table class="sortable" id="ablation"><thead><tr>']
     parts += [f"<th>{_e(h)}</th>" for h in header]
     parts.append("</tr></thead><tbody>")
     # 30,000 cells for 2,000 configurations: plain string work per cell, nothing more.
-    numeric = ["num " if factors <= i < len(header) - 1 else "" for i in range(len(header))]
+    numeric = ["" if text else "num " for text in cells.text]
     escape = html.escape
-    for cells, is_base in zip(rows, baseline, strict=True):
+    for row, is_base in zip(rows, baseline, strict=True):
         parts.append('<tr class="baseline">' if is_base else "<tr>")
-        for num, c in zip(numeric, cells, strict=True):
+        for num, c in zip(numeric, row, strict=True):
             classes = num + ("best " if c.best else "") + ("sig " if c.significant else "")
             value = c.value
             # NaN is the one value unequal to itself: it sorts as a blank.
@@ -162,20 +170,22 @@ def write_html(report: Report, plots: Sequence[Plot], path: Path, cells: Cells |
     """Write the self-contained page (no network: styles, script and images inline)."""
     out = path.parent
     table = report.table
-    header, rows = cells or table_cells(table)
+    cells = cells or table_cells(table, report.columns)
     body = [f"<h1>Ablation report: {_e(report.study)}</h1>"]
     body += [f'<p class="meta">{_e(line)}</p>' for line in summary_lines(report)]
     body.append(f"<h2>Ablation table: {_e(metric_label(report.metric))}</h2>")
-    body.append(_html_table(header, rows, baseline=list(table.rows["is_baseline"]), factors=len(table.factors)))
+    body.append(_html_table(cells, baseline=list(table.rows["is_baseline"])))
     body.append('<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in table_notes(table)) + "</ul>")
     body.append('<p class="caption">Click a column header to sort. The same table: table.md, table.csv, table.tex.</p>')
+    body.append(f"<h2>Every replicate: {_e(metric_label(report.metric))} per seed</h2>")
+    body.append(_plain_html_table(*per_seed_cells(table)))
     for plot in plots:
         body.append(f"<h2>{_e(plot.title)}</h2>")
         body.append(f"<figure>{_img(out / f'{plot.name}.png', plot.title)}<p class=\"caption\">{_e(plot.caption)}</p></figure>")
         if plot.name == "main_effects" and report.anova is not None:
             body.append("<h2>Two-way ANOVA</h2>")
             body.append(_plain_html_table(*_anova_rows(report.anova)))
-            body.append(f'<p class="caption">Type-II ANOVA of {_e(report.metric)} (statsmodels OLS, factors categorical, with two-way interactions).</p>')
+            body.append(f'<p class="caption">{_e(_anova_caption(report))}</p>')
         if plot.name == "compute_hours":
             body += [f'<p class="caption">{_e(line)}</p>' for line in _hours_lines(report)]
     if report.notes:
@@ -212,13 +222,16 @@ def write_markdown(
     lines += [f"## Ablation table: {metric_label(report.metric)}", ""]
     # markdown_table already states the constants; summary_lines gave them once above.
     lines += [*(table_md or markdown_table(report.table, cells)).splitlines()[2:], ""]
+    header, rows = per_seed_cells(report.table)
+    lines += [f"## Every replicate: {metric_label(report.metric)} per seed", "", _md_row(header),
+              _md_row(["---"] + ["---:"] * (len(header) - 1)), *(_md_row(r) for r in rows), ""]
     for plot in plots:
         lines += [f"## {plot.title}", "", f"![{plot.title}]({plot.name}.png)", "", f"_{plot.caption}_", ""]
         if plot.name == "main_effects" and report.anova is not None:
             header, rows = _anova_rows(report.anova)
             lines += ["## Two-way ANOVA", "", _md_row(header), _md_row(["---"] + ["---:"] * (len(header) - 1))]
             lines += [_md_row(r) for r in rows]
-            lines += ["", f"_Type-II ANOVA of {report.metric} (statsmodels OLS, factors categorical, with two-way interactions)._", ""]
+            lines += ["", f"_{_anova_caption(report)}_", ""]
         if plot.name == "compute_hours":
             lines += [*_hours_lines(report), ""]
     if report.notes:

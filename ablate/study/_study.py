@@ -157,6 +157,8 @@ class Study:
             for level in space.examples():
                 self._check_level(factor, level, allow_extra)
         if self.design in ADAPTIVE_DESIGNS:
+            if self.baseline is not None:
+                raise StudyError(f"{w}: baseline is used by designs 'grid' and 'ofat', not {self.design!r}")
             if not isinstance(self.n_trials, int) or self.n_trials < 1:
                 raise StudyError(f"{w}: design {self.design!r} needs n_trials >= 1, got {self.n_trials!r}")
             if not spaces:
@@ -165,12 +167,16 @@ class Study:
                 for level in space.examples():
                     self.config_for({factor: level}, self.seeds[0])
             return []
-        if self.baseline is not None and self.design != "ofat":
-            raise StudyError(f"{w}: baseline is only used by design 'ofat'")
         self._check_plan_size(spaces)
         specs = self.expand()
         if not specs:
             raise StudyError(f"{w}: the constraints drop every trial; nothing to run")
+        if self.baseline is not None:
+            # The report compares every row with the declared baseline: it must be planned.
+            wanted = {k: level_value(k, v) for k, v in self.baseline_levels().items()}
+            if not any(s.params == wanted for s in specs):
+                text = ", ".join(f"{k}={v!r}" for k, v in wanted.items())
+                raise StudyError(f"{w}: baseline ({text}) is excluded by the constraints; declare another baseline")
         return specs
 
     def _check_factor_names(self, spaces: Mapping[str, Space]) -> None:
@@ -282,7 +288,7 @@ class Study:
         raise StudyError(f"{self.where}: design {self.design!r} has no fixed plan")
 
     def baseline_levels(self) -> dict[str, Any]:
-        """The OFAT baseline as declared levels: ``baseline`` values, else each factor's first level."""
+        """The baseline (grid or OFAT) as declared levels: ``baseline`` values, else each factor's first level."""
         spaces = self.spaces
         chosen = dict(self.baseline or {})
         unknown = set(chosen) - set(spaces)

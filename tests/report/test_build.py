@@ -12,7 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ablate.report import build_report, collect_report, load_report, render_report
+from ablate.report import (
+    ReportOptions,
+    StudyData,
+    build_report,
+    collect_report,
+    load_report,
+    render_report,
+)
 from ablate.store import ResultStore, load_trials
 from ablate.study import Study
 
@@ -72,14 +79,14 @@ def grid_report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     tmp = tmp_path_factory.mktemp("grid")
     url = f"sqlite:///{tmp / 'ablate.db'}"
     study = Study(name="grid_demo", base=BASE, factors=dict(image_size=[16, 24], augment=["none", "basic"]),
-                  seeds=[0, 1, 2], design="grid")
+                  seeds=[0, 1, 2], design="grid", baseline=dict(image_size=24, augment="basic"))
     with ResultStore(url) as store:
         assert run_study(store, study, grid_outcome(tmp), device="cuda:0") == 12
     out = tmp / "reports" / "grid_demo"
     out.mkdir(parents=True)
     (out / "importance.png").write_bytes(b"stale plot of an earlier (random) study of this name")
     (out / "importance_notes.png").write_bytes(b"the user's own file")
-    build_report("grid_demo", db=url, out=out, svg=True)
+    build_report("grid_demo", db=url, out=out, options=ReportOptions(svg=True))
     yield url, out
 
 
@@ -110,7 +117,7 @@ def test_table_numbers_rederive_from_the_database(grid_report: tuple[str, Path])
         assert table.loc[key, "test_acc_mean"] == pytest.approx(r["test"], abs=1e-12)
     # The failed (val 0.99) and pruned (val 0.01) trials are excluded, and counted.
     assert table.loc[(16, "none"), "n"] == 2 and table.loc[(16, "none"), "excluded"] == 1
-    assert table.loc[(24, "basic"), "is_baseline"]  # best row by default
+    assert table.loc[(24, "basic"), "is_baseline"]  # the grid's declared baseline
     assert table.loc[(16, "none"), "test"] == "Welch t"  # seed 2 missing: no pairing
     assert table.loc[(16, "basic"), "test"] == "paired t"
     md = (out / "table.md").read_text()
@@ -156,7 +163,7 @@ def test_effnet_ofat_study_from_the_store(engine: str, request: pytest.FixtureRe
     assert report.table.constants["model"] == "efficientnet_b0"
     assert report.effects_hold == {"image_size": 128, "augment": "none"}
     if engine == "sqlite":  # drawing does not depend on the engine: once is enough
-        index = render_report(report, tmp_path / "out", svg=False)
+        index = render_report(report, tmp_path / "out")
         md = (index.parent / "table.md").read_text()
         assert "| 64 | none | 1 | 0.348 | 0.316 |" in md and "| 128 | basic | 1 | 0.552 | 0.557 |" in md
         assert "| 128 | none | 1 | **0.610** | **0.580** |" in md
@@ -173,14 +180,14 @@ def test_adaptive_study_gets_importance_and_binned_effects(tmp_path: Path) -> No
                          val_acc=0.9 - 0.05 * (np.log10(lr) + 2.5) ** 2 + rng.normal(0, 0.01),
                          train_acc=0.95, duration_s=30 + rng.uniform(0, 10)))
     trials = make_trials(["lr", "cnn_activation"], rows)
-    report = collect_report(study="cnn_tpe", design="tpe", trials=trials, epochs=make_epochs(trials, ["lr"], 3),
-                            factors=["lr", "cnn_activation"], metric="val_acc", direction="maximize")
+    report = collect_report(StudyData(study="cnn_tpe", design="tpe", trials=trials, epochs=make_epochs(trials, ["lr"], 3),
+                            factors=["lr", "cnn_activation"], metric="val_acc", direction="maximize"))
     assert report.importance is not None and report.importance.iloc[0]["factor"] == "lr"
     assert len(report.effects["lr"]) == 5  # quantile bins
     assert report.interactions == [] and report.anova is None
     # Adaptive designs rank rows by the metric.
     assert report.table.rows["val_acc_mean"].is_monotonic_decreasing
-    render_report(report, tmp_path, svg=False, workers=1)
+    render_report(report, tmp_path, ReportOptions(workers=1))
     assert_real_image(tmp_path / "importance.png")
     assert_real_image(tmp_path / "parallel_coordinates.png")
 
@@ -188,12 +195,12 @@ def test_adaptive_study_gets_importance_and_binned_effects(tmp_path: Path) -> No
 def test_a_study_without_varying_factors_still_reports(tmp_path: Path) -> None:
     rows = [dict(lr=0.1, seed=s, val_acc=0.5 + s / 100, train_acc=0.6, duration_s=10.0) for s in range(3)]
     trials = make_trials(["lr"], rows)
-    report = collect_report(study="one_config", design="grid", trials=trials, epochs=make_epochs(trials, ["lr"], 3),
-                            factors=["lr"], metric="val_acc", direction="maximize")
+    report = collect_report(StudyData(study="one_config", design="grid", trials=trials, epochs=make_epochs(trials, ["lr"], 3),
+                            factors=["lr"], metric="val_acc", direction="maximize"))
     assert report.table.factors == [] and report.table.constants == {"lr": 0.1}
     assert report.table.rows["val_acc_mean"].tolist() == pytest.approx([0.51])
     assert report.effects == {} and report.parallel is None and report.hours is None
-    index = render_report(report, tmp_path, svg=False, workers=1)
+    index = render_report(report, tmp_path, ReportOptions(workers=1))
     assert "Constant: lr = 0.1. Seeds: 0, 1, 2." in (tmp_path / "table.md").read_text()
     assert index.exists() and (tmp_path / "learning_curves.png").exists()
 
@@ -202,10 +209,10 @@ def test_drawing_in_forked_workers_writes_the_same_plots(tmp_path: Path) -> None
     rows = [dict(lr=lr, act=act, seed=s, val_acc=0.5 + lr + s / 100, train_acc=0.7, duration_s=20.0 + s)
             for lr in (0.1, 0.2) for act in ("relu", "gelu") for s in (0, 1)]
     trials = make_trials(["lr", "act"], rows)
-    report = collect_report(study="forked", design="grid", trials=trials, epochs=make_epochs(trials, ["lr", "act"], 3),
-                            factors=["lr", "act"], metric="val_acc", direction="maximize")
-    render_report(report, tmp_path / "serial", svg=False, workers=1)
-    render_report(report, tmp_path / "forked", svg=False, workers=2)
+    report = collect_report(StudyData(study="forked", design="grid", trials=trials, epochs=make_epochs(trials, ["lr", "act"], 3),
+                            factors=["lr", "act"], metric="val_acc", direction="maximize"))
+    render_report(report, tmp_path / "serial", ReportOptions(workers=1))
+    render_report(report, tmp_path / "forked", ReportOptions(workers=2))
     serial = sorted(p.name for p in (tmp_path / "serial").glob("*.png"))
     assert serial == sorted(p.name for p in (tmp_path / "forked").glob("*.png"))
     assert len(serial) == 6
@@ -229,16 +236,61 @@ def test_large_grid_keeps_its_figures_readable(tmp_path: Path) -> None:
                  train_acc=0.9, duration_s=20.0 + s + seed)
             for s in sizes for i, a in enumerate(augs) for f in acts for seed in (0, 1)]
     trials = make_trials(["image_size", "augment", "act"], rows)
-    report = collect_report(study="big_grid", design="grid", trials=trials,
+    report = collect_report(StudyData(study="big_grid", design="grid", trials=trials,
                             epochs=make_epochs(trials, ["image_size", "augment", "act"], 3),
-                            factors=["image_size", "augment", "act"], metric="val_acc", direction="maximize")
+                            factors=["image_size", "augment", "act"], metric="val_acc", direction="maximize"))
     labels, title = key_labels(report)
     first = report.table.rows.iloc[0]
     assert title == "image_size, augment, act:"
     assert labels[first["config_hash"]] == f"{first['image_size']}, {first['augment']}, {first['act']}"
-    render_report(report, tmp_path, workers=1)
+    render_report(report, tmp_path, ReportOptions(workers=1))
     md = (tmp_path / "report.md").read_text()
     assert "48 cells: each shows the mean alone (n = 8 to 8 trials per cell)" in md
     for plot in ("main_effects", "interactions", "learning_curves", "parallel_coordinates", "cost", "compute_hours"):
         assert_real_image(tmp_path / f"{plot}.png")
     assert not list(tmp_path.glob("*.svg"))
+
+
+def test_every_table_csv_cell_rederives_from_plain_sql(grid_report: tuple[str, Path]) -> None:
+    """Plain SQL on the study's view, scipy and statsmodels: no ablate function in the loop."""
+    import sqlite3
+
+    from scipy import stats
+    from statsmodels.stats.multitest import multipletests
+    from statsmodels.stats.power import TTestIndPower, TTestPower
+
+    url, out = grid_report
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as con:
+        view = pd.read_sql("SELECT * FROM study_grid_demo WHERE status = 'completed' AND val_acc IS NOT NULL", con)
+    table = pd.read_csv(out / "table.csv").set_index(["image_size", "augment"])
+    cells = {k: g.sort_values("seed") for k, g in view.groupby(["image_size", "augment"])}
+    base = cells[(24, "basic")]  # the study's declared baseline
+    others = [k for k in cells if k != (24, "basic")]
+    m = len(others)
+    raw = {}
+    for key, g in cells.items():
+        r = table.loc[key]
+        for metric in ("val_acc", "train_acc", "test_acc", "duration_s"):
+            assert r[f"{metric}_mean"] == pytest.approx(g[metric].mean(), abs=1e-12)
+            assert r[f"{metric}_std"] == pytest.approx(g[metric].std(ddof=1), abs=1e-12)
+        assert r["n"] == len(g)
+        if key == (24, "basic"):
+            continue
+        a, b = g.val_acc.to_numpy(), base.val_acc.to_numpy()
+        if list(g.seed) == list(base.seed):
+            res = stats.ttest_rel(a, b)
+            mdd = TTestPower().solve_power(nobs=len(a), alpha=0.05 / m, power=0.8) * (a - b).std(ddof=1)
+        else:
+            res = stats.ttest_ind(a, b, equal_var=False)
+            pooled = np.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2))
+            mdd = TTestIndPower().solve_power(nobs1=len(a), ratio=len(b) / len(a), alpha=0.05 / m, power=0.8) * pooled
+        ci = res.confidence_interval(confidence_level=1 - 0.05 / m)
+        assert r["diff"] == pytest.approx(a.mean() - b.mean(), abs=1e-12)
+        assert (r["ci_low"], r["ci_high"]) == (pytest.approx(ci.low, rel=1e-9), pytest.approx(ci.high, rel=1e-9))
+        assert r["p_value"] == pytest.approx(res.pvalue, rel=1e-9)
+        assert r["detectable"] == pytest.approx(mdd, rel=1e-6)
+        raw[key] = res.pvalue
+    reject, adjusted, _, _ = multipletests(list(raw.values()), alpha=0.05, method="bonferroni")
+    for key, adj, rej in zip(raw, adjusted, reject, strict=True):
+        assert table.loc[key, "p_adjusted"] == pytest.approx(adj, rel=1e-9)
+        assert bool(table.loc[key, "significant"]) == bool(rej)

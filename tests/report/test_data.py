@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
+from statsmodels.formula.api import ols
 from statsmodels.stats.multitest import multipletests
 
 from ablate.errors import StudyError
@@ -29,7 +30,8 @@ from ablate.report import (
     pareto_front,
     parse_baseline,
 )
-from ablate.report._data import completed_trials, log_scale, paired_t_test, welch_t_test
+from ablate.report._figure_data import log_scale
+from ablate.report._trials import completed_trials
 
 from .frames import make_epochs, make_trials
 
@@ -79,30 +81,13 @@ def test_means_stds_n_and_paired_tests_match_scipy_and_statsmodels() -> None:
         assert r["test"] == "paired t"
         assert r["p_value"] == pytest.approx(expected, rel=1e-9)
         p_raw.append((size, aug, expected))
-    reject, adjusted, _, _ = multipletests([p for *_, p in p_raw], alpha=0.05, method="holm")
+    reject, adjusted, _, _ = multipletests([p for *_, p in p_raw], alpha=0.05, method="bonferroni")
     for (size, aug, _), adj, rej in zip(p_raw, adjusted, reject, strict=True):
-        assert rows.loc[(size, aug), "p_holm"] == pytest.approx(adj, rel=1e-9)
+        assert rows.loc[(size, aug), "p_adjusted"] == pytest.approx(adj, rel=1e-9)
         assert bool(rows.loc[(size, aug), "significant"]) == bool(rej)
     assert table.n_tests == 3
     # The effects are 4+ std of the noise apart: the tests must find them.
     assert rows.loc[(64, "none"), "significant"]
-
-
-def test_bootstrap_ci_of_the_difference_matches_scipy_bootstrap() -> None:
-    trials = grid_trials(seeds=5)
-    table = ablation_table(trials, factors=FACTORS, metric="val_acc", direction="maximize",
-                           baseline={"image_size": 128, "augment": "basic"})
-    rows = table.rows.set_index(["image_size", "augment"])
-    base = values_of(trials, 128, "basic").val_acc.to_numpy()
-    sel = values_of(trials, 64, "none").val_acc.to_numpy()
-    ref = stats.bootstrap((sel - base,), np.mean, n_resamples=9999, method="percentile",
-                          rng=np.random.default_rng(1)).confidence_interval
-    r = rows.loc[(64, "none")]
-    width = ref.high - ref.low
-    # Two independent Monte Carlo runs of 9,999 resamples: equal within a few % of the width.
-    assert r["ci_low"] == pytest.approx(ref.low, abs=0.08 * width)
-    assert r["ci_high"] == pytest.approx(ref.high, abs=0.08 * width)
-    assert r["ci_low"] <= r["diff"] <= r["ci_high"]
 
 
 def test_two_sample_bootstrap_matches_scipy() -> None:
@@ -138,8 +123,11 @@ def test_missing_seed_falls_back_to_welch() -> None:
 def test_t_tests_match_scipy(n: int) -> None:
     rng = np.random.default_rng(n)
     x, y = rng.normal(0, 1, n), rng.normal(0.5, 2, n + 1)
-    assert paired_t_test(x, y[:n]) == pytest.approx(stats.ttest_rel(x, y[:n]).pvalue, rel=1e-9)
-    assert welch_t_test(x, y) == pytest.approx(stats.ttest_ind(x, y, equal_var=False).pvalue, rel=1e-9)
+    paired = compare_to_baseline(x, list(range(n)), y[:n], list(range(n)))
+    welch = compare_to_baseline(x, list(range(n)), y, list(range(n + 1)))
+    assert paired.test == "paired t" and welch.test == "Welch t"
+    assert paired.p_value == pytest.approx(stats.ttest_rel(x, y[:n]).pvalue, rel=1e-9)
+    assert welch.p_value == pytest.approx(stats.ttest_ind(x, y, equal_var=False).pvalue, rel=1e-9)
 
 
 def test_failed_and_pruned_trials_are_excluded_and_counted() -> None:
@@ -172,20 +160,49 @@ def test_n_equal_one_has_no_p_values() -> None:
     trials = grid_trials(seeds=1)
     table = ablation_table(trials, factors=FACTORS, metric="val_acc", direction="maximize")
     others = table.rows[~table.rows.is_baseline]
-    assert set(others["test"]) == {"n = 1"}
-    assert others["p_value"].isna().all() and others["p_holm"].isna().all() and others["ci_low"].isna().all()
+    assert set(others["test"]) == {"n = 1: no test"}
+    assert others["p_value"].isna().all() and others["p_adjusted"].isna().all() and others["ci_low"].isna().all()
     assert others["diff"].notna().all() and table.n_tests == 0
     assert not table.rows["significant"].any()
 
 
-def test_default_baseline_is_the_best_row_and_minimize_picks_the_lowest() -> None:
+def test_default_baseline_is_the_first_declared_level_never_the_best_row() -> None:
     trials = grid_trials()
     table = ablation_table(trials, factors=FACTORS, metric="val_acc", direction="maximize")
+    base = table.baseline_row
+    assert (base["image_size"], base["augment"]) == (64, "none")  # the first planned configuration
+    assert not table.post_hoc
+    declared = ablation_table(trials, factors=FACTORS, metric="val_acc", direction="maximize",
+                              declared_levels={"image_size": [128, 64], "augment": ["basic", "none"]})
+    assert (declared.baseline_row["image_size"], declared.baseline_row["augment"]) == (128, "basic")
+    assert declared.baseline_reason == "the first declared level of each factor"
+    grid = ablation_table(trials, factors=FACTORS, metric="val_acc", direction="maximize",
+                          study_baseline={"image_size": 128, "augment": "none"},
+                          declared_levels={"image_size": [64, 128], "augment": ["none", "basic"]})
+    assert (grid.baseline_row["image_size"], grid.baseline_row["augment"]) == (128, "none")
+    assert grid.baseline_reason == "declared by the study"
+
+
+def test_a_default_baseline_dropped_by_constraints_falls_back_to_the_first_planned_row() -> None:
+    trials = grid_trials()
+    kept = trials[~((trials.image_size == 64) & (trials.augment == "none"))]
+    levels = {"image_size": [64, 128], "augment": ["none", "basic"]}
+    table = ablation_table(kept, factors=FACTORS, metric="val_acc", direction="maximize", declared_levels=levels)
+    assert (table.baseline_row["image_size"], table.baseline_row["augment"]) == (64, "basic")
+    assert "constraints exclude the first declared levels" in table.baseline_reason
+    with pytest.raises(StudyError, match="the study's baseline image_size=64,augment=none matches no configuration"):
+        ablation_table(kept, factors=FACTORS, metric="val_acc", direction="maximize", declared_levels=levels,
+                       study_baseline={"image_size": 64, "augment": "none"})
+
+
+def test_best_baseline_only_on_request_and_labelled_post_hoc() -> None:
+    trials = grid_trials()
+    table = ablation_table(trials, factors=FACTORS, metric="val_acc", direction="maximize", baseline="best")
     best = table.rows.loc[table.rows.val_acc_mean.idxmax()]
-    assert best["is_baseline"] and table.baseline_reason == "the best row by val_acc"
+    assert best["is_baseline"] and table.post_hoc and "post hoc" in table.baseline_reason
     assert table.best("val_acc") == {best["config_hash"]}
     trials["val_loss"] = 1 - trials["val_acc"]
-    low = ablation_table(trials, factors=FACTORS, metric="val_loss", direction="minimize")
+    low = ablation_table(trials, factors=FACTORS, metric="val_loss", direction="minimize", baseline="best")
     assert low.rows.loc[low.rows.is_baseline, "config_hash"].item() == best["config_hash"]
     # duration is a cost: its best is the smallest.
     assert low.best("duration_s") == {low.rows.loc[low.rows.duration_s_mean.idxmin(), "config_hash"]}
@@ -198,7 +215,7 @@ def test_ofat_baseline_comes_from_the_study() -> None:
     table = ablation_table(trials, factors=FACTORS, metric="val_acc", direction="maximize", design="ofat",
                            study_baseline={"image_size": 128, "augment": "none"})
     assert table.rows["label"].tolist() == ["baseline", "image_size=64", "augment=basic"]
-    assert table.baseline_reason == "the OFAT baseline"
+    assert table.baseline_reason == "declared by the study"
     assert table.rows["diff"].tolist() == pytest.approx([0.0, 0.316 - 0.58, 0.557 - 0.58])
 
 
@@ -224,21 +241,53 @@ def test_parse_baseline() -> None:
 
 def test_no_completed_trials_is_an_error() -> None:
     trials = make_trials(FACTORS, [dict(image_size=64, augment="none", status="failed")])
-    with pytest.raises(StudyError, match=r"no completed trials to report \(1 failed\)"):
+    with pytest.raises(StudyError, match=r"no completed trials with a value of val_acc to report \(1 failed\)"):
         ablation_table(trials, factors=FACTORS, metric="val_acc", direction="maximize")
 
 
 # --------------------------------------------------------------------------- main effects
-def test_main_effects_are_marginal_means_with_t_intervals() -> None:
-    trials = grid_trials()
+def test_main_effects_are_estimated_marginal_means_with_the_models_residual_error() -> None:
+    trials = grid_trials(seeds=3)
     done = completed_trials(trials)
-    effects = main_effects(done, "augment", "val_acc")
+    effects = main_effects(done, "augment", "val_acc", factors=FACTORS, seed_block=True)
     assert effects["level"].tolist() == ["none", "basic"]  # declaration order, not alphabetical
+    # Independent: the additive model with seed as a block, fitted here; in a balanced grid the
+    # marginal mean is the raw mean and its standard error sqrt(MSE / trials at the level).
+    fit = ols("val_acc ~ C(image_size) + C(augment) + C(seed)", data=done).fit()
+    crit = stats.t.ppf(0.975, fit.df_resid)
     for _, r in effects.iterrows():
         x = done[done.augment == r["level"]].val_acc.to_numpy()
-        low, high = stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=stats.sem(x))
-        assert (r["n"], r["mean"]) == (len(x), pytest.approx(x.mean()))
-        assert (r["ci_low"], r["ci_high"]) == (pytest.approx(low), pytest.approx(high))
+        se = math.sqrt(fit.mse_resid / len(x))
+        assert (r["n"], r["mean"], r["df"]) == (len(x), pytest.approx(x.mean()), fit.df_resid)
+        assert (r["ci_low"], r["ci_high"]) == (pytest.approx(x.mean() - crit * se), pytest.approx(x.mean() + crit * se))
+
+
+def test_main_effects_of_a_full_grid_use_the_anovas_model() -> None:
+    from ablate.report import estimated_marginal_means
+
+    trials = grid_trials(seeds=3)
+    done = completed_trials(trials)
+    effects = estimated_marginal_means(done, FACTORS, "val_acc", seed_block=True, interactions=True)
+    fit = ols("val_acc ~ C(image_size) * C(augment) + C(seed)", data=done).fit()
+    crit = stats.t.ppf(0.975, fit.df_resid)
+    for factor, frame in effects.items():
+        for _, r in frame.iterrows():
+            x = done[done[factor].map(str) == r["level"]].val_acc.to_numpy()
+            se = math.sqrt(fit.mse_resid / len(x))  # balanced: the cell-mean model's error over n at the level
+            assert r["mean"] == pytest.approx(x.mean()) and r["df"] == fit.df_resid
+            assert r["ci_high"] - r["mean"] == pytest.approx(crit * se)
+
+
+def test_main_effect_intervals_are_clipped_or_omitted() -> None:
+    # One seed, 2 x 2 grid: the additive model keeps 1 residual df; a wide interval is clipped to [0, 1].
+    rows = [dict(a=a, b=b, seed=0, val_acc=v) for (a, b), v in
+            {(1, "x"): 0.05, (1, "y"): 0.95, (2, "x"): 0.9, (2, "y"): 0.1}.items()]
+    effects = main_effects(make_trials(["a", "b"], rows), "a", "val_acc", factors=["a", "b"])
+    assert (effects["ci_low"] >= 0).all() and (effects["ci_high"] <= 1).all()
+    assert (effects["ci_low"] == 0).any() and (effects["ci_high"] == 1).any()
+    # One trial per level and nothing else: no residual df, no interval.
+    lone = main_effects(make_trials(["a"], [dict(a=1, val_acc=0.5), dict(a=2, val_acc=0.6)]), "a", "val_acc")
+    assert lone["ci_low"].isna().all() and lone["mean"].tolist() == pytest.approx([0.5, 0.6])
 
 
 def test_ofat_main_effects_hold_the_other_factors_at_baseline() -> None:
@@ -282,11 +331,11 @@ def test_interaction_means() -> None:
         assert r["mean"] == pytest.approx(x.mean()) and r["n"] == len(x)
 
 
-def test_two_way_anova_matches_hand_computed_sums_of_squares() -> None:
+def test_two_way_anova_with_seed_block_matches_hand_computed_sums_of_squares() -> None:
     trials = grid_trials(seeds=3, noise=0.02)
     done = completed_trials(trials)
     assert is_full_grid(done, FACTORS)
-    table = anova_table(done, FACTORS, "val_acc").set_index("source")
+    table = anova_table(done, FACTORS, "val_acc").set_index("source")  # seeds crossed: a block
     y = done.val_acc.to_numpy()
     grand = y.mean()
     n = 3
@@ -295,15 +344,21 @@ def test_two_way_anova_matches_hand_computed_sums_of_squares() -> None:
     cells = done.groupby(FACTORS).val_acc
     ss_cells = sum(n * (m - grand) ** 2 for m in cells.mean())
     ss_ab = ss_cells - ss_a - ss_b
-    ss_res = float(((done.val_acc - cells.transform("mean")) ** 2).sum())
-    df_res = len(y) - 4
+    ss_seed = sum(4 * (done[done.seed == s].val_acc.mean() - grand) ** 2 for s in range(n))
+    ss_res = float(((done.val_acc - cells.transform("mean")) ** 2).sum()) - ss_seed
+    df_res = len(y) - 4 - (n - 1)
     assert table.loc["image_size", "sum_sq"] == pytest.approx(ss_a, rel=1e-9)
     assert table.loc["augment", "sum_sq"] == pytest.approx(ss_b, rel=1e-9)
     assert table.loc["image_size x augment", "sum_sq"] == pytest.approx(ss_ab, rel=1e-6, abs=1e-12)
+    assert table.loc["seed (block)", "sum_sq"] == pytest.approx(ss_seed, rel=1e-9)
     assert table.loc["Residual", "sum_sq"] == pytest.approx(ss_res, rel=1e-9)
+    assert table.loc["Residual", "df"] == df_res
     f_a = ss_a / (ss_res / df_res)
     assert table.loc["image_size", "F"] == pytest.approx(f_a, rel=1e-9)
     assert table.loc["image_size", "p"] == pytest.approx(stats.f.sf(f_a, 1, df_res), rel=1e-6)
+    # Seeds not crossed (one configuration lost a seed): no block.
+    partial = done.drop(done.index[-1])
+    assert "seed (block)" not in set(anova_table(partial, FACTORS, "val_acc")["source"])
 
 
 def test_full_grid_needs_replicates_in_every_cell() -> None:
@@ -362,6 +417,45 @@ def test_factor_importance_finds_the_factor_that_matters() -> None:
     assert imp["importance"].sum() == pytest.approx(1.0)
     sub = factor_importance(trials, ["lr", "activation", "dropout"], "val_acc", "maximize", max_trials=40)
     assert sub["trials"].iloc[0] == 40 and sub.iloc[0]["factor"] == "lr"
+    # Stability across forest seeds: each mean lies within its range over the seeds.
+    assert ((imp["low"] <= imp["importance"] + 1e-12) & (imp["importance"] <= imp["high"] + 1e-12)).all()
+
+
+def test_factor_importance_treats_declared_choices_as_categories() -> None:
+    import optuna
+
+    rng = np.random.default_rng(1)
+    # filters = choice(4, 8, 16): 8 is best, so an int range (monotone splits) would blur it.
+    rows = [dict(filters=int(f), lr=float(10 ** rng.uniform(-3, -1)),
+                 val_acc=(0.9 if f == 8 else 0.7) + rng.normal(0, 0.01)) for f in rng.choice([4, 8, 16], 60)]
+    trials = make_trials(["filters", "lr"], rows)
+    seen: list[object] = []
+    original = optuna.trial.create_trial
+
+    def spy(**kw):  # type: ignore[no-untyped-def]
+        seen.append(kw["distributions"]["filters"])
+        return original(**kw)
+
+    optuna.trial.create_trial = spy
+    try:
+        imp = factor_importance(trials, ["filters", "lr"], "val_acc", "maximize", categorical={"filters"})
+    finally:
+        optuna.trial.create_trial = original
+    assert isinstance(seen[0], optuna.distributions.CategoricalDistribution)
+    assert seen[0].choices == (4, 8, 16)
+    assert imp.iloc[0]["factor"] == "filters"
+
+
+def test_continuous_factors_of_a_search_are_points_with_a_trend() -> None:
+    from ablate.report import continuous_points
+
+    rng = np.random.default_rng(2)
+    rows = [dict(lr=float(10 ** rng.uniform(-4, -1)), val_acc=float(rng.uniform(0.5, 0.9))) for _ in range(30)]
+    trials = make_trials(["lr"], rows)
+    points = continuous_points(trials, "lr", "val_acc")
+    assert points is not None and len(points) == 30 and points["value"].is_monotonic_increasing
+    assert bool(points["log"].iloc[0]) and points["trend"].between(0.5, 0.9).all()
+    assert continuous_points(make_trials(["k"], [dict(k=k, val_acc=0.5) for k in (1, 2, 3)]), "k", "val_acc") is None
 
 
 def test_parallel_coordinates_scale_axes() -> None:
@@ -379,7 +473,7 @@ def test_parallel_coordinates_scale_axes() -> None:
 
 def test_compare_to_baseline_single() -> None:
     c = compare_to_baseline([0.6, 0.62], [0, 1], [0.5], [0])
-    assert c.test == "n = 1" and math.isnan(c.p_value) and c.diff == pytest.approx(0.11)
+    assert c.test == "n = 1: no test" and math.isnan(c.p_value) and c.diff == pytest.approx(0.11)
 
 
 def test_parallel_coordinates_draw_the_best_the_worst_and_a_seeded_sample() -> None:
