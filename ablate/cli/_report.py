@@ -8,12 +8,13 @@ from typing import Annotated
 import typer
 
 from ablate.cli import app
-from ablate.cli._store import DbOption
+from ablate.cli._options import DbOption, StudyArgument, StudyOption, study_name
 
 
 @app.command()
 def report(
-    study: Annotated[str, typer.Option("--study", "-s", help="Name of the study in the database.", show_default=False)],
+    study_arg: StudyArgument = None,
+    study_opt: StudyOption = None,
     db: DbOption = None,
     out: Annotated[
         Path | None, typer.Option(help="Folder to write into; default reports/<study>.", show_default=False)
@@ -40,6 +41,7 @@ def report(
     from ablate.report import load_report, render_report, rich_table
     from ablate.report._tables import table_notes
 
+    study = study_name(study_arg, study_opt, "report")
     result = load_report(study, db=db, baseline=baseline, metric=metric)
     console = Console()
     console.print(rich_table(result.table, title=f"{study}: {result.metric} ({result.direction})", width=console.width))

@@ -11,17 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from ablate.cli import app
-
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        envvar="ABLATE_DB",
-        help="Database URL (sqlite:///file.db, postgresql://user@host/db) or SQLite file path; "
-        "default sqlite:///ablate.db in the working directory.",
-        show_default=False,
-    ),
-]
+from ablate.cli._options import DbOption, StudyArgument, StudyOption, study_name
 
 db_app = typer.Typer(
     help="Manage the result database schema (Alembic migrations).", no_args_is_help=True
@@ -76,6 +66,14 @@ def sql(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a JSON list of row objects for scripts.")
     ] = False,
+    vertical: Annotated[
+        bool,
+        typer.Option(
+            "--vertical",
+            help="One 'column: value' line per field, a block per row (automatic when the "
+            "table is wider than the terminal).",
+        ),
+    ] = False,
 ) -> None:
     """Run a read-only SQL query against the result database and print the rows."""
     from ablate.store import run_read_only_query
@@ -90,17 +88,33 @@ def sql(
         return
     if as_json:
         records = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
-        typer.echo(json.dumps(records, indent=2, default=str))
+        typer.echo(json.dumps(records, indent=2, default=_json_value))
         return
+    _print_rows(result.columns, result.rows, vertical=vertical)
+
+
+def _print_rows(columns: list[str], rows: list[Any], *, vertical: bool) -> None:
+    """A table when it fits the terminal, else (or with --vertical) one block per row."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(*result.columns)
-    for row in result.rows:
-        table.add_row(*("NULL" if v is None else _shown(v) for v in row))
     console = Console()
-    console.print(table)
-    console.print(f"{len(result.rows)} row{'s' if len(result.rows) != 1 else ''}", style="dim")
+    shown = [["NULL" if v is None else _shown(v) for v in row] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in shown)]) for i, c in enumerate(columns)]
+    # A rich table needs 3 characters per column (padding and rule) plus one.
+    if not vertical and sum(widths) + 3 * len(columns) + 1 <= console.width:
+        table = Table(*columns)
+        for row in shown:
+            table.add_row(*(Text(v) for v in row))
+        console.print(table)
+    else:
+        label = max((len(c) for c in columns), default=0)
+        for number, row in enumerate(shown, start=1):
+            console.print(f"-- row {number}", style="dim")
+            for column, value in zip(columns, row, strict=True):
+                console.print(Text(f"{column.rjust(label)}: {value}"), soft_wrap=False)
+    console.print(f"{len(rows)} row{'s' if len(rows) != 1 else ''}", style="dim")
 
 
 @app.command("ls")
@@ -149,9 +163,8 @@ def list_command(
 
 @app.command()
 def export(
-    study: Annotated[
-        str, typer.Option("--study", "-s", help="Name of the study to export.", show_default=False)
-    ],
+    study_arg: StudyArgument = None,
+    study_opt: StudyOption = None,
     fmt: Annotated[
         str, typer.Option("--format", "-f", help="Output format: csv, parquet or json.")
     ] = "csv",
@@ -169,6 +182,7 @@ def export(
     from ablate.errors import StoreError
     from ablate.store import load_trials
 
+    study = study_name(study_arg, study_opt, "export")
     formats = ("csv", "parquet", "json")
     if fmt not in formats:
         raise StoreError(f"export --format {fmt!r}; allowed: {', '.join(formats)}")
@@ -184,7 +198,9 @@ def export(
     if fmt == "csv":
         text = frame.to_csv(index=False)
     elif fmt == "json":
-        text = frame.to_json(orient="records", date_format="iso", indent=2)
+        # json.dumps writes each float's shortest exact form; pandas' to_json stops at 15 digits.
+        records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+        text = json.dumps(records, indent=2, default=_json_value) + "\n"
     else:
         assert target is not None
         frame.to_parquet(target, index=False)
@@ -205,6 +221,17 @@ def _shown(value: Any) -> str:
     if isinstance(value, (float, Decimal)):
         return f"{float(value):.6g}"  # as a float: a Decimal writes 1.23457e+8, not e+08
     return _plain(value)
+
+
+def _json_value(value: Any) -> Any:
+    """What json.dumps cannot write itself: decimals (PostgreSQL's avg()) as numbers, times as ISO."""
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return float(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
 
 
 def _plain(value: Any) -> str:
