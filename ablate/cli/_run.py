@@ -140,7 +140,8 @@ def status(
     from ablate.run._progress import format_duration
     from ablate.store import ResultStore
 
-    s = study_status(ResultStore(db, create=False), study_name(study_arg, study, "status"))
+    name = study_name(study_arg, study, "status")
+    s = study_status(ResultStore(db, create=False), name)
     order = ["queued", "running", "completed", "failed", "pruned"]
     if as_json:
         import dataclasses

@@ -145,9 +145,13 @@ def _device_name(config: TrialConfig) -> str:
     return f"cuda:{torch.cuda.current_device()} {torch.cuda.get_device_name()}"
 
 
-def trial_dir(runs_dir: Path, study: str, number: int, seed: int) -> Path:
-    """Where a trial's checkpoints and artifacts live (shared by every attempt of it)."""
-    return runs_dir / study / f"trial-{number:04d}-seed{seed}"
+def trial_dir(runs_dir: Path, study: str, number: int, seed: int, config_hash: str) -> Path:
+    """Where a trial's checkpoints and artifacts live (shared by every attempt of it).
+
+    The config hash is part of the name: trial 0 of a new study version (another base, e.g.
+    from ``ablate run --set``) must not resume from the old version's checkpoint.
+    """
+    return runs_dir / study / f"trial-{number:04d}-seed{seed}-{config_hash[:8]}"
 
 
 def _estimate_next_s(store: Any, study: str) -> float | None:
@@ -237,7 +241,7 @@ def _run_one(
 ) -> tuple[str, str | None]:
     """Run one claimed trial; return its final status and the user error that failed it, if any."""
     config: TrialConfig = claimed.config
-    directory = trial_dir(options.runs_dir, study.name, claimed.number, claimed.seed)
+    directory = trial_dir(options.runs_dir, study.name, claimed.number, claimed.seed, claimed.config_hash)
     resumed = (directory / "last.pt").exists()
     if progress is not None:
         progress.trial_started(claimed.number, claimed.seed, claimed.params, config.epochs, resumed)
