@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/ablate run studies/digits_quick.py
-	$(BIN)/ablate report --study digits_quick
+	$(BIN)/ablate report digits_quick
 
 # PostgreSQL up and Chromium present (started or installed where possible, else one line saying
 # what to install); .ci/run runs this same target.

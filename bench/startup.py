@@ -36,6 +36,13 @@ def _timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
     return elapsed
 
 
+def _modules(command: list[str], cwd: Path, env: dict[str, str]) -> int:
+    """How many modules the command imports: a count that load on the machine cannot skew."""
+    traced = [command[0], "-X", "importtime", *command[1:]]
+    done = subprocess.run(traced, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    return sum(1 for line in done.stderr.splitlines() if line.startswith("import time:")) - 1
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
@@ -69,6 +76,7 @@ def main() -> None:
             times[name].append(_timed(command, work, env))
         print(f"round {round_number + 1}/{args.rounds} done", flush=True)
 
+    modules = {name: _modules(command, work, env) for name, command in commands.items()}
     bare = statistics.median(times["python -c pass"])
     targets = {"ablate sql": 0.5, "ablate status": 0.5, "ablate ls": 0.5, "ablate report": 2.5}
     lines = [
@@ -79,8 +87,8 @@ def main() -> None:
         f"Python {platform.python_version()}; {args.rounds} interleaved rounds, each command a fresh "
         "process; medians.",
         "",
-        "| command | median (s) | over `python -c pass` (s) | ratio | target | met |",
-        "| --- | ---: | ---: | ---: | --- | --- |",
+        "| command | median (s) | over `python -c pass` (s) | ratio | target | met | modules imported |",
+        "| --- | ---: | ---: | ---: | --- | --- | ---: |",
     ]
     for name, values in times.items():
         median = statistics.median(values)
@@ -88,7 +96,10 @@ def main() -> None:
         over = median - bare
         met = "" if target is None else ("yes" if over <= target else "no")
         target_text = "" if target is None else f"<= +{target} s"
-        lines.append(f"| `{name}` | {median:.2f} | {over:+.2f} | {median / bare:.1f}x | {target_text} | {met} |")
+        lines.append(
+            f"| `{name}` | {median:.2f} | {over:+.2f} | {median / bare:.1f}x | {target_text} | {met} "
+            f"| {modules[name]} |"
+        )
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
