@@ -124,13 +124,14 @@ def list_command(
 ) -> None:
     """List the studies in the database with their trials by status."""
     from ablate.store import ResultStore
+    from ablate.store._read import study_summaries
 
     with ResultStore(db, create=False) as store:
-        frame = store.list_studies()
+        summaries = study_summaries(store)  # plain rows: no pandas import, a fast start
     if as_json:
-        typer.echo(frame.to_json(orient="records", date_format="iso", indent=2))
+        typer.echo(json.dumps(summaries, indent=2, default=_json_value))
         return
-    if frame.empty:
+    if not summaries:
         typer.echo(f"no studies in {store.display_url}")
         return
     # Plain aligned text: a rich table would truncate study names in an 80-column terminal.
@@ -147,9 +148,9 @@ def list_command(
         "updated (UTC)",
     ]
     rows = [
-        [r.name, r.version, r.design, r.trials, r.completed, r.running, r.queued, r.failed, r.pruned,
-         r.updated_at.strftime("%Y-%m-%d %H:%M")]
-        for r in frame.itertuples(index=False)
+        [r["name"], r["version"], r["design"], r["trials"], r["completed"], r["running"], r["queued"],
+         r["failed"], r["pruned"], r["updated_at"].strftime("%Y-%m-%d %H:%M")]
+        for r in summaries
     ]  # fmt: skip
     widths = [max(len(str(v)) for v in column) for column in zip(headers, *rows, strict=True)]
     for line in [headers, *rows]:
