@@ -57,6 +57,12 @@ def test_version_and_short_help() -> None:
     assert "--install-completion" in invoke("-h").output
 
 
+def test_shell_completion_completes_command_names() -> None:
+    env = {**os.environ, "_ABLATE_COMPLETE": "complete_bash", "COMP_WORDS": "ablate st", "COMP_CWORD": "1"}
+    done = subprocess.run([sys.executable, "-m", "ablate"], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and done.stdout.split() == ["status"], done.stdout + done.stderr
+
+
 def test_commands_in_workflow_order_with_whole_summaries_at_40_columns() -> None:
     out = invoke("-h", width=40).output
     commands = out.split("Commands:")[1]
