@@ -15,6 +15,7 @@ DbOption = Annotated[
     typer.Option(
         "--db",
         envvar="ABLATE_DB",
+        metavar="URL",
         help="Result database: an SQLAlchemy URL (sqlite:///file.db, postgresql://user@host/db) or "
         "a SQLite file path; default ./ablate.db, or $ABLATE_DB.",
         show_default=False,
@@ -23,11 +24,14 @@ DbOption = Annotated[
 
 StudyArgument = Annotated[
     str | None,
-    typer.Argument(help="Name of the study in the database, e.g. digits_quick.", show_default=False),
+    typer.Argument(metavar="STUDY", help="Name of the study in the database, e.g. digits_quick.", show_default=False),
 ]
 StudyOption = Annotated[
     str | None,
-    typer.Option("--study", "-s", help="The study's name, as an option (same as the argument).", show_default=False),
+    typer.Option(
+        "--study", "-s", metavar="NAME", help="The study's name, as an option (same as the argument).",
+        show_default=False,
+    ),
 ]
 
 SetOption = Annotated[
