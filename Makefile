@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint setup clean-demo
+.PHONY: demo test lint setup services versions clean-demo
 
 setup: $(STAMP)
 
@@ -20,11 +20,20 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/ablate run studies/digits_quick.py
-	$(BIN)/ablate report --study digits_quick
+	$(BIN)/ablate report digits_quick
+
+# PostgreSQL up and Chromium present (started or installed where possible, else one line saying
+# what to install); .ci/run runs this same target.
+services:
+	tools/test-services
 
 # Two test processes on one thread each keep both cores busy without oversubscribing them.
-test: $(STAMP)
+test: $(STAMP) services
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --durations=15
+
+# The versions the suite passed with, next to the ranges in pyproject.toml.
+versions: $(STAMP)
+	$(BIN)/python tools/tested_versions.py > docs/tested-versions.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check ablate tests bench studies

@@ -6,10 +6,13 @@ read the results with ``ablate report``, plain SQL, or :func:`load_trials` / :fu
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ablate.errors import AblateError, DataNotFoundError, StoreError, StudyError
-from ablate.study import Study, TrialConfig, choice, intrange, loguniform, uniform
+
+if TYPE_CHECKING:
+    from ablate.store import load_epochs, load_trials
+    from ablate.study import Study, TrialConfig, choice, intrange, loguniform, uniform
 
 __version__ = "0.1.0"
 
@@ -30,10 +33,23 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # The store pulls in SQLAlchemy and pandas: import it only when these are used.
-    if name in ("load_trials", "load_epochs"):
-        from ablate import store
+_LAZY = {
+    "Study": "ablate.study",
+    "TrialConfig": "ablate.study",
+    "choice": "ablate.study",
+    "intrange": "ablate.study",
+    "loguniform": "ablate.study",
+    "uniform": "ablate.study",
+    "load_trials": "ablate.store",
+    "load_epochs": "ablate.store",
+}
 
-        return getattr(store, name)
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, so that `ablate sql` and `ablate status` (which need neither the
+    # study declarations nor pandas) start fast: the store pulls in SQLAlchemy and pandas.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'ablate' has no attribute {name!r}")

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from ablate.cli import app
+from ablate.cli._options import SetOption, parse_overrides
 
 StudyFile = Annotated[Path, typer.Argument(help="Study file, e.g. studies/digits_quick.py", show_default=False)]
 StudyName = Annotated[
@@ -21,28 +22,51 @@ def plan(
     study_file: StudyFile,
     study: StudyName = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON for scripts.")] = False,
+    set_fields: SetOption = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help="Also show which planned trials this result database already has (by status); "
+            "an SQLAlchemy URL or SQLite path. Without it the plan touches no database.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Show the trials a study expands to, after validating every one of them."""
-    from ablate.study import ADAPTIVE_DESIGNS, iter_level_counts, load_studies, select_study
+    from ablate.study import (
+        ADAPTIVE_DESIGNS,
+        describe_overrides,
+        iter_level_counts,
+        load_studies,
+        select_study,
+        with_overrides,
+    )
 
     studies = load_studies(study_file)
     chosen = [select_study(studies, study, source=str(study_file))] if study else studies
+    overrides = parse_overrides(set_fields)
+    chosen = [with_overrides(s, overrides) for s in chosen]
     payload = []
     for s in chosen:
         specs = s.validate()
-        payload.append((s, specs))
+        payload.append((s, specs, _in_database(db, s.name, specs) if db else None))
     if as_json:
-        out = [
-            {
+        out = []
+        for s, specs, stored in payload:
+            definition = s.definition()
+            item: dict[str, Any] = {
                 "study": s.name,
                 "design": s.design,
                 "metric": s.metric,
                 "direction": s.direction,
                 "seeds": list(s.seeds),
                 "n_trials": len(specs) if s.design not in ADAPTIVE_DESIGNS else (s.n_trials or 0) * len(s.seeds),
-                "factors": {k: v.describe() for k, v in s.spaces.items()},
+                "base": definition["base"],
+                "factors": definition["factors"],  # the form the database stores: lists, not sets
                 "trials": [
                     {"number": t.number, "params": t.params, "seed": t.seed, "config_hash": t.config_hash}
+                    | ({"status": stored.get((t.config_hash, t.seed))} if stored is not None else {})
                     for t in specs
                 ],
                 "level_counts": {
@@ -50,20 +74,22 @@ def plan(
                     for f, c in iter_level_counts(specs).items()
                 },
             }
-            for s, specs in payload
-        ]
+            out.append(item)
         typer.echo(json.dumps(out if len(out) > 1 else out[0], indent=2, default=str))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    console = Console()
-    for s, specs in payload:
-        console.print(f"[bold]{s.name}[/bold]  ({s.source}, design {s.design}, metric {s.metric}, {s.direction})")
+    console = Console(highlight=False)
+    for s, specs, stored in payload:
+        console.print(f"[bold]{escape(s.name)}[/bold]  ({escape(s.source)}, design {s.design}, metric {s.metric}, {s.direction})")
+        if overrides:
+            console.print(f"base with {escape(describe_overrides(overrides))}")
         if s.design in ADAPTIVE_DESIGNS:
             table = Table("factor", "space")
             for name, space in s.spaces.items():
-                table.add_row(name, space.describe())
+                table.add_row(name, escape(space.describe()))
             console.print(table)
             assert s.n_trials is not None
             console.print(
@@ -71,15 +97,35 @@ def plan(
                 f"{s.n_trials * len(s.seeds)} trials"
             )
             continue
-        table = Table("#", *s.spaces, "seed")
+        columns = ["#", *s.spaces, "seed"] + (["in database"] if stored is not None else [])
+        table = Table(*columns)
         for t in specs:
-            table.add_row(str(t.number), *(_cell(t.params[f]) for f in s.spaces), str(t.seed))
+            cells = [str(t.number), *(escape(_cell(t.params[f])) for f in s.spaces), str(t.seed)]
+            if stored is not None:
+                cells.append(stored.get((t.config_hash, t.seed)) or "new")
+            table.add_row(*cells)
         console.print(table)
         configs = len({t.config_hash for t in specs})
         console.print(f"{len(specs)} trials: {configs} configurations x {len(s.seeds)} seed(s)")
         for factor, counts in iter_level_counts(specs).items():
             levels = ", ".join(f"{_cell(lv)}: {n}" for lv, n in counts.items())
-            console.print(f"  {factor}: {levels}")
+            console.print(f"  {factor}: {escape(levels)}")
+        if stored is not None:
+            new = sum(1 for t in specs if (t.config_hash, t.seed) not in stored)
+            console.print(f"{new} new, {len(specs) - new} already in the database")
+
+
+def _in_database(db: str, study: str, specs: Any) -> dict[tuple[str, int], str]:
+    """(config hash, seed) -> status of the study's trials already in ``db`` (empty if none)."""
+    from ablate.errors import StudyError
+    from ablate.store import ResultStore
+
+    with ResultStore(db, create=False) as store:
+        try:
+            trials = store.load_trials(study)
+        except StudyError:  # not registered there yet: every trial is new
+            return {}
+    return {(str(h), int(seed)): str(st) for h, seed, st in zip(trials["config_hash"], trials["seed"], trials["status"], strict=True)}
 
 
 def _cell(value: Any) -> str:
@@ -88,19 +134,25 @@ def _cell(value: Any) -> str:
 
 @app.command()
 def fields() -> None:
-    """List every trial configuration field with its default and meaning."""
+    """List every trial configuration field with its type, default, unit and meaning."""
     import dataclasses
 
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from ablate.study import TrialConfig
+    from ablate.study._config import FIELD_UNITS
 
-    table = Table("field", "default", "meaning")
+    table = Table("field", "type", "default", "unit", "meaning")
     for f in dataclasses.fields(TrialConfig):
         factory: Any = f.default_factory
         default = f.default if f.default is not dataclasses.MISSING else factory()
-        table.add_row(f.name, repr(default), str(f.metadata["doc"]))
+        # Text, not markup: docs such as "conv, act, [bn], max-pool" hold square brackets.
+        table.add_row(
+            f.name, Text(str(f.type)), Text(repr(default)), FIELD_UNITS.get(f.name, ""),
+            Text(str(f.metadata["doc"])),
+        )
     Console().print(table)
 
 

@@ -8,12 +8,13 @@ from typing import Annotated
 import typer
 
 from ablate.cli import app
-from ablate.cli._store import DbOption
+from ablate.cli._options import DbOption, StudyArgument, StudyOption, study_name
 
 
 @app.command()
 def report(
-    study: Annotated[str, typer.Option("--study", "-s", help="Name of the study in the database.", show_default=False)],
+    study_arg: StudyArgument = None,
+    study_opt: StudyOption = None,
     db: DbOption = None,
     out: Annotated[
         Path | None, typer.Option(help="Folder to write into; default reports/<study>.", show_default=False)
@@ -49,6 +50,7 @@ def report(
     from ablate.report import ReportOptions, load_report, render_report, rich_table
     from ablate.report._tables import table_cells, table_notes
 
+    study = study_name(study_arg, study_opt, "report")
     options = ReportOptions(
         baseline=baseline, metric=metric, svg=svg, columns=columns.split(",") if columns is not None else None
     )

@@ -11,17 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from ablate.cli import app
-
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        envvar="ABLATE_DB",
-        help="Database URL (sqlite:///file.db, postgresql://user@host/db) or SQLite file path; "
-        "default sqlite:///ablate.db in the working directory.",
-        show_default=False,
-    ),
-]
+from ablate.cli._options import DbOption, StudyArgument, StudyOption, study_name
 
 db_app = typer.Typer(
     help="Manage the result database schema (Alembic migrations).", no_args_is_help=True
@@ -87,6 +77,14 @@ def sql(
             "--timeout", min=0.0, help="Cancel the query after this many seconds; 0: no limit."
         ),
     ] = 300.0,
+    vertical: Annotated[
+        bool,
+        typer.Option(
+            "--vertical",
+            help="One 'column: value' line per field, a block per row (automatic when the "
+            "table is wider than the terminal).",
+        ),
+    ] = False,
 ) -> None:
     """Run a read-only SQL query against the result database and print the rows."""
     from ablate.store import read_only_query
@@ -105,41 +103,59 @@ def sql(
         if as_json:
             _write_json_records(result.columns, result.rows)
             return
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(*result.columns)
-        shown = 0
+        rows: list[Any] = []
         more = False
         for row in result.rows:
-            if shown == TABLE_MAX_ROWS:
+            if len(rows) == TABLE_MAX_ROWS:
                 more = True
                 break
-            table.add_row(*("NULL" if v is None else _shown(v) for v in row))
-            shown += 1
-    console = Console()
-    console.print(table)
+            rows.append(row)
+        columns = list(result.columns)
+    _print_rows(columns, rows, vertical=vertical)
     if more:
-        console.print(
-            f"first {shown} rows shown; the query has more: use --csv or --json for all of them, "
-            "or add LIMIT",
-            style="yellow",
+        typer.secho(
+            f"first {len(rows)} rows shown; the query has more: use --csv or --json for all of "
+            "them, or add LIMIT",
+            fg="yellow",
         )
-    else:
-        console.print(f"{shown} row{'s' if shown != 1 else ''}", style="dim")
 
 
 def _write_json_records(columns: list[str], rows: Any) -> None:
-    """A JSON list of row objects, written one row at a time (same text as json.dumps(indent=2))."""
+    """A JSON list of row objects, written one row at a time (same text as json.dumps(indent=2));
+    floats keep every digit."""
     out = sys.stdout
     first = True
     for row in rows:
-        record = json.dumps(dict(zip(columns, row, strict=True)), indent=2, default=str)
+        record = json.dumps(dict(zip(columns, row, strict=True)), indent=2, default=_json_value)
         out.write(
             ("[\n" if first else ",\n") + "\n".join("  " + line for line in record.splitlines())
         )
         first = False
     out.write("[]\n" if first else "\n]\n")
+
+
+def _print_rows(columns: list[str], rows: list[Any], *, vertical: bool) -> None:
+    """A table when it fits the terminal, else (or with --vertical) one block per row."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console()
+    shown = [["NULL" if v is None else _shown(v) for v in row] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in shown)]) for i, c in enumerate(columns)]
+    # A rich table needs 3 characters per column (padding and rule) plus one.
+    if not vertical and sum(widths) + 3 * len(columns) + 1 <= console.width:
+        table = Table(*columns)
+        for row in shown:
+            table.add_row(*(Text(v) for v in row))
+        console.print(table)
+    else:
+        label = max((len(c) for c in columns), default=0)
+        for number, row in enumerate(shown, start=1):
+            console.print(f"-- row {number}", style="dim")
+            for column, value in zip(columns, row, strict=True):
+                console.print(Text(f"{column.rjust(label)}: {value}"), soft_wrap=False)
+    console.print(f"{len(rows)} row{'s' if len(rows) != 1 else ''}", style="dim")
 
 
 @app.command("ls")
@@ -149,13 +165,14 @@ def list_command(
 ) -> None:
     """List the studies in the database with their trials by status."""
     from ablate.store import ResultStore
+    from ablate.store._read import study_summaries
 
     with ResultStore(db, read_only=True) as store:
-        frame = store.list_studies()
+        summaries = study_summaries(store)  # plain rows: no pandas import, a fast start
     if as_json:
-        typer.echo(frame.to_json(orient="records", date_format="iso", indent=2))
+        typer.echo(json.dumps(summaries, indent=2, default=_json_value))
         return
-    if frame.empty:
+    if not summaries:
         typer.echo(f"no studies in {store.display_url}")
         return
     # Plain aligned text: a rich table would truncate study names in an 80-column terminal.
@@ -172,9 +189,9 @@ def list_command(
         "updated (UTC)",
     ]
     rows = [
-        [r.name, r.version, r.design, r.trials, r.completed, r.running, r.queued, r.failed, r.pruned,
-         r.updated_at.strftime("%Y-%m-%d %H:%M")]
-        for r in frame.itertuples(index=False)
+        [r["name"], r["version"], r["design"], r["trials"], r["completed"], r["running"], r["queued"],
+         r["failed"], r["pruned"], r["updated_at"].strftime("%Y-%m-%d %H:%M")]
+        for r in summaries
     ]  # fmt: skip
     widths = [max(len(str(v)) for v in column) for column in zip(headers, *rows, strict=True)]
     for line in [headers, *rows]:
@@ -188,9 +205,8 @@ def list_command(
 
 @app.command()
 def export(
-    study: Annotated[
-        str, typer.Option("--study", "-s", help="Name of the study to export.", show_default=False)
-    ],
+    study_arg: StudyArgument = None,
+    study_opt: StudyOption = None,
     fmt: Annotated[
         str, typer.Option("--format", "-f", help="Output format: csv, parquet or json.")
     ] = "csv",
@@ -208,6 +224,7 @@ def export(
     from ablate.errors import UserInputError
     from ablate.store import load_trials
 
+    study = study_name(study_arg, study_opt, "export")
     formats = ("csv", "parquet", "json")
     if fmt not in formats:
         raise UserInputError(f"export --format {fmt!r}; allowed: {', '.join(formats)}")
@@ -226,7 +243,9 @@ def export(
     if fmt == "csv":
         text = frame.to_csv(index=False)
     elif fmt == "json":
-        text = frame.to_json(orient="records", date_format="iso", indent=2)
+        # json.dumps writes each float's shortest exact form; pandas' to_json stops at 15 digits.
+        records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+        text = json.dumps(records, indent=2, default=_json_value) + "\n"
     if target is None:
         typer.echo(text, nl=False)
         return
@@ -262,6 +281,17 @@ def _shown(value: Any) -> str:
     if isinstance(value, (float, Decimal)):
         return f"{float(value):.6g}"  # as a float: a Decimal writes 1.23457e+8, not e+08
     return _plain(value)
+
+
+def _json_value(value: Any) -> Any:
+    """What json.dumps cannot write itself: decimals (PostgreSQL's avg()) as numbers, times as ISO."""
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return float(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
 
 
 def _plain(value: Any) -> str:

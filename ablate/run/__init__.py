@@ -1,17 +1,41 @@
 """Running studies: dispatch to workers, exactly-once claims with leases, Optuna proposals and
 pruning, progress display, W&B logging."""
 
-from ablate.run._adaptive import PruningCheck, make_proposer
-from ablate.run._dispatch import (
-    RunOutcome,
-    prepare,
-    retry_trials,
-    run_study,
-    smoke_study,
-    status_counts,
-)
-from ablate.run._status import StudyStatus, study_status
-from ablate.run._worker import WorkerOptions, WorkerSummary, run_worker, trial_dir
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ablate.run._adaptive import PruningCheck, make_proposer
+    from ablate.run._dispatch import (
+        RunOutcome,
+        prepare,
+        retry_trials,
+        run_study,
+        smoke_study,
+        status_counts,
+    )
+    from ablate.run._status import StudyStatus, study_status
+    from ablate.run._worker import WorkerOptions, WorkerSummary, run_worker, trial_dir
+
+# Each name is imported on first use: `ablate status` needs neither the trainer nor Optuna.
+_WHERE = {
+    "PruningCheck": "ablate.run._adaptive",
+    "make_proposer": "ablate.run._adaptive",
+    "RunOutcome": "ablate.run._dispatch",
+    "prepare": "ablate.run._dispatch",
+    "retry_trials": "ablate.run._dispatch",
+    "run_study": "ablate.run._dispatch",
+    "smoke_study": "ablate.run._dispatch",
+    "status_counts": "ablate.run._dispatch",
+    "StudyStatus": "ablate.run._status",
+    "study_status": "ablate.run._status",
+    "WorkerOptions": "ablate.run._worker",
+    "WorkerSummary": "ablate.run._worker",
+    "run_worker": "ablate.run._worker",
+    "trial_dir": "ablate.run._worker",
+}
 
 __all__ = [
     "PruningCheck",
@@ -29,3 +53,9 @@ __all__ = [
     "study_status",
     "trial_dir",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

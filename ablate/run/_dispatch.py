@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import multiprocessing as mp
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,15 @@ from typing import Any
 from ablate.errors import AblateError, InfrastructureError, StudyError
 from ablate.run._progress import PlainProgress, make_progress
 from ablate.run._worker import Stopped, WorkerOptions, WorkerSummary, run_worker, stop_exit_code
-from ablate.study import ADAPTIVE_DESIGNS, Study, TrialSpec, load_studies, select_study
+from ablate.study import (
+    ADAPTIVE_DESIGNS,
+    Study,
+    TrialSpec,
+    describe_overrides,
+    load_studies,
+    select_study,
+    with_overrides,
+)
 
 SMOKE_SUFFIX = "_smoke"
 # Adaptive studies in --smoke mode sample only this many points: enough to exercise the sampler
@@ -128,6 +138,8 @@ def _load_for_worker(store: Any, study_file: str | None, study_name: str, smoke:
     base_name = study_name.removesuffix(SMOKE_SUFFIX) if smoke else study_name
     if study_file is not None:
         study = select_study(load_studies(study_file), base_name, source=study_file)
+        # The base as registered, which `ablate run --set` may have changed from the file's.
+        study = dataclasses.replace(study, base=store.load_study(study_name).definition["base"])
         return smoke_study(study) if smoke else study
     info = store.load_study(study_name)
     study = study_from_definition(info.definition)
@@ -264,13 +276,19 @@ def run_study(
     wandb_project: str | None = None,
     runs_dir: Path | None = None,
     lease_s: float | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> list[RunOutcome]:
-    """Register, plan and run the studies of a file (or the one named); return what happened."""
+    """Register, plan and run the studies of a file (or the one named); return what happened.
+
+    ``overrides`` (``--set``) replace base fields; when that makes the base differ from the
+    registered one, the run starts a new version of the study instead of refusing.
+    """
     from ablate.store import ResultStore
 
     source = str(study_file)
     studies = load_studies(study_file)
     chosen = [select_study(studies, study_name, source=source)] if study_name else studies
+    chosen = [with_overrides(s, overrides or {}) for s in chosen]
     prepared = [prepare(s, smoke=smoke) for s in chosen]  # everything validated before any write
     if workers < 1:
         raise StudyError(f"--workers must be >= 1, got {workers}")
@@ -280,7 +298,14 @@ def run_study(
     store = ResultStore(db)
     outcomes = []
     for study, specs in prepared:
-        info = store.register_study(study, new_version=new_version)
+        base_changed = bool(overrides) and _base_differs(store, study)
+        info = store.register_study(study, new_version=new_version or base_changed)
+        if base_changed:
+            print(
+                f"{study.name}: {describe_overrides(overrides or {})} changes the base, so this "
+                f"is version {info.version} of the study (earlier versions keep their results)",
+                flush=True,
+            )
         added = store.add_trials(study, specs) if specs else 0
         counts = status_counts(store, study.name)
         planned = len(specs) if study.design not in ADAPTIVE_DESIGNS else (study.n_trials or 0) * len(study.seeds)
@@ -308,6 +333,16 @@ def run_study(
         if summary.errors:  # a configuration error stopped the run (exit code 2)
             raise StudyError(f"{study.name}: {summary.errors[0]}")
     return outcomes
+
+
+def _base_differs(store: Any, study: Study) -> bool:
+    """Whether ``study``'s base differs from its latest registered version (False if new)."""
+    try:
+        registered = store.load_study(study.name).definition.get("base")
+    except StudyError:  # not registered yet
+        return False
+    # Compared as JSON, the form the definition is stored in.
+    return bool(json.loads(json.dumps(study.definition()["base"], default=str)) != registered)
 
 
 def retry_trials(study: str, *, db: str | None = None, failed: bool = True, pruned: bool = False) -> int:

@@ -32,6 +32,8 @@ def start_run(project: str, study: str, claimed: Any, runs_dir: Path) -> Any:
         dir=str(directory),
         mode=mode,  # type: ignore[arg-type]
         reinit="finish_previous",
+        # No banner, sync hints or run summary per trial: the run's own display says enough.
+        settings=wandb.Settings(silent=True),
     )
 
 

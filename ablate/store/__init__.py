@@ -5,17 +5,50 @@
 documents the tables and the per-study SQL views.
 """
 
-from ablate.store._engine import mask_url, resolve_url
-from ablate.store._read import list_studies, load_artifacts, load_epochs, load_study, load_trials
-from ablate.store._records import ClaimedTrial, StudyInfo, TrialRecord
-from ablate.store._sql import (
-    QueryResult,
-    QueryStream,
-    check_read_only,
-    read_only_query,
-    run_read_only_query,
-)
-from ablate.store._store import ResultStore
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ablate.store._engine import mask_url, resolve_url
+    from ablate.store._read import (
+        list_studies,
+        load_artifacts,
+        load_epochs,
+        load_study,
+        load_trials,
+    )
+    from ablate.store._records import ClaimedTrial, StudyInfo, TrialRecord
+    from ablate.store._sql import (
+        QueryResult,
+        QueryStream,
+        check_read_only,
+        read_only_query,
+        run_read_only_query,
+    )
+    from ablate.store._store import ResultStore
+
+# Each name is imported on first use: `ablate sql` needs SQLAlchemy's core, not the ORM
+# models and pandas that `load_trials` brings.
+_WHERE = {
+    "mask_url": "ablate.store._engine",
+    "resolve_url": "ablate.store._engine",
+    "list_studies": "ablate.store._read",
+    "load_artifacts": "ablate.store._read",
+    "load_epochs": "ablate.store._read",
+    "load_study": "ablate.store._read",
+    "load_trials": "ablate.store._read",
+    "ClaimedTrial": "ablate.store._records",
+    "StudyInfo": "ablate.store._records",
+    "TrialRecord": "ablate.store._records",
+    "QueryResult": "ablate.store._sql",
+    "QueryStream": "ablate.store._sql",
+    "read_only_query": "ablate.store._sql",
+    "check_read_only": "ablate.store._sql",
+    "run_read_only_query": "ablate.store._sql",
+    "ResultStore": "ablate.store._store",
+}
 
 __all__ = [
     "ClaimedTrial",
@@ -35,3 +68,9 @@ __all__ = [
     "resolve_url",
     "run_read_only_query",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,14 +22,17 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from ablate.errors import DatabaseUnavailableError, StoreError, UserURLError
+
+if TYPE_CHECKING:
+    # The ORM is imported where sessions are made: `ablate sql` needs only SQLAlchemy's core.
+    from sqlalchemy.orm import Session
 
 T = TypeVar("T")
 
@@ -308,6 +311,8 @@ def run_transaction(
 
     ``fn`` may run more than once, so it must not have effects outside the database.
     """
+    from sqlalchemy.orm import Session
+
     bind = engine.execution_options(ablate_write=True) if write else engine
     attempt = 0
     disconnected_since: float | None = None
@@ -363,6 +368,8 @@ def session_scope(engine: Engine, *, write: bool = True, doing: str = "") -> Ite
     :func:`run_transaction` for work that may need to run again while SQLite is busy).
     """
     bind = engine.execution_options(ablate_write=True) if write else engine
+    from sqlalchemy.orm import Session
+
     session = Session(bind, expire_on_commit=False)
     try:
         with session.begin():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import importlib.util
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,8 +45,32 @@ _PG_LOCK_KEY = 0x61626C617465
 
 
 def script_location() -> Path:
-    """The repository's ``alembic/`` folder (the package is installed editable, next to it)."""
-    return Path(ablate.__file__).resolve().parents[1] / "alembic"
+    """The folder with Alembic's ``env.py`` and ``versions/``, wherever ablate is installed.
+
+    In a source checkout (editable install, or ``PYTHONPATH`` on a worktree) that is the
+    top-level ``alembic/`` next to the package, so the checkout's own migrations are used; a
+    wheel ships the same folder as the ``ablate._migrations`` subpackage. Finding none is a
+    packaging bug, never a database at "revision empty".
+    """
+    checkout = Path(ablate.__file__).resolve().parents[1] / "alembic"
+    if _has_migrations(checkout):
+        return checkout
+    # alembic/ has no __init__.py (with one, the checkout's folder could shadow the Alembic
+    # library), so the shipped copy is a namespace package: its folder is the spec's location.
+    spec = importlib.util.find_spec("ablate._migrations")
+    for shipped in spec.submodule_search_locations or [] if spec else []:
+        if _has_migrations(Path(shipped)):
+            return Path(shipped)
+    raise StoreError(
+        f"internal error: ablate {ablate.__version__} at {Path(ablate.__file__).parent} has no "
+        "migrations (neither alembic/ next to it nor the ablate._migrations package); "
+        "reinstall ablate"
+    )
+
+
+def _has_migrations(folder: Path) -> bool:
+    # site-packages/alembic (the library itself) is next to an installed ablate: it has no env.py.
+    return (folder / "env.py").is_file() and any((folder / "versions").glob("*.py"))
 
 
 def alembic_config(url: URL | None = None, connection: Connection | None = None) -> Config:

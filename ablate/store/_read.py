@@ -121,7 +121,16 @@ def list_studies(db: str | os.PathLike[str] | ResultStore | None = None) -> pd.D
     one column per status, updated_at."""
     import pandas as pd
 
-    def op(session: Session) -> pd.DataFrame:
+    columns = ["name", "version", "design", "metric", "trials", *STATUSES, "updated_at"]
+    frame = pd.DataFrame(study_summaries(db), columns=columns)
+    frame["updated_at"] = pd.to_datetime(frame["updated_at"], utc=True)
+    return frame.astype({c: "int64" for c in ["version", "trials", *STATUSES]})
+
+
+def study_summaries(db: str | os.PathLike[str] | ResultStore | None = None) -> list[dict[str, Any]]:
+    """The rows of :func:`list_studies` as plain dicts, without pandas (for a fast `ablate ls`)."""
+
+    def op(session: Session) -> list[dict[str, Any]]:
         studies = session.execute(
             select(
                 Study.id, Study.name, Study.version, Study.design, Study.metric, Study.updated_at
@@ -149,10 +158,7 @@ def list_studies(db: str | os.PathLike[str] | ResultStore | None = None) -> pd.D
                     "updated_at": updated,
                 }
             )
-        columns = ["name", "version", "design", "metric", "trials", *STATUSES, "updated_at"]
-        frame = pd.DataFrame(records, columns=columns)
-        frame["updated_at"] = pd.to_datetime(frame["updated_at"], utc=True)
-        return frame.astype({c: "int64" for c in ["version", "trials", *STATUSES]})
+        return records
 
     with _opened(db) as store:
         return store._transact(op, write=False)

@@ -3,6 +3,7 @@
 from ablate.study._config import TrialConfig, config_hash, make_config
 from ablate.study._load import load_studies, select_study
 from ablate.study._models import cache_dir, check_model_name, list_model_names
+from ablate.study._overrides import describe_overrides, with_overrides
 from ablate.study._space import (
     Choice,
     IntRange,
@@ -36,6 +37,7 @@ __all__ = [
     "check_model_name",
     "choice",
     "config_hash",
+    "describe_overrides",
     "intrange",
     "iter_level_counts",
     "list_model_names",
@@ -45,4 +47,5 @@ __all__ = [
     "select_study",
     "study_from_definition",
     "uniform",
+    "with_overrides",
 ]

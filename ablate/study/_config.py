@@ -334,3 +334,34 @@ def make_config(
     if cross_checks:
         _check_cross_fields(config, where)
     return config
+
+
+# The unit of each field that has one, for `ablate fields` (dimensionless fields have none).
+FIELD_UNITS: dict[str, str] = {
+    "synthetic_samples": "images",
+    "val_split": "fraction",
+    "max_train_samples": "images",
+    "image_size": "px",
+    "cnn_blocks": "blocks",
+    "cnn_filters": "filters",
+    "cnn_dropout": "probability",
+    "cnn_dense": "units",
+    "crop_padding": "px",
+    "rotation": "degrees",
+    "color_jitter": "fraction",
+    "grayscale_p": "probability",
+    "erasing_p": "probability",
+    "label_smoothing": "fraction",
+    "step_size": "epochs",
+    "milestones": "epochs",
+    "plateau_patience": "epochs",
+    "t_0": "epochs",
+    "t_mult": "x",
+    "warmup_epochs": "epochs",
+    "epochs": "epochs",
+    "batch_size": "images",
+    "early_stopping": "epochs",
+    "time_limit_s": "s",
+    "num_workers": "processes",
+    "prediction_samples": "images",
+}

@@ -35,7 +35,7 @@ def test_demo_trains_reports_and_stores_everything(clone: Path) -> None:
                          capture_output=True, text=True, timeout=900, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "digits_quick: 18 completed" in run.stdout
-    assert "ablate report --study digits_quick" in run.stdout
+    assert "ablate report digits_quick" in run.stdout
 
     report = subprocess.run([ABLATE, "report", "--study", "digits_quick"], cwd=clone,
                             capture_output=True, text=True, timeout=300, check=False)

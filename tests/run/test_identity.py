@@ -13,10 +13,10 @@ from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import select
+from tests.run.invariants import check_completed_trials
 
 from ablate.run._worker import IDENTITY, checkpoint_folder
 from ablate.store import ResultStore, load_epochs, load_trials
-from tests.run.invariants import check_completed_trials
 
 STUDIES = Path(__file__).parent / "studies"
 ABLATE = [sys.executable, "-m", "ablate"]

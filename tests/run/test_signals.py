@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.run.invariants import check_completed_trials
 
 from ablate.store import ResultStore, load_epochs, load_trials
-from tests.run.invariants import check_completed_trials
 
 STUDIES = Path(__file__).parent / "studies"
 ABLATE = [sys.executable, "-m", "ablate"]

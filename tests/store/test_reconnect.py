@@ -16,12 +16,12 @@ from typing import Any
 import psycopg
 import pytest
 from sqlalchemy import text
+from tests.conftest import _pg_admin_dsn
 
 from ablate import Study
 from ablate.errors import DatabaseUnavailableError, StudyError
 from ablate.store import ResultStore, load_epochs, load_trials
 from ablate.store._engine import make_engine, resolve_url, run_transaction
-from tests.conftest import _pg_admin_dsn
 
 ABLATE = [sys.executable, "-m", "ablate"]
 ROOT = Path(__file__).parents[2]
