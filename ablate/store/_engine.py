@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -184,7 +185,7 @@ def pg_session_options(
 
 def _sqlite_engine(url: URL, *, read_only: bool, foreign_keys: bool) -> Engine:
     connect_args: dict[str, Any] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
-    target: str | URL = url
+    creator = None
     path = sqlite_path(url)
     if read_only:
         if path is None:
@@ -192,8 +193,16 @@ def _sqlite_engine(url: URL, *, read_only: bool, foreign_keys: bool) -> Engine:
                 f"{mask_url(url)}: read-only access needs a SQLite file, not a memory database"
             )
         # The OS-level guarantee: sqlite3 itself refuses every write on a mode=ro connection.
-        target = f"sqlite:///file:{path.resolve().as_posix()}?mode=ro&uri=true"
-    engine = create_engine(target, connect_args=connect_args)
+        # Connected through a creator, so that engine.url (and every message) stays the URL
+        # the user gave rather than the file: URI.
+        uri = f"file:{quote(path.resolve().as_posix())}?mode=ro"
+        timeout = connect_args["timeout"]
+        creator = functools.partial(sqlite3.connect, uri, uri=True, timeout=timeout)
+    engine = (
+        create_engine(url, creator=creator)
+        if creator is not None
+        else create_engine(url, connect_args=connect_args)
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:

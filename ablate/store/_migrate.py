@@ -138,6 +138,12 @@ def current_revisions(engine: Engine) -> tuple[str, ...]:
         with engine.connect() as conn:
             return _current(conn)
     except SQLAlchemyError as e:
+        # SQLite says so of a file that is not a SQLite database at all (a CSV, a text file).
+        if "file is not a database" in str(e):
+            raise NotAblateDatabaseError(
+                f"{mask_url(engine.url)}: not an ablate database: the file is not a SQLite "
+                "database at all"
+            ) from None
         raise store_error(e, engine.url, "reading the schema version") from e
 
 
@@ -166,13 +172,7 @@ def require_current(engine: Engine, shown: str | None = None) -> None:
     ``shown`` names the database in messages (default: the engine's URL).
     """
     where = shown or mask_url(engine.url)
-    try:
-        current = current_revisions(engine)
-    except StoreError as e:
-        # SQLite says so of a file that is not a SQLite database at all (a CSV, a text file).
-        if "file is not a database" not in str(e):
-            raise
-        current = ()
+    current = current_revisions(engine)
     if not current:
         raise NotAblateDatabaseError(
             f"{where}: not an ablate database; `ablate db upgrade` creates one"

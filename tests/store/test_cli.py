@@ -220,15 +220,20 @@ def test_read_only_commands_refuse_a_foreign_sqlite_file_and_write_nothing(
     for command in READ_ONLY_COMMANDS:
         result = invoke(*command, "--db", str(path))
         assert result.exit_code == 2, (command, result.output)  # type: ignore[attr-defined]
-        assert result.output.splitlines() == [  # type: ignore[attr-defined]
-            f"error: sqlite:///{path}: not an ablate database; `ablate db upgrade` creates one"
-        ], command
+        says = (
+            "not an ablate database: the file is not a SQLite database at all"
+            if kind == "not sqlite"
+            else "not an ablate database; `ablate db upgrade` creates one"
+        )
+        assert result.output.splitlines() == [f"error: sqlite:///{path}: {says}"], command  # type: ignore[attr-defined]
     with pytest.raises(NotAblateDatabaseError, match="not an ablate database"):
         load_trials("digits_quick", str(path))
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["their.db"]  # no -wal, no report
     current = invoke("db", "current", "--db", str(path))
-    if kind != "not sqlite":
+    if kind == "not sqlite":
+        assert current.exit_code == 2 and "not a SQLite database" in current.output  # type: ignore[attr-defined]
+    else:
         assert "empty (no ablate schema)" in current.output  # type: ignore[attr-defined]
     assert path.read_bytes() == before
 
