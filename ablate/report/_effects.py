@@ -18,6 +18,7 @@ import pandas as pd
 
 from ablate.report._trials import (
     format_level,
+    formatted_levels,
     is_continuous,
     level_order,
     levels_of,
@@ -42,8 +43,7 @@ def seeds_crossed(data: pd.DataFrame) -> bool:
 def _model_frame(data: pd.DataFrame, factors: Sequence[str], metric: str, seed_block: bool) -> tuple[pd.DataFrame, dict[str, str]]:
     """The data with safe column names (f0, f1, ...) and each factor's levels as labels."""
     names = {f: f"f{i}" for i, f in enumerate(factors)}
-    frame = pd.DataFrame({names[f]: [format_level(v) for v in levels_of(data[f])] for f in factors},
-                         index=data.index)
+    frame = pd.DataFrame({names[f]: formatted_levels(levels_of(data[f])) for f in factors}, index=data.index)
     frame["y"] = data[metric].to_numpy(dtype=float)
     if seed_block:
         frame[SEED] = data["seed"].map(str).to_numpy()
@@ -118,7 +118,7 @@ def estimated_marginal_means(
         col = names[f]
         keys = levels_of(data[f])
         binned = isinstance(keys.dtype, pd.CategoricalDtype)
-        raw = data.assign(_key=[format_level(k) for k in keys]).groupby("_key", sort=False)
+        raw = data.assign(_key=formatted_levels(keys)).groupby("_key", sort=False)
         records = []
         for i, lv in enumerate(levels[col]):
             L = row_at(col, i)
@@ -339,5 +339,8 @@ def continuous_points(completed: pd.DataFrame, factor: str, metric: str) -> pd.D
     y = data[metric].to_numpy(dtype=float)
     log = log_scale(x)
     order = np.argsort(x, kind="stable")
-    fitted = lowess(y[order], np.log10(x[order]) if log else x[order], frac=2 / 3, return_sorted=False)
+    xs = np.log10(x[order]) if log else x[order]
+    # delta: points closer than 1 % of the range reuse their neighbour's fit (2,000 points took
+    # 1 s without it, LOWESS being quadratic in the points).
+    fitted = lowess(y[order], xs, frac=2 / 3, delta=0.01 * float(np.ptp(xs)), return_sorted=False)
     return pd.DataFrame({"value": x[order], metric: y[order], "trend": fitted, "log": log})
