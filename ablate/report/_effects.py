@@ -66,8 +66,9 @@ def estimated_marginal_means(
     range. Columns: :data:`EFFECT_COLUMNS` (``n`` and ``std`` describe the raw trials at the level).
     Continuous factors (more than 8 values) are binned into quantiles first.
     """
-    import statsmodels.api as sm
     from scipy.special import stdtrit
+    # statsmodels.api imports every model statsmodels has (seconds of a cold `ablate report`).
+    from statsmodels.regression.linear_model import OLS
 
     data = data[data[metric].notna()]
     seed_block = seeds_crossed(data) if seed_block is None else seed_block
@@ -82,7 +83,7 @@ def estimated_marginal_means(
     # Interaction columns: products of the two factors' dummies (treatment coding).
     products = {(a, b): (blocks[a][:, :, None] * blocks[b][:, None, :]).reshape(len(frame), -1) for a, b in pairs}
     X = np.hstack([np.ones((len(frame), 1)), *blocks.values(), *products.values()])
-    fit = sm.OLS(frame["y"].to_numpy(), X).fit()
+    fit = OLS(frame["y"].to_numpy(), X).fit()
     with np.errstate(divide="ignore", invalid="ignore"):  # no residual df: no error variance, no interval
         params, cov = np.asarray(fit.params), np.asarray(fit.cov_params())
     df = float(fit.df_resid)
@@ -207,8 +208,8 @@ def anova_table(
     ``Residual``), ``df``, ``sum_sq``, ``mean_sq``, ``F``, ``p``. Meant for a full grid with
     replicates (see :func:`is_full_grid`); each factor is treated as categorical.
     """
-    import statsmodels.api as sm
-    from statsmodels.formula.api import ols
+    from statsmodels.regression.linear_model import OLS
+    from statsmodels.stats.anova import anova_lm
 
     data = completed[completed[metric].notna()]
     seed_block = seeds_crossed(data) if seed_block is None else seed_block
@@ -217,7 +218,7 @@ def anova_table(
     formula = "y ~ " + (f"({' + '.join(terms)}) ** 2" if len(terms) > 1 else terms[0])
     if seed_block:
         formula += f" + C({SEED})"
-    table = sm.stats.anova_lm(ols(formula, data=frame).fit(), typ=2)
+    table = anova_lm(OLS.from_formula(formula, data=frame).fit(), typ=2)
     back = {f"C({n})": f for f, n in names.items()} | {f"C({SEED})": "seed (block)"}
 
     def source(term: str) -> str:
