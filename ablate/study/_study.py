@@ -16,6 +16,7 @@ from ablate.study._config import (
     METRICS,
     TrialConfig,
     check_field_name,
+    check_selection,
     coerce_value,
     did_you_mean,
     make_config,
@@ -147,14 +148,20 @@ class Study:
                 raise StudyError(f"{w}: design {self.design!r} needs at least one factor to search")
             for factor, space in spaces.items():
                 for level in space.examples():
-                    self.config_for({factor: level}, self.seeds[0])
+                    self._check_selection(self.config_for({factor: level}, self.seeds[0]))
             return []
         if self.baseline is not None and self.design != "ofat":
             raise StudyError(f"{w}: baseline is only used by design 'ofat'")
         specs = self.expand()
         if not specs:
             raise StudyError(f"{w}: the constraints drop every trial; nothing to run")
+        for spec in specs:
+            self._check_selection(spec.config)
         return specs
+
+    def _check_selection(self, config: TrialConfig) -> None:
+        if self.train is None:  # a custom train function decides itself what it evaluates on
+            check_selection(config, metric=self.metric, design=self.design, pruner=self.pruner, where=self.where)
 
     def _check_level(self, factor: str, level: Any, allow_extra: bool) -> None:
         where = f"{self.where}: factor {factor!r}"

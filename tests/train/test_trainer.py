@@ -64,9 +64,13 @@ def test_metrics_dict_holds_the_numbers_for_the_database() -> None:
     assert set(metrics) == {
         "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "best_val_acc", "best_epoch",
         "best_metric", "test_acc", "test_loss", "epochs_run", "duration_s", "images_per_s",
-        "peak_mem_mb", "n_params",
+        "peak_mem_mb", "n_params", "n_trainable_params", "stop_reason", "n_train", "n_val", "n_test", "data",
     }
-    assert all(v is None or isinstance(v, (int, float)) for v in metrics.values())
+    assert metrics["stop_reason"] == "completed"
+    assert (metrics["n_train"], metrics["n_val"], metrics["n_test"]) == (52, 12, 64)  # 20 % of 64 held out
+    assert metrics["data"]["normalization"]["how"].startswith("computed from the training split")
+    numbers = {k: v for k, v in metrics.items() if k not in ("stop_reason", "data")}
+    assert all(v is None or isinstance(v, (int, float)) for v in numbers.values())
     nan = dataclasses.replace(result, train_loss=float("nan"))
     assert nan.metrics_dict()["train_loss"] is None
 
