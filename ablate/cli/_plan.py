@@ -28,9 +28,11 @@ def plan(
     studies = load_studies(study_file)
     chosen = [select_study(studies, study, source=str(study_file))] if study else studies
     payload = []
+    data_lines: dict[str, list[str]] = {}
     for s in chosen:
         specs = s.validate()
         payload.append((s, specs))
+        data_lines[s.name] = _check_data(s, specs)
     if as_json:
         out = [
             {
@@ -41,6 +43,7 @@ def plan(
                 "seeds": list(s.seeds),
                 "n_trials": len(specs) if s.design not in ADAPTIVE_DESIGNS else (s.n_trials or 0) * len(s.seeds),
                 "factors": {k: v.describe() for k, v in s.spaces.items()},
+                "data": data_lines[s.name],
                 "trials": [
                     {"number": t.number, "params": t.params, "seed": t.seed, "config_hash": t.config_hash}
                     for t in specs
@@ -65,12 +68,16 @@ def plan(
             for name, space in s.spaces.items():
                 table.add_row(name, space.describe())
             console.print(table)
+            for line in data_lines[s.name]:
+                console.print(line, highlight=False)
             assert s.n_trials is not None
             console.print(
                 f"{s.n_trials} points sampled by Optuna ({s.design}) x {len(s.seeds)} seed(s) = "
                 f"{s.n_trials * len(s.seeds)} trials"
             )
             continue
+        for line in data_lines[s.name]:
+            console.print(line, highlight=False, style="yellow" if line.startswith("data not checked") else None)
         table = Table("#", *s.spaces, "seed")
         for t in specs:
             table.add_row(str(t.number), *(_cell(t.params[f]) for f in s.spaces), str(t.seed))
@@ -80,6 +87,23 @@ def plan(
         for factor, counts in iter_level_counts(specs).items():
             levels = ", ".join(f"{_cell(lv)}: {n}" for lv, n in counts.items())
             console.print(f"  {factor}: {levels}")
+
+
+def _check_data(study: Any, specs: list[Any]) -> list[str]:
+    """What each split of the study's data holds (the folders read, image headers checked); an
+    absent dataset is a line, not an error: `ablate run` refuses it, `--smoke` needs none."""
+    if study.train is not None:
+        return []
+    from ablate.data import check_study_data
+    from ablate.errors import AblateError, StudyError
+
+    configs = [t.config for t in specs] or [
+        study.config_for({f: sp.examples()[0] for f, sp in study.spaces.items()}, study.seeds[0])
+    ]
+    try:
+        return check_study_data(configs, missing_ok=True)
+    except AblateError as e:
+        raise StudyError(f"{study.where}: {e}") from None
 
 
 def _cell(value: Any) -> str:

@@ -214,7 +214,9 @@ def check_study_data(configs: Iterable[TrialConfig], *, missing_ok: bool) -> lis
         except DatasetMissingError as e:
             if not missing_ok:
                 raise
-            lines.append(f"data not checked: {e} (`ablate run --smoke` needs no data)")
+            line = f"data not checked: {e} (`ablate run --smoke` needs no data)"
+            if line not in lines:
+                lines.append(line)
             continue
         parts = []
         for name, split in ds.splits().items():

@@ -171,7 +171,7 @@ def test_non_finite_loss_stops_the_trial_as_diverged(tmp_path: Path) -> None:
 
 def test_early_stopping_on_the_study_metric() -> None:
     # A vanishing learning rate never improves the metric after the first epoch.
-    result = train_trial(tiny(lr=1e-12, epochs=6, early_stopping=2, scheduler="none"))
+    result = train_trial(tiny(lr=1e-12, epochs=6, early_stopping=2, scheduler="none", val_split="val"))
     assert result.stop_reason == "early_stopped" and result.status == "completed"
     assert result.epochs_run == 3 and result.best_epoch == 1
 
