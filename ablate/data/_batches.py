@@ -16,6 +16,7 @@ alone and a resumed trial sees the same batches as an uninterrupted one.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -160,7 +161,7 @@ def folder_transforms(
         ops.append(v2.Resize((image_size, image_size), antialias=True))
     if train:
         ops += auto_augment_ops(auto_augment)
-    return v2.Compose(ops)
+    return v2.Compose(ops) if ops else v2.Identity()
 
 
 def array_transforms(image_size: int, native: tuple[int, int], auto_augment: str, resize: str = "squash") -> Any:
@@ -171,7 +172,8 @@ def array_transforms(image_size: int, native: tuple[int, int], auto_augment: str
     ops: list[Any] = []
     if resize == "squash" and native != (image_size, image_size):
         ops.append(v2.Resize((image_size, image_size), antialias=True))
-    return v2.Compose(ops + auto_augment_ops(auto_augment))
+    ops += auto_augment_ops(auto_augment)
+    return v2.Compose(ops) if ops else v2.Identity()
 
 
 def auto_augment_ops(name: str) -> list[Any]:
@@ -231,7 +233,7 @@ class LoaderBatches:
         except ImageDecodeError as e:
             # From a worker the message is its whole traceback; the file and reason are its last line.
             last = str(e).strip().splitlines()[-1]
-            raise ImageDecodeError(last.removeprefix(f"{ImageDecodeError.__name__}: ")) from None
+            raise ImageDecodeError(re.sub(r"^[\w.]*ImageDecodeError: ", "", last)) from None
 
     def train_batches(self, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         steps = self.steps(batch_size)
