@@ -395,6 +395,55 @@ def check_selection(config: TrialConfig, *, metric: str, design: str, pruner: st
         )
 
 
+_HEAVY_ONLY = ("rotation", "color_jitter", "grayscale_p", "erasing_p", "erasing_scale", "erasing_ratio")
+_SCHEDULER_FIELDS = {
+    "step_size": ("step",), "gamma": ("step", "multistep"), "milestones": ("multistep",),
+    "plateau_patience": ("plateau",), "plateau_factor": ("plateau",), "t_0": ("cosine_restarts",),
+    "t_mult": ("cosine_restarts",), "min_lr": ("cosine", "cosine_restarts"),
+}  # fmt: skip
+
+
+def unused_settings(config: TrialConfig) -> dict[str, str]:
+    """Fields the built-in trainer does not read for this config, each with the reason."""
+    out: dict[str, str] = {}
+    if config.augment == "none":
+        out.update(dict.fromkeys(("crop_padding", "hflip"), "augment is 'none'"))
+    if config.augment != "heavy":
+        out.update(dict.fromkeys(_HEAVY_ONLY, f"augment is {config.augment!r}; only 'heavy' uses it"))
+    elif config.erasing_p == 0:
+        out.update(dict.fromkeys(("erasing_scale", "erasing_ratio"), "erasing_p is 0"))
+    auto = "crop" if _IMAGEFOLDER.match(config.dataset) else "squash"
+    modes = {auto if m == "auto" else m for m in (config.train_resize, config.eval_resize)}
+    if "crop" not in modes:
+        out["crop_ratio"] = "neither train_resize nor eval_resize is 'crop' (for this dataset)"
+    for name, schedulers in _SCHEDULER_FIELDS.items():
+        if config.scheduler not in schedulers:
+            out[name] = f"scheduler is {config.scheduler!r}; it is used by {', '.join(schedulers)}"
+    if config.optimizer != "sgd":
+        out.update(dict.fromkeys(("momentum", "nesterov"), f"optimizer is {config.optimizer!r}"))
+    if config.model != "cnn":
+        for name in FIELDS:
+            if name.startswith("cnn_"):
+                out[name] = f"model is {config.model!r}; cnn_* fields shape model 'cnn'"
+    if not config.pretrained:
+        out["weights_path"] = "pretrained is false"
+    return out
+
+
+def check_settings_used(names: typing.Iterable[str], configs: typing.Sequence[TrialConfig], *, where: str) -> None:
+    """Refuse a setting the study makes (a base key or a factor) that no trial's trainer reads:
+    a factor whose levels all train the same way is a mistake, not an ablation."""
+    if not configs:
+        return
+    for name in names:
+        reasons = [unused_settings(c).get(name) for c in configs]
+        if all(reasons):
+            raise StudyError(
+                f"{where}: field {name!r} is set but no trial uses it ({reasons[0]}); remove it or "
+                "change what makes it unused"
+            )
+
+
 def _check_transforms(config: TrialConfig, where: str) -> None:
     custom = config.normalize == "custom"
     if custom != bool(config.mean) or custom != bool(config.std):

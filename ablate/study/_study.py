@@ -17,6 +17,7 @@ from ablate.study._config import (
     TrialConfig,
     check_field_name,
     check_selection,
+    check_settings_used,
     coerce_value,
     did_you_mean,
     make_config,
@@ -157,6 +158,8 @@ class Study:
             raise StudyError(f"{w}: the constraints drop every trial; nothing to run")
         for spec in specs:
             self._check_selection(spec.config)
+        if self.train is None:
+            check_settings_used([*self.base, *self.factors], [t.config for t in specs], where=w)
         return specs
 
     def _check_selection(self, config: TrialConfig) -> None:
