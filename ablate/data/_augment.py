@@ -242,9 +242,9 @@ def random_erasing(
     dev = x.device
     area = h * w * (scale[0] + (scale[1] - scale[0]) * torch.rand(b, generator=gen, device=dev))
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
-    ratio = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(b, generator=gen, device=dev))
-    eh = torch.sqrt(area * ratio).round().clamp(1, h)
-    ew = torch.sqrt(area / ratio).round().clamp(1, w)
+    aspect = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(b, generator=gen, device=dev))
+    eh = torch.sqrt(area * aspect).round().clamp(1, h)
+    ew = torch.sqrt(area / aspect).round().clamp(1, w)
     top = (torch.rand(b, generator=gen, device=dev) * (h - eh + 1)).floor()
     left = (torch.rand(b, generator=gen, device=dev) * (w - ew + 1)).floor()
     apply = torch.rand(b, generator=gen, device=dev) < p

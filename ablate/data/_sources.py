@@ -458,9 +458,9 @@ def _imagefolder(config: TrialConfig, path: str, wanted: dict[str, str], *, veri
         )
     splits = {split: _list_split(root / split, classes) for split in wanted}
     if verify:
-        for split in splits.values():
-            assert split.files is not None
-            check_image_headers(split.files)
+        for listed in splits.values():
+            assert listed.files is not None
+            check_image_headers(listed.files)
     return _Named(f"imagefolder:{root}", splits, tuple(classes), 3, lambda split: f"folder {root / split}/")
 
 
@@ -523,6 +523,8 @@ def check_image_headers(files: tuple[str, ...]) -> None:
 
 def _normalisation(config: TrialConfig, ds: Dataset) -> tuple[tuple[float, ...], tuple[float, ...], str]:
     """(mean, std, how they were obtained) on the 0..1 scale, one value per channel."""
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
     c = ds.channels
     mode = config.normalize
     if mode == "none":

@@ -25,6 +25,7 @@ AUGMENT_PRESETS = ("none", "basic", "heavy")
 AUTO_AUGMENT = ("none", "randaugment", "trivialaugment")
 NORMALIZE = ("dataset", "computed", "imagenet", "custom", "none")
 RESIZE_MODES = ("auto", "crop", "squash", "none")
+PLATEAU_METRICS = ("study", "val_acc", "val_loss", "train_acc", "train_loss")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULERS = ("none", "step", "multistep", "plateau", "cosine", "cosine_restarts", "onecycle")
 AMP_MODES = ("auto", "off", "fp16", "bf16")
@@ -121,6 +122,7 @@ class TrialConfig:
     gamma: float = _knob(0.1, "step/multistep: decay factor", low=0.0, high=1.0, low_open=True)
     plateau_patience: int = _knob(10, "plateau: epochs without improvement before decaying", low=0)
     plateau_factor: float = _knob(0.1, "plateau: decay factor", low=0.0, high=1.0, low_open=True)
+    plateau_metric: str = _knob("study", "plateau: the per-epoch metric it watches (study: the study metric's epoch value)", choices=PLATEAU_METRICS)
     t_0: int = _knob(10, "cosine_restarts: epochs of the first cycle", low=1)
     t_mult: int = _knob(1, "cosine_restarts: cycle length multiplier", low=1)
     min_lr: float = _knob(0.0, "cosine / cosine_restarts: final LR", low=0.0)
@@ -159,13 +161,16 @@ _HINTS = typing.get_type_hints(TrialConfig)
 # trials planned before they existed keep their identity (re-running a study adds nothing).
 _HASHED_WHEN_SET = (
     "train_split", "test_split", "split_seed", "train_resize", "eval_resize", "crop_ratio",
-    "erasing_scale", "erasing_ratio", "mean", "std", "eval_workers",
+    "erasing_scale", "erasing_ratio", "mean", "std", "eval_workers", "plateau_metric",
 )  # fmt: skip
 
 
 def _default(name: str) -> Any:
     f = FIELDS[name]
-    return f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    factory: Any = f.default_factory
+    return factory()
 
 
 def config_hash(config: TrialConfig) -> str:
@@ -365,10 +370,11 @@ def _check_splits(config: TrialConfig, where: str) -> None:
                 "split (val_split is None/0): early stopping would select on training or test images; "
                 "set val_split (e.g. 0.2) or early_stopping=0"
             )
-        if config.scheduler == "plateau":
+        if config.scheduler == "plateau" and not config.plateau_metric.startswith("train_"):
             raise StudyError(
-                f"{where}: scheduler 'plateau' steps on a validation metric but there is no validation "
-                "split (val_split is None/0); set val_split (e.g. 0.2) or another scheduler"
+                f"{where}: scheduler 'plateau' watches plateau_metric {config.plateau_metric!r}, a "
+                "validation metric, but there is no validation split (val_split is None/0); set "
+                "val_split (e.g. 0.2), plateau_metric='train_loss', or another scheduler"
             )
 
 
@@ -399,7 +405,7 @@ _HEAVY_ONLY = ("rotation", "color_jitter", "grayscale_p", "erasing_p", "erasing_
 _SCHEDULER_FIELDS = {
     "step_size": ("step",), "gamma": ("step", "multistep"), "milestones": ("multistep",),
     "plateau_patience": ("plateau",), "plateau_factor": ("plateau",), "t_0": ("cosine_restarts",),
-    "t_mult": ("cosine_restarts",), "min_lr": ("cosine", "cosine_restarts"),
+    "t_mult": ("cosine_restarts",), "min_lr": ("cosine", "cosine_restarts"), "plateau_metric": ("plateau",),
 }  # fmt: skip
 
 

@@ -208,7 +208,10 @@ class _Trial:
         if not any(g["params"] for g in groups):
             raise StudyError(f"field 'freeze' is {config.freeze!r}: it leaves no parameter to train")
         self.optimizer = build_optimizer(config, groups)
-        self.schedule = LRSchedule(config, self.optimizer, steps_per_epoch=self.steps, maximize=maximize)
+        # ReduceLROnPlateau watches the study metric's epoch value unless plateau_metric names one.
+        self.plateau_metric = self.epoch_metric if config.plateau_metric == "study" else config.plateau_metric
+        plateau_max = maximize if config.plateau_metric == "study" else config.plateau_metric.endswith("acc")
+        self.schedule = LRSchedule(config, self.optimizer, steps_per_epoch=self.steps, maximize=plateau_max)
         self.amp_dtype, use_scaler = resolve_amp(config, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
 
@@ -396,7 +399,7 @@ class _Trial:
     def _end_epoch(self, m: EpochMetrics, entered: float) -> None:
         """Bookkeeping after a finished epoch, then the checkpoints (best before last)."""
         value = getattr(m, self.epoch_metric)
-        self.schedule.end_epoch(m.epoch - 1, value)
+        self.schedule.end_epoch(m.epoch - 1, getattr(m, self.plateau_metric))
         self.history.append(m)
         self.epoch = m.epoch
         # Without a validation split nothing is selected: the last epoch is the one kept.
