@@ -258,3 +258,15 @@ def test_a_corrupt_image_fails_each_trial_that_meets_it_and_the_study_goes_on(tm
     for error in trials["error"]:
         first = error.splitlines()[0]
         assert first.endswith(f"ImageDecodeError: {bad}: cannot decode image (OSError: image file is truncated)")
+
+
+def test_smoke_keeps_each_split_role_on_synthetic_data() -> None:
+    from ablate.train import smoke_config
+
+    inat = make_config(dict(dataset="imagefolder:/data/inat", num_classes=10, val_split=0.2, test_split="val"), where="t")
+    smoke = smoke_config(inat)
+    assert (smoke.train_split, smoke.val_split, smoke.test_split) == ("train", "val", "test")
+    assert (smoke.train_resize, smoke.eval_resize) == ("crop", "crop")  # the folder's sizing
+    sweep = make_config(dict(dataset="cifar100", val_split=0), where="t")
+    ds = load_dataset(smoke_config(sweep))
+    assert ds.val is None and ds.test is not None
