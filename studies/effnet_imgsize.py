@@ -7,8 +7,20 @@ augmentation) with one factor changed at a time, which is the table they reporte
     | EfficientNet B0                   | 128x128 | train 0.61  | val 0.58  |
     | EfficientNet B0 with augmentation | 128x128 | train 0.552 | val 0.557 |
 
+As in the write-up: batch 128, mixed precision, early stopping with the best checkpoint kept,
+10 epochs for CNNs (their Kaggle GPU budget); the validation folder measures "Final Val Acc".
+
+Not stated in the write-up, chosen here:
+- from scratch (no pretrained weights); AdamW lr 1e-3, weight decay 0.05, cosine schedule with
+  one warm-up epoch; early-stopping patience 3 on val_acc;
+- "augmentation" is the basic preset (random crop of the resized image, 4 px padding, flip);
+  images resized to size / 0.875 on the short side and cropped (centre crop for validation);
+  ImageNet's mean/std;
+- one seed (they ran one).
+
 Data: ImageNet-100 in ImageFolder layout (train/<class>/*.JPEG, val/<class>/*.JPEG) under
-data/imagenet100, or change `dataset`. Check the whole study on a CPU first with
+data/imagenet100 (Kaggle's copy splits train into train.X1-X4: merge them into train/, and
+rename val.X to val/), or change `dataset`. Check the whole study on a CPU first with
 `ablate run studies/effnet_imgsize.py --smoke`.
 """
 
@@ -19,6 +31,9 @@ study = Study(
     description="EfficientNet-B0 on ImageNet-100: image size and augmentation, one at a time.",
     base=dict(
         dataset="imagefolder:data/imagenet100",
+        train_split="train",
+        val_split="val",  # ImageNet's validation images: what their "Final Val Acc" is measured on
+        test_split=None,  # ImageNet-100 has no labelled test set
         num_classes=100,
         model="efficientnet_b0",
         pretrained=False,

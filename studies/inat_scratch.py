@@ -1,13 +1,23 @@
 """iNaturalist 10-class, Part A: a 5-block CNN from scratch, Bayesian sweep (SEEDS.md 4).
 
-Their W&B Bayesian sweep, here as Optuna's TPE sampler over the same space: filters 32/64,
-activation ReLU/GELU/SiLU/Mish, filter organisation same/doubling/halving, augmentation yes/no,
-batch norm yes/no, dropout 0.2/0.3; early stopping. 20 % of train is held out for validation
-with equal class representation; the test set is only used for the final evaluation, and the
-report shows a 10 x 3 grid of test predictions for the best trial.
+As in the write-up: 5 blocks of conv, activation, max-pool, one dense layer, 10 outputs; a sweep
+(their W&B Bayesian sweep, here Optuna's TPE sampler) over filters 32/64, activation
+ReLU/GELU/SiLU/Mish, filter organisation same/doubling/halving, augmentation yes/no, batch norm
+yes/no, dropout 0.2/0.3, with early stopping. 20 % of train is held out for validation with equal
+class representation (stratified, split_seed 0, the same images for every trial); the dataset's
+val/ folder is the test set, used only for the final evaluation of each trial and the 10 x 3 grid
+of test predictions, never to choose configurations, epochs or stopping points.
 
-Data: the iNaturalist 12K subset in ImageFolder layout under data/inaturalist_12K (train/ and
-val/, the latter used as the test split).
+Not stated in the write-up, chosen here:
+- input 224 px (images resized to 256 on the short side, centre/random 224 crop), the dataset's
+  own mean/std computed from the training split;
+- "augmentation yes" is the basic preset: random crop and horizontal flip;
+- 3x3 convolutions, a dense layer of 256 units, AdamW lr 1e-3, weight decay 1e-4, cosine
+  schedule, batch 64, 15 epochs, early-stopping patience 4;
+- 30 sampled configurations and the median pruner (their "smart strategies ... early stopping").
+
+Data: the iNaturalist 12K subset (nature_12K.zip) under data/inaturalist_12K: train/<class>/ and
+val/<class>/.
 """
 
 from ablate import Study, choice
@@ -17,6 +27,9 @@ study = Study(
     description="5-block CNN on iNaturalist-10: TPE over filters, activation, organisation, aug, BN, dropout.",
     base=dict(
         dataset="imagefolder:data/inaturalist_12K",
+        train_split="train",
+        val_split=0.2,  # stratified hold-out of train
+        test_split="val",  # the dataset's val/ folder is the assignment's test set
         num_classes=10,
         image_size=224,
         model="cnn",
@@ -29,8 +42,7 @@ study = Study(
         weight_decay=1e-4,
         scheduler="cosine",
         early_stopping=4,
-        val_split=0.2,
-        normalize="dataset",
+        normalize="computed",
         amp="auto",
         num_workers=4,
         prediction_samples=30,  # the 10 x 3 grid

@@ -48,9 +48,11 @@ def plan(
     overrides = parse_overrides(set_fields)
     chosen = [with_overrides(s, overrides) for s in chosen]
     payload = []
+    data_lines: dict[str, list[str]] = {}
     for s in chosen:
         specs = s.validate()
         payload.append((s, specs, _in_database(db, s.name, specs) if db else None))
+        data_lines[s.name] = _check_data(s, specs)
     if as_json:
         out = []
         for s, specs, stored in payload:
@@ -64,6 +66,7 @@ def plan(
                 "n_trials": len(specs) if s.design not in ADAPTIVE_DESIGNS else (s.n_trials or 0) * len(s.seeds),
                 "base": definition["base"],
                 "factors": definition["factors"],  # the form the database stores: lists, not sets
+                "data": data_lines[s.name],
                 "trials": [
                     {"number": t.number, "params": t.params, "seed": t.seed, "config_hash": t.config_hash}
                     | ({"status": stored.get((t.config_hash, t.seed))} if stored is not None else {})
@@ -91,12 +94,16 @@ def plan(
             for name, space in s.spaces.items():
                 table.add_row(name, escape(space.describe()))
             console.print(table)
+            for line in data_lines[s.name]:
+                console.print(line, highlight=False)
             assert s.n_trials is not None
             console.print(
                 f"{s.n_trials} points sampled by Optuna ({s.design}) x {len(s.seeds)} seed(s) = "
                 f"{s.n_trials * len(s.seeds)} trials"
             )
             continue
+        for line in data_lines[s.name]:
+            console.print(line, highlight=False, style="yellow" if line.startswith("data not checked") else None)
         columns = ["#", *s.spaces, "seed"] + (["in database"] if stored is not None else [])
         table = Table(*columns)
         for t in specs:
@@ -120,12 +127,29 @@ def _in_database(db: str, study: str, specs: Any) -> dict[tuple[str, int], str]:
     from ablate.errors import StudyError
     from ablate.store import ResultStore
 
-    with ResultStore(db, create=False) as store:
+    with ResultStore(db, read_only=True) as store:
         try:
             trials = store.load_trials(study)
         except StudyError:  # not registered there yet: every trial is new
             return {}
     return {(str(h), int(seed)): str(st) for h, seed, st in zip(trials["config_hash"], trials["seed"], trials["status"], strict=True)}
+
+
+def _check_data(study: Any, specs: list[Any]) -> list[str]:
+    """What each split of the study's data holds (the folders read, image headers checked); an
+    absent dataset is a line, not an error: `ablate run` refuses it, `--smoke` needs none."""
+    if study.train is not None:
+        return []
+    from ablate.data import check_study_data
+    from ablate.errors import AblateError, StudyError
+
+    configs = [t.config for t in specs] or [
+        study.config_for({f: sp.examples()[0] for f, sp in study.spaces.items()}, study.seeds[0])
+    ]
+    try:
+        return check_study_data(configs, missing_ok=True)
+    except AblateError as e:
+        raise StudyError(f"{study.where}: {e}") from None
 
 
 def _cell(value: Any) -> str:

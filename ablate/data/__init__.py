@@ -6,8 +6,9 @@ image folder into train/val/test :class:`Split` objects; :class:`InMemoryBatches
 augments and normalises them there.
 """
 
-from ablate.data._augment import BatchAugment
+from ablate.data._augment import BatchAugment, resize_modes, stored_side
 from ablate.data._batches import (
+    ImageDecodeError,
     InMemoryBatches,
     LoaderBatches,
     array_transforms,
@@ -18,8 +19,11 @@ from ablate.data._batches import (
 )
 from ablate.data._sources import (
     Dataset,
+    DatasetMissingError,
     Split,
     balanced_order,
+    check_data,
+    check_study_data,
     data_root,
     dataset_channels,
     load_dataset,
@@ -29,17 +33,23 @@ from ablate.data._sources import (
 __all__ = [
     "BatchAugment",
     "Dataset",
+    "DatasetMissingError",
+    "ImageDecodeError",
     "InMemoryBatches",
     "LoaderBatches",
     "Split",
     "array_transforms",
     "balanced_order",
+    "check_data",
+    "check_study_data",
     "data_root",
     "dataset_channels",
     "decode_image",
     "folder_transforms",
     "load_dataset",
+    "resize_modes",
     "resize_nhwc",
     "resize_side",
+    "stored_side",
     "stratified_split",
 ]

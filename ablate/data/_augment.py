@@ -8,6 +8,12 @@ generator the caller passes, so a batch is reproducible from the epoch's seed.
 Presets (``config.augment``): ``none``; ``basic`` = random crop with ``crop_padding`` + flip;
 ``heavy`` = basic + rotation, colour jitter, random grayscale, random erasing (the HW2P2 recipe,
 in torchvision's order: geometry, colour, normalise, erase).
+
+Sizing (``train_resize`` / ``eval_resize``) of in-memory images happens here too: ``squash``
+resizes to ``image_size``; ``crop`` resizes to ``image_size / crop_ratio`` and crops
+``image_size`` (random for training with augmentation, else the centre: CIFAR 32 -> 256 -> 224);
+``none`` feeds the stored size, which must be ``image_size``. Image folders are sized in the
+DataLoader workers (:func:`~ablate.data.folder_transforms`), so their batches arrive at size.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from ablate.data._batches import resize_nhwc
+from ablate.data._batches import resize_nhwc, resize_side
+from ablate.errors import StudyError
 
 if TYPE_CHECKING:
     from ablate.study import TrialConfig
@@ -26,6 +33,22 @@ if TYPE_CHECKING:
 # torchvision's RandomErasing defaults: erased area fraction and aspect-ratio range.
 ERASE_SCALE = (0.02, 0.33)
 ERASE_RATIO = (0.3, 3.3)
+
+
+def resize_modes(config: TrialConfig, *, in_memory: bool) -> tuple[str, str]:
+    """(train, eval) sizing with ``auto`` resolved: crop for image folders, squash in memory."""
+    auto = "squash" if in_memory else "crop"
+    return (
+        auto if config.train_resize == "auto" else config.train_resize,
+        auto if config.eval_resize == "auto" else config.eval_resize,
+    )
+
+
+def stored_side(mode: str, config: TrialConfig) -> int | None:
+    """Side in-memory images are resized to before cropping (None: kept as stored)."""
+    if mode == "crop":
+        return resize_side(config.image_size, config.crop_ratio)
+    return config.image_size if mode == "squash" else None
 _GRAY = (0.299, 0.587, 0.114)
 
 
@@ -45,14 +68,19 @@ class BatchAugment:
     ) -> None:
         on = config.augment != "none"
         self.size = config.image_size
-        # On the DataLoader path the workers crop already; padding there would crop twice.
-        self.pad = config.crop_padding if on and crop_on_device else 0
+        # Image folders arrive sized by the DataLoader workers; in-memory images are sized here.
+        self.sizing = resize_modes(config, in_memory=True) if crop_on_device else ("pass", "pass")
+        self.sides = tuple(stored_side(mode, config) for mode in self.sizing)
+        self.random_crop = on
+        self.pad = config.crop_padding if on else 0
         self.flip = on and config.hflip
         self.heavy = config.augment == "heavy"
         self.rotation = config.rotation
         self.jitter = config.color_jitter
         self.grayscale_p = config.grayscale_p
         self.erasing_p = config.erasing_p
+        self.erasing_scale = (config.erasing_scale[0], config.erasing_scale[1])
+        self.erasing_ratio = (config.erasing_ratio[0], config.erasing_ratio[1])
         c = len(mean)
         m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, c, 1, 1)
         s = torch.tensor(std, dtype=torch.float32, device=device).view(1, c, 1, 1)
@@ -69,7 +97,7 @@ class BatchAugment:
 
     def train(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Augmented, normalised training batch."""
-        x = self._resized(x)
+        x = self._sized(x, 0, gen)
         if self.pad or self.flip:
             x = crop_and_flip(x, self.pad, self.flip, gen)
         if not self.heavy:
@@ -83,19 +111,39 @@ class BatchAugment:
             y = random_grayscale(y, self.grayscale_p, gen)
         y = y.sub_(self.mean).div_(self.std)
         if self.erasing_p > 0:
-            y = random_erasing(y, self.erasing_p, gen)
+            y = random_erasing(y, self.erasing_p, gen, scale=self.erasing_scale, ratio=self.erasing_ratio)
         return self._finish(y)
 
     def eval(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised evaluation batch (resized when the stored images are not at image_size)."""
-        return self._finish(self._normalised(self._resized(x)))
+        """Normalised evaluation batch, sized by ``eval_resize``."""
+        return self._finish(self._normalised(self._sized(x, 1, None)))
 
     # --- helpers
 
-    def _resized(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] != self.size or x.shape[2] != self.size:
-            return resize_nhwc(x, self.size)
-        return x
+    def _sized(self, x: torch.Tensor, which: int, gen: torch.Generator | None) -> torch.Tensor:
+        """uint8 (B, H, W, C) at image_size: ``which`` 0 for training (random crop when
+        augmenting), 1 for evaluation (centre crop)."""
+        mode, side = self.sizing[which], self.sides[which]
+        h, w = x.shape[1], x.shape[2]
+        if mode == "pass":
+            return x
+        if mode == "none":
+            if (h, w) != (self.size, self.size):
+                what = "train_resize" if which == 0 else "eval_resize"
+                raise StudyError(
+                    f"field {what!r} is 'none' (native size) but the images are {w}x{h} px and "
+                    f"image_size is {self.size}; set image_size={h} or another {what}"
+                )
+            return x
+        assert side is not None
+        if (h, w) != (side, side):
+            x = resize_nhwc(x, side)
+        if mode == "squash" or side == self.size:
+            return x
+        if which == 0 and self.random_crop and gen is not None:
+            return crop_and_flip(x, 0, False, gen, out=self.size)
+        top = (side - self.size) // 2
+        return x[:, top : top + self.size, top : top + self.size]
 
     def _normalised(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 (B, H, W, C) -> float (B, C, H, W) with channels_last strides, (x/255 - mean)/std.
@@ -115,25 +163,32 @@ class BatchAugment:
         return x.contiguous(memory_format=self.memory_format)
 
 
-def crop_and_flip(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator) -> torch.Tensor:
-    """Per-image random crop after zero padding by ``pad`` on every side, and (with ``flip``) a
-    horizontal flip with probability 0.5, of uint8 (B, H, W, C), in one gather.
+def crop_and_flip(
+    x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator, *, out: int | None = None
+) -> torch.Tensor:
+    """Per-image random crop (of side ``out``, default the input's) after zero padding by ``pad``
+    on every side, and (with ``flip``) a horizontal flip with probability 0.5, of uint8
+    (B, H, W, C), in one gather.
 
     The windows of the padded batch are a strided view (B, 2p+1, 2p+1, H, W, C); indexing it
     copies whole rows, several times faster than per-pixel index arithmetic. Flipped images
     are taken from a mirrored copy of the padded batch (a mirrored crop is a crop of the mirror).
     """
     b, h, w, c = x.shape
+    out_h = out_w = out
+    if out is None:
+        out_h, out_w = h, w
+    assert out_h is not None and out_w is not None
     src = F.pad(x, (0, 0, pad, pad, pad, pad)) if pad else x.contiguous()
     pick = torch.arange(b, device=x.device)
     if flip:
         pick = pick + b * (torch.rand(b, generator=gen, device=x.device) < 0.5)
         src = torch.cat([src, src.flip(2)])
-    n = 2 * pad + 1
+    ny, nx = h + 2 * pad - out_h + 1, w + 2 * pad - out_w + 1
     s = src.stride()
-    windows = src.as_strided((src.shape[0], n, n, h, w, c), (s[0], s[1], s[2], s[1], s[2], s[3]))
-    oy = torch.randint(0, n, (b,), generator=gen, device=x.device)
-    ox = torch.randint(0, n, (b,), generator=gen, device=x.device)
+    windows = src.as_strided((src.shape[0], ny, nx, out_h, out_w, c), (s[0], s[1], s[2], s[1], s[2], s[3]))
+    oy = torch.randint(0, ny, (b,), generator=gen, device=x.device)
+    ox = torch.randint(0, nx, (b,), generator=gen, device=x.device)
     return windows[pick, oy, ox]
 
 
@@ -177,16 +232,19 @@ def random_grayscale(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.T
     return torch.where(pick.view(-1, 1, 1, 1), _gray(x).expand_as(x), x)
 
 
-def random_erasing(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
-    """Zero one random rectangle (2-33 % of the area, aspect 0.3-3.3) per image with probability p,
-    on the normalised batch, as torchvision's RandomErasing(value=0) does."""
+def random_erasing(
+    x: torch.Tensor, p: float, gen: torch.Generator, *,
+    scale: tuple[float, float] = ERASE_SCALE, ratio: tuple[float, float] = ERASE_RATIO,
+) -> torch.Tensor:
+    """Zero one random rectangle (a ``scale`` fraction of the area, aspect in ``ratio``) per image
+    with probability p, on the normalised batch, as torchvision's RandomErasing(value=0) does."""
     b, _, h, w = x.shape
     dev = x.device
-    area = h * w * (ERASE_SCALE[0] + (ERASE_SCALE[1] - ERASE_SCALE[0]) * torch.rand(b, generator=gen, device=dev))
-    log_lo, log_hi = math.log(ERASE_RATIO[0]), math.log(ERASE_RATIO[1])
-    ratio = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(b, generator=gen, device=dev))
-    eh = torch.sqrt(area * ratio).round().clamp(1, h)
-    ew = torch.sqrt(area / ratio).round().clamp(1, w)
+    area = h * w * (scale[0] + (scale[1] - scale[0]) * torch.rand(b, generator=gen, device=dev))
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(b, generator=gen, device=dev))
+    eh = torch.sqrt(area * aspect).round().clamp(1, h)
+    ew = torch.sqrt(area / aspect).round().clamp(1, w)
     top = (torch.rand(b, generator=gen, device=dev) * (h - eh + 1)).floor()
     left = (torch.rand(b, generator=gen, device=dev) * (w - ew + 1)).floor()
     apply = torch.rand(b, generator=gen, device=dev) < p

@@ -16,6 +16,7 @@ alone and a resumed trial sees the same batches as an uninterrupted one.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -48,11 +49,15 @@ def train_steps(n: int, batch_size: int) -> int:
 class InMemoryBatches:
     """A decoded split held on ``device`` as uint8 (N, H, W, C), batched by indexing."""
 
-    def __init__(self, split: Split, *, device: torch.device, image_size: int) -> None:
+    def __init__(self, split: Split, *, device: torch.device, image_size: int | None) -> None:
+        """``image_size``: the side to resize the whole split to once (None: keep it as stored)."""
         assert split.images is not None
         images = torch.from_numpy(np.ascontiguousarray(split.images)).to(device)
         n, h, w, c = images.shape
-        if (h, w) != (image_size, image_size) and n * image_size * image_size * c <= PRESIZE_MAX_BYTES:
+        if (
+            image_size is not None and (h, w) != (image_size, image_size)
+            and n * image_size * image_size * c <= PRESIZE_MAX_BYTES
+        ):
             images = torch.cat([resize_nhwc(images[i : i + 1024], image_size) for i in range(0, n, 1024)])
         self.images = images
         self.labels = torch.from_numpy(split.labels).to(device)
@@ -82,26 +87,38 @@ class InMemoryBatches:
         return self.images[idx], self.labels[idx]
 
 
+class ImageDecodeError(RuntimeError):
+    """An image file could not be decoded while training: fails the trial (naming the file),
+    not the study. Not an AblateError: the other trials may never meet this file."""
+
+
 def decode_image(path: str, min_side: int | None = None) -> torch.Tensor:
     """An image file as uint8 (3, H, W) RGB. With ``min_side``, JPEGs are decoded at the smallest
     DCT scale whose short side is still >= min_side (PIL's draft mode: several times faster for
     photos far larger than the training size)."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        if min_side is not None and im.format == "JPEG":
-            im.draft("RGB", (min_side, min_side))
-        rgb = np.asarray(im.convert("RGB"))
+    try:
+        with Image.open(path) as im:
+            if min_side is not None and im.format == "JPEG":
+                im.draft("RGB", (min_side, min_side))
+            rgb = np.asarray(im.convert("RGB"))
+    except Exception as e:  # PIL raises OSError, UnidentifiedImageError, SyntaxError, ValueError...
+        raise ImageDecodeError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from None
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1)
 
 
 class _Samples(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
     """Per-image access for DataLoader workers: decode (or slice) and transform one image."""
 
-    def __init__(self, split: Split, transform: Callable[[torch.Tensor], torch.Tensor], min_side: int | None) -> None:
+    def __init__(
+        self, split: Split, transform: Callable[[torch.Tensor], torch.Tensor], min_side: int | None,
+        native_side: int | None = None,
+    ) -> None:
         self.split = split
         self.transform = transform
         self.min_side = min_side
+        self.native_side = native_side
 
     def __len__(self) -> int:
         return len(self.split)
@@ -109,37 +126,54 @@ class _Samples(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         if self.split.files is not None:
             img = decode_image(self.split.files[i], self.min_side)
+            side = self.native_side
+            if side is not None and img.shape[1:] != (side, side):
+                raise ImageDecodeError(
+                    f"{self.split.files[i]}: image is {img.shape[2]}x{img.shape[1]} px but the study feeds "
+                    f"images at native size (resize 'none') with image_size {side}"
+                )
         else:
             assert self.split.images is not None
             img = torch.from_numpy(self.split.images[i]).permute(2, 0, 1)
         return self.transform(img), int(self.split.labels[i])
 
 
-def resize_side(image_size: int) -> int:
+def resize_side(image_size: int, crop_ratio: float = CENTER_CROP_RATIO) -> int:
     """Short side images are resized to before the (random or centre) crop of ``image_size``."""
-    return round(image_size / CENTER_CROP_RATIO)
+    return max(image_size, round(image_size / crop_ratio))
 
 
-def folder_transforms(image_size: int, *, train: bool, random_crop: bool, auto_augment: str) -> Any:
-    """Per-image v2 transforms of the DataLoader path, on uint8 tensors: resize the short side to
-    ``size / 0.875`` then a random (train) or centre crop, then RandAugment/TrivialAugment."""
-    from torchvision.transforms import v2
-
-    ops: list[Any] = [v2.Resize(resize_side(image_size), antialias=True)]
-    ops.append(v2.RandomCrop(image_size) if train and random_crop else v2.CenterCrop(image_size))
-    if train:
-        ops += auto_augment_ops(auto_augment)
-    return v2.Compose(ops)
-
-
-def array_transforms(image_size: int, native: tuple[int, int], auto_augment: str) -> Any:
-    """Per-image transforms for in-memory images that need RandAugment/TrivialAugment."""
+def folder_transforms(
+    image_size: int, *, train: bool, random_crop: bool, auto_augment: str, resize: str = "crop",
+    crop_ratio: float = CENTER_CROP_RATIO,
+) -> Any:
+    """Per-image v2 transforms of the DataLoader path, on uint8 tensors. ``resize``: ``crop``
+    resizes the short side to ``size / crop_ratio`` then crops (random when training with
+    augmentation, else the centre); ``squash`` resizes to size x size; ``none`` keeps the file's
+    size. Then RandAugment/TrivialAugment for training."""
     from torchvision.transforms import v2
 
     ops: list[Any] = []
-    if native != (image_size, image_size):
+    if resize == "crop":
+        ops.append(v2.Resize(resize_side(image_size, crop_ratio), antialias=True))
+        ops.append(v2.RandomCrop(image_size) if train and random_crop else v2.CenterCrop(image_size))
+    elif resize == "squash":
         ops.append(v2.Resize((image_size, image_size), antialias=True))
-    return v2.Compose(ops + auto_augment_ops(auto_augment))
+    if train:
+        ops += auto_augment_ops(auto_augment)
+    return v2.Compose(ops) if ops else v2.Identity()
+
+
+def array_transforms(image_size: int, native: tuple[int, int], auto_augment: str, resize: str = "squash") -> Any:
+    """Per-image transforms for in-memory images that need RandAugment/TrivialAugment (squashed
+    to image_size first; other sizings are done on the device afterwards)."""
+    from torchvision.transforms import v2
+
+    ops: list[Any] = []
+    if resize == "squash" and native != (image_size, image_size):
+        ops.append(v2.Resize((image_size, image_size), antialias=True))
+    ops += auto_augment_ops(auto_augment)
+    return v2.Compose(ops) if ops else v2.Identity()
 
 
 def auto_augment_ops(name: str) -> list[Any]:
@@ -164,8 +198,9 @@ class LoaderBatches:
         num_workers: int,
         pin_memory: bool,
         min_side: int | None = None,
+        native_side: int | None = None,
     ) -> None:
-        self.samples = _Samples(split, transform, min_side)
+        self.samples = _Samples(split, transform, min_side, native_side)
         self.device = device
         self.num_workers = num_workers
         self.pin_memory = pin_memory and device.type == "cuda"
@@ -192,15 +227,23 @@ class LoaderBatches:
         x = x.to(self.device, non_blocking=True).permute(0, 2, 3, 1)
         return x, y.to(self.device, non_blocking=True)
 
+    def _batches(self, batch_size: int, seed: int | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        try:
+            yield from self._loader(batch_size, seed)
+        except ImageDecodeError as e:
+            # From a worker the message is its whole traceback; the file and reason are its last line.
+            last = str(e).strip().splitlines()[-1]
+            raise ImageDecodeError(re.sub(r"^[\w.]*ImageDecodeError: ", "", last)) from None
+
     def train_batches(self, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         steps = self.steps(batch_size)
-        for i, (x, y) in enumerate(self._loader(batch_size, seed)):
+        for i, (x, y) in enumerate(self._batches(batch_size, seed)):
             if i >= steps:
                 break
             yield self._to_device(x, y)
 
     def eval_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for x, y in self._loader(batch_size, None):
+        for x, y in self._batches(batch_size, None):
             yield self._to_device(x, y)
 
     def take(self, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

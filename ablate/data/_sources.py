@@ -12,16 +12,17 @@ import hashlib
 import json
 import os
 import pickle
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ablate.errors import DataNotFoundError, StudyError
 from ablate.study import cache_dir
+from ablate.study._config import split_source
 
 if TYPE_CHECKING:
     from ablate.study import TrialConfig
@@ -37,6 +38,11 @@ IMAGEFOLDER_PREFIX = "imagefolder:"
 CIFAR10_MEAN_STD = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 CIFAR100_MEAN_STD = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+class DatasetMissingError(DataNotFoundError):
+    """The dataset itself is absent (no image folder, no CIFAR files): ``ablate plan`` says so and
+    goes on, ``ablate run`` refuses; other data errors are refused by both."""
 
 
 @dataclass(frozen=True)
@@ -61,16 +67,21 @@ class Split:
 
 @dataclass(frozen=True)
 class Dataset:
-    """The three splits of one dataset and what a model and the normaliser need to know of it."""
+    """The splits of one dataset, where each came from, and what a model and the normaliser need
+    to know of it. ``val`` is None when the study declares no validation split (val_split=0)."""
 
     name: str
     train: Split
-    val: Split
+    val: Split | None
     test: Split | None
     class_names: tuple[str, ...]
     channels: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    # Split name -> where its images came from ("folder val/", "20 % of train/ held out ...").
+    sources: dict[str, str] = field(default_factory=dict)
+    # How mean/std were obtained ("computed from the training split", "published CIFAR-100", ...).
+    normalization: str = ""
 
     @property
     def num_classes(self) -> int:
@@ -80,6 +91,23 @@ class Dataset:
     def in_memory(self) -> bool:
         """True when the images are decoded arrays (augmented per batch on the device)."""
         return self.train.images is not None
+
+    def splits(self) -> dict[str, Split]:
+        """The splits that exist, by name (train, val, test)."""
+        out = {"train": self.train, "val": self.val, "test": self.test}
+        return {k: v for k, v in out.items() if v is not None}
+
+    def provenance(self) -> dict[str, Any]:
+        """What a trial stores about its data: each split's size, source and class counts, and
+        the normalisation."""
+        return {
+            "splits": {
+                name: {"n": len(split), "source": self.sources.get(name, ""),
+                       "per_class": np.bincount(split.labels, minlength=self.num_classes).tolist()}
+                for name, split in self.splits().items()
+            },
+            "normalization": {"how": self.normalization, "mean": list(self.mean), "std": list(self.std)},
+        }
 
 
 def data_root(config: TrialConfig) -> Path:
@@ -140,44 +168,165 @@ def balanced_order(labels: np.ndarray, *, seed: int = SPLIT_SEED) -> np.ndarray:
 
 
 def load_dataset(config: TrialConfig) -> Dataset:
-    """Read ``config.dataset`` into train/val/test splits (val held out of train when absent)."""
+    """Read ``config.dataset`` into the train/val/test splits its study declares
+    (``train_split``, ``val_split``, ``test_split``), normalisation statistics included."""
+    ds = _load_splits(config, verify=False)
+    mean, std, how = _normalisation(config, ds)
+    return replace(ds, mean=mean, std=std, normalization=how)
+
+
+def check_data(config: TrialConfig) -> Dataset:
+    """The splits of ``config`` as training would read them, without normalisation statistics,
+    after checking every declared folder (class folders with images, each image file's header
+    readable) and the normalisation's channel count. Raises DataNotFoundError / StudyError with
+    one line naming the problem. Header checks of an unchanged folder are cached."""
+    ds = _load_splits(config, verify=True)
+    if config.normalize == "custom" and len(config.mean) != ds.channels:
+        raise StudyError(
+            f"field 'mean' has {len(config.mean)} values but {config.dataset} has {ds.channels} "
+            f"channel(s); give one mean and one std per channel"
+        )
+    return ds
+
+
+# The fields that decide which images each split holds (and their normalisation's shape).
+_DATA_FIELDS = (
+    "dataset", "data_root", "download", "num_classes", "synthetic_samples", "train_split", "val_split",
+    "test_split", "split_seed", "max_train_samples", "normalize", "mean", "std",
+)  # fmt: skip
+
+
+def check_study_data(configs: Iterable[TrialConfig], *, missing_ok: bool) -> list[str]:
+    """Check the data of every distinct data declaration among ``configs`` (see
+    :func:`check_data`); return one line per declaration saying what each split holds.
+
+    An absent dataset (DatasetMissingError) raises unless ``missing_ok``, where it becomes a
+    line of its own (``ablate plan`` on a machine without the data)."""
+    lines: list[str] = []
+    seen: set[str] = set()
+    for config in configs:
+        key = json.dumps([getattr(config, f) for f in _DATA_FIELDS], default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            ds = check_data(config)
+        except DatasetMissingError as e:
+            if not missing_ok:
+                raise
+            line = f"data not checked: {e} (`ablate run --smoke` needs no data)"
+            if line not in lines:
+                lines.append(line)
+            continue
+        parts = []
+        for name, split in ds.splits().items():
+            counts = np.bincount(split.labels, minlength=ds.num_classes)
+            parts.append(f"{name} {len(split)} ({counts.min()}-{counts.max()} per class; {ds.sources[name]})")
+        lines.append(f"data {config.dataset}: {ds.num_classes} classes; " + "; ".join(parts))
+    return lines
+
+
+@dataclass(frozen=True)
+class _Named:
+    """A dataset's own splits by name (image folders: the declared folders), before hold-outs."""
+
+    name: str
+    splits: dict[str, Split]
+    class_names: tuple[str, ...]
+    channels: int
+    describe: Callable[[str], str]  # split name -> where its images come from
+
+
+def _declared_names(config: TrialConfig) -> dict[str, str]:
+    """Named splits the config uses: split name -> the field that declares it."""
+    names = {config.train_split: "train_split"}
+    for field_name in ("val_split", "test_split"):
+        value = split_source(getattr(config, field_name))
+        if isinstance(value, str):
+            names[value] = field_name
+    return names
+
+
+def _load_splits(config: TrialConfig, *, verify: bool) -> Dataset:
     name = config.dataset
+    wanted = _declared_names(config)
     if name == "digits":
-        ds = _digits(config)
+        named = _digits(config, wanted)
     elif name in ("cifar10", "cifar100"):
-        ds = _cifar(config, name)
+        named = _cifar(config, name, wanted)
     elif name == "synthetic":
-        ds = _synthetic(config)
+        named = _synthetic(config, wanted)
     elif name.startswith(IMAGEFOLDER_PREFIX):
-        ds = _imagefolder(config, name[len(IMAGEFOLDER_PREFIX) :])
+        named = _imagefolder(config, name[len(IMAGEFOLDER_PREFIX) :], wanted, verify=verify)
     else:
         raise StudyError(
             f"field 'dataset' is {name!r}; allowed: digits, cifar10, cifar100, synthetic, imagefolder:<path>"
         )
-    if config.max_train_samples is not None and config.max_train_samples < len(ds.train):
-        keep = np.sort(balanced_order(ds.train.labels)[: config.max_train_samples])
-        ds = replace(ds, train=ds.train.subset(keep))
-    mean, std = _normalisation(config, ds)
-    return replace(ds, mean=mean, std=std)
+    return _assemble(config, named)
 
 
-def _hold_out_val(config: TrialConfig, train: Split, what: str) -> tuple[Split, Split]:
-    if config.val_split <= 0:
-        raise StudyError(
-            f"field 'val_split' is {config.val_split:g} but {what} has no validation split; "
-            "allowed: a fraction > 0 such as 0.2"
-        )
-    kept, held = stratified_split(train.labels, config.val_split)
-    return train.subset(kept), train.subset(held)
+def _assemble(config: TrialConfig, named: _Named) -> Dataset:
+    """Train, val and test as declared: named splits as they are, fractions held out of train
+    (stratified; each fraction is of the whole train split; test first, with its own seed)."""
+    train = named.splits[config.train_split]
+    train_from = named.describe(config.train_split)
+    sources: dict[str, str] = {}
+    picked: dict[str, Split | None] = {}
+    held_parts: list[str] = []
+    for role, field_name, seed in (("test", "test_split", config.split_seed + 1), ("val", "val_split", config.split_seed)):
+        value = split_source(getattr(config, field_name))
+        if value is None:
+            picked[role] = None
+        elif isinstance(value, str):
+            picked[role] = named.splits[value]
+            sources[role] = named.describe(value)
+        else:
+            fraction = value / (1 - sum(float(v) for v in held_parts)) if held_parts else value
+            kept, held = stratified_split(train.labels, fraction, seed=seed)
+            if len(held) == 0:
+                raise StudyError(
+                    f"field {field_name!r} is {value:g}: it holds out no image of {train_from} "
+                    f"({len(train)} images); use a larger fraction or a folder"
+                )
+            picked[role] = train.subset(held)
+            train = train.subset(kept)
+            sources[role] = f"{value:.0%} of {train_from} held out (stratified, split_seed {seed})"
+            held_parts.append(str(value))
+    sources["train"] = train_from + (" minus the hold-outs" if held_parts else "")
+    if config.max_train_samples is not None and config.max_train_samples < len(train):
+        keep = np.sort(balanced_order(train.labels)[: config.max_train_samples])
+        train = train.subset(keep)
+        sources["train"] += f", capped at {config.max_train_samples} (max_train_samples, class-balanced)"
+    return Dataset(
+        named.name, train, picked["val"], picked["test"], named.class_names, named.channels, (), (), sources
+    )
 
 
-def _digits(config: TrialConfig) -> Dataset:
+def _missing_split(config: TrialConfig, named_what: str, split: str, field_name: str, available: list[str]) -> StudyError:
+    return StudyError(
+        f"field {field_name!r} is {split!r} but {named_what} has no {split!r} split "
+        f"(it has: {', '.join(available)}); allowed: one of those, a fraction of train, or None"
+    )
+
+
+def _check_names(config: TrialConfig, what: str, wanted: dict[str, str], available: list[str]) -> None:
+    for split, field_name in wanted.items():
+        if split not in available:
+            raise _missing_split(config, what, split, field_name, available)
+
+
+def _digits(config: TrialConfig, wanted: dict[str, str]) -> _Named:
     with resources.files("ablate.data").joinpath("digits.npz").open("rb") as f, np.load(f) as z:
         images, labels, names = z["images"], z["labels"], z["class_names"]
+    _check_names(config, "digits", wanted, ["train", "test"])
     full = Split(labels=labels, images=images)
     kept, test_idx = stratified_split(labels, DIGITS_TEST_FRACTION, seed=SPLIT_SEED + 1)
-    train, val = _hold_out_val(config, full.subset(kept), "digits")
-    return Dataset("digits", train, val, full.subset(test_idx), tuple(str(n) for n in names), 1, (), ())
+    splits = {"train": full.subset(kept), "test": full.subset(test_idx)}
+    describe = {
+        "train": "digits' train set",
+        "test": "digits' test set (20 % of scikit-learn's digits, fixed seed)",
+    }
+    return _Named("digits", splits, tuple(str(n) for n in names), 1, describe.__getitem__)
 
 
 # --- CIFAR: python pickles read directly (torchvision only to download), decoded arrays cached.
@@ -189,7 +338,8 @@ _CIFAR_LAYOUT = {
 }
 
 
-def _cifar(config: TrialConfig, name: str) -> Dataset:
+def _cifar(config: TrialConfig, name: str, wanted: dict[str, str]) -> _Named:
+    _check_names(config, name, wanted, ["train", "test"])
     folder, train_files, test_files, meta_file, label_key, names_key = _CIFAR_LAYOUT[name]
     root = data_root(config)
     base = root / folder
@@ -202,7 +352,7 @@ def _cifar(config: TrialConfig, name: str) -> Dataset:
         cls(str(root), train=True, download=True)
     missing = [p for p in needed if not p.exists()]
     if missing:
-        raise DataNotFoundError(
+        raise DatasetMissingError(
             f"dataset {name!r} not found: expected {missing[0]} (the python version of {name} "
             f"under data_root {root}); set data_root or $ABLATE_DATA to the folder holding "
             f"{folder}/, or set download=True"
@@ -228,17 +378,17 @@ def _cifar(config: TrialConfig, name: str) -> Dataset:
                 "x_test": np.ascontiguousarray(x_te), "y_test": y_te, "class_names": names}
 
     arrays = cached_arrays(f"{name}-{_digest(stamp)}", decode)
-    train, val = _hold_out_val(config, Split(arrays["y_train"], arrays["x_train"]), name)
-    test = Split(arrays["y_test"], arrays["x_test"])
+    splits = {"train": Split(arrays["y_train"], arrays["x_train"]), "test": Split(arrays["y_test"], arrays["x_test"])}
     names = tuple(str(n) for n in arrays["class_names"])
-    return Dataset(name, train, val, test, names, 3, (), ())
+    return _Named(name, splits, names, 3, lambda split: f"{name}'s official {split} set ({base})")
 
 
 # --- synthetic: class prototypes plus noise, deterministic, learnable in an epoch or two.
 
 
-def _synthetic(config: TrialConfig) -> Dataset:
+def _synthetic(config: TrialConfig, wanted: dict[str, str]) -> _Named:
     assert config.num_classes is not None  # enforced by make_config
+    _check_names(config, "synthetic", wanted, ["train", "val", "test"])
     k, size, n = config.num_classes, config.image_size, config.synthetic_samples
     channels = synthetic_channels(config)
 
@@ -268,25 +418,37 @@ def _synthetic(config: TrialConfig) -> Dataset:
 
     # Generating is ~1 s per 10k images at 32 px (the normal draws); reading the cache ~20x less.
     a = cached_arrays(f"synthetic-v1-{k}-{size}-{channels}-{n}", generate)
-    train, val, test = (Split(a[f"y{i}"], a[f"x{i}"]) for i in range(3))
+    splits = {name: Split(a[f"y{i}"], a[f"x{i}"]) for i, name in enumerate(("train", "val", "test"))}
     names = tuple(f"class_{i}" for i in range(k))
-    return Dataset("synthetic", train, val, test, names, channels, (), ())
+    return _Named("synthetic", splits, names, channels, lambda split: f"synthetic {split} set ({n} images)")
 
 
-# --- image folders: train/ [val/] [test/] with one sub-folder per class.
+# --- image folders: a folder per split (train/, val/, test/ or any name), a sub-folder per class.
 
 
-def _imagefolder(config: TrialConfig, path: str) -> Dataset:
+def imagefolder_root(config: TrialConfig, path: str) -> Path:
     root = Path(path).expanduser()
     if not root.is_absolute() and not root.exists() and (data_root(config) / root).exists():
         root = data_root(config) / root
-    train_dir = root / "train"
-    if not train_dir.is_dir():
-        raise DataNotFoundError(
+    return root
+
+
+def _imagefolder(config: TrialConfig, path: str, wanted: dict[str, str], *, verify: bool) -> _Named:
+    root = imagefolder_root(config, path)
+    train_dir = root / config.train_split
+    if not root.is_dir():
+        raise DatasetMissingError(
             f"dataset 'imagefolder:{path}' not found: expected {train_dir}/<class>/<image> "
-            "(an ImageFolder layout with train/ and optional val/ and test/ folders)"
+            f"(a folder per split, such as {config.train_split}/ and val/, each with a folder per class)"
         )
-    classes = sorted(d.name for d in train_dir.iterdir() if d.is_dir())
+    found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    for split, field_name in wanted.items():
+        if split not in found:
+            raise StudyError(
+                f"field {field_name!r} is {split!r} but {root} has no {split}/ folder "
+                f"(folders found: {', '.join(found) or 'none'})"
+            )
+    classes = sorted(d.name for d in train_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
         raise DataNotFoundError(f"dataset 'imagefolder:{path}': no class folders in {train_dir}")
     if config.num_classes is not None and config.num_classes != len(classes):
@@ -294,25 +456,23 @@ def _imagefolder(config: TrialConfig, path: str) -> Dataset:
             f"field 'num_classes' is {config.num_classes} but {train_dir} has {len(classes)} "
             "class folders; allowed: that number or None"
         )
-    train = _list_split(train_dir, classes, required=True)
-    val_dir = next((root / d for d in ("val", "valid", "validation") if (root / d).is_dir()), None)
-    if val_dir is not None:
-        val = _list_split(val_dir, classes, required=False)
-    else:
-        train, val = _hold_out_val(config, train, f"{root}")
-    test = _list_split(root / "test", classes, required=False) if (root / "test").is_dir() else None
-    return Dataset(f"imagefolder:{root}", train, val, test, tuple(classes), 3, (), ())
+    splits = {split: _list_split(root / split, classes) for split in wanted}
+    if verify:
+        for listed in splits.values():
+            assert listed.files is not None
+            check_image_headers(listed.files)
+    return _Named(f"imagefolder:{root}", splits, tuple(classes), 3, lambda split: f"folder {root / split}/")
 
 
-def _list_split(folder: Path, classes: list[str], *, required: bool) -> Split:
+def _list_split(folder: Path, classes: list[str]) -> Split:
     index = {c: i for i, c in enumerate(classes)}
     files: list[str] = []
     labels: list[int] = []
-    for entry in sorted(d for d in folder.iterdir() if d.is_dir()):
+    for entry in sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")):
         if entry.name not in index:
             raise DataNotFoundError(
-                f"{entry}: class folder not in train/ (train has {len(classes)} classes: "
-                f"{', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''})"
+                f"{entry}: class folder {entry.name!r} is not a class of the training split (it has "
+                f"{len(classes)} classes: {', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''})"
             )
         found = sorted(
             os.path.join(dirpath, f)
@@ -320,34 +480,75 @@ def _list_split(folder: Path, classes: list[str], *, required: bool) -> Split:
             for f in names
             if f.lower().endswith(IMAGE_EXTENSIONS)
         )
-        if not found and required:
+        if not found:
             raise DataNotFoundError(f"{entry}: class folder has no images ({', '.join(IMAGE_EXTENSIONS)})")
         files += found
         labels += [index[entry.name]] * len(found)
     if not files:
-        raise DataNotFoundError(f"{folder}: no images in its class folders")
+        raise DataNotFoundError(f"{folder}: no class folders with images")
     return Split(labels=np.asarray(labels, np.int64), files=tuple(files))
+
+
+def check_image_headers(files: tuple[str, ...]) -> None:
+    """Raise DataNotFoundError naming the first file whose image header PIL cannot read.
+
+    Only headers are read (a few KB per file, in threads): a file that is not an image is found
+    here; a truncated one only when training decodes it (that trial fails, naming the file).
+    The result for an unchanged list of files is cached."""
+    key = _digest("|".join(f"{f}:{(st := os.stat(f)).st_size}:{st.st_mtime_ns}" for f in files))
+    stamp = cache_dir() / "checks" / f"headers-{key}.ok"
+    if stamp.exists():
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    def bad(path: str) -> str | None:
+        try:
+            with Image.open(path) as im:
+                im.size  # noqa: B018 - the header is parsed by open(); size proves it
+        except Exception as e:  # PIL raises many kinds: UnidentifiedImageError, OSError, SyntaxError...
+            return f"{path}: not a readable image ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        return None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for problem in pool.map(bad, files, chunksize=64):
+            if problem is not None:
+                raise DataNotFoundError(problem)
+    _atomic_write_bytes(stamp, b"ok\n")
 
 
 # --- normalisation statistics.
 
 
-def _normalisation(config: TrialConfig, ds: Dataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _normalisation(config: TrialConfig, ds: Dataset) -> tuple[tuple[float, ...], tuple[float, ...], str]:
+    """(mean, std, how they were obtained) on the 0..1 scale, one value per channel."""
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
     c = ds.channels
-    if config.normalize == "none":
-        return (0.0,) * c, (1.0,) * c
-    if config.normalize == "imagenet":
+    mode = config.normalize
+    if mode == "none":
+        return (0.0,) * c, (1.0,) * c, "none (x / 255)"
+    if mode == "custom":
+        if len(config.mean) != c:
+            raise StudyError(
+                f"field 'mean' has {len(config.mean)} values but {config.dataset} has {c} channel(s)"
+            )
+        return tuple(config.mean), tuple(config.std), "custom (mean/std of the study)"
+    if mode == "imagenet":
         mean, std = IMAGENET_MEAN_STD
         if c == 1:
-            return (float(np.mean(mean)),), (float(np.mean(std)),)
-        return mean, std
-    if ds.name == "cifar10":
-        return CIFAR10_MEAN_STD
-    if ds.name == "cifar100":
-        return CIFAR100_MEAN_STD
+            return (float(np.mean(mean)),), (float(np.mean(std)),), "ImageNet's (averaged over RGB)"
+        return mean, std, "ImageNet's"
+    if mode == "dataset" and ds.name == "cifar10":
+        return (*CIFAR10_MEAN_STD, "published CIFAR-10 statistics")
+    if mode == "dataset" and ds.name == "cifar100":
+        return (*CIFAR100_MEAN_STD, "published CIFAR-100 statistics")
     if ds.train.images is not None:
-        return _array_mean_std(ds.train.images)
-    return _folder_mean_std(ds)
+        return (*_array_mean_std(ds.train.images), f"computed from the training split ({len(ds.train)} images)")
+    mean, std = _folder_mean_std(ds)
+    n = min(len(ds.train), 500)
+    return mean, std, f"computed from {n} class-balanced training images at 64 px"
 
 
 def _array_mean_std(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -81,6 +81,13 @@ def prepare(study: Study, *, smoke: bool) -> tuple[Study, list[TrialSpec]]:
                     check_model_config(config)
                 except StudyError as e:
                     raise StudyError(f"{study.where}: {e}") from None
+        if not smoke:  # data absent, a split contradicting the folders, a bad image: before any row
+            from ablate.data import check_study_data
+
+            try:
+                check_study_data(configs, missing_ok=False)
+            except AblateError as e:
+                raise StudyError(f"{study.where}: {e}") from None
         if smoke:
             specs = [
                 dataclasses.replace(s, config=smoke_config(s.config))

@@ -165,7 +165,17 @@ class Trial(Base):
     images_per_s: Mapped[float | None]
     peak_mem_mb: Mapped[float | None]
     n_params: Mapped[int | None] = mapped_column(BigInteger)
+    # Parameters with requires_grad (what a freeze strategy leaves to train).
+    n_trainable_params: Mapped[int | None] = mapped_column(BigInteger)
+    # Images in each split; NULL for a split the study does not have.
+    n_train: Mapped[int | None] = mapped_column(Integer)
+    n_val: Mapped[int | None] = mapped_column(Integer)
+    n_test: Mapped[int | None] = mapped_column(Integer)
+    # completed | early_stopped | time_limit | diverged | pruned
     stop_reason: Mapped[str | None] = mapped_column(String(64))
+    # Where each split came from, its class counts, and the normalisation used:
+    # {"splits": {"train": {"n", "source", "per_class"}, ...}, "normalization": {"how", "mean", "std"}}.
+    data: Mapped[dict[str, Any] | None]
     # Final metrics without a column of their own (from a custom train function).
     extra_metrics: Mapped[dict[str, Any] | None]
 
@@ -208,6 +218,8 @@ class Epoch(Base):
     val_acc: Mapped[float | None]
     val_top5: Mapped[float | None]
     lr: Mapped[float | None]
+    # Learning rate of every parameter group at the end of the epoch: {"head": 0.1, "layer4": 0.05}.
+    group_lrs: Mapped[dict[str, Any] | None]
     seconds: Mapped[float | None]
     images_per_s: Mapped[float | None]
     peak_mem_mb: Mapped[float | None]
@@ -252,8 +264,11 @@ class Environment(Base):
 TRIAL_METRICS = (
     "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "best_val_acc", "best_epoch",
     "test_acc", "test_loss", "epochs_run", "duration_s", "images_per_s", "peak_mem_mb",
-    "n_params", "stop_reason",
+    "n_params", "n_trainable_params", "n_train", "n_val", "n_test", "stop_reason",
 )  # fmt: skip
+# JSON values stored as they are (not numbers).
+TRIAL_JSON = ("data",)
+EPOCH_JSON = ("group_lrs",)
 EPOCH_METRICS = (
     "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "lr", "seconds",
     "images_per_s", "peak_mem_mb",
@@ -262,4 +277,4 @@ ENVIRONMENT_FIELDS = (
     "python", "torch", "torchvision", "timm", "cuda", "git_revision", "device_name", "hostname",
     "platform",
 )  # fmt: skip
-INT_METRICS = ("best_epoch", "epochs_run", "n_params")
+INT_METRICS = ("best_epoch", "epochs_run", "n_params", "n_trainable_params", "n_train", "n_val", "n_test")

@@ -48,10 +48,12 @@ from ablate.store._factors import (
 )
 from ablate.store._models import (
     ENVIRONMENT_FIELDS,
+    EPOCH_JSON,
     EPOCH_METRICS,
     FINISHED_STATUSES,
     INT_METRICS,
     STATUSES,
+    TRIAL_JSON,
     TRIAL_METRICS,
     Artifact,
     Environment,
@@ -448,6 +450,8 @@ class ResultStore:
                 continue
             if key in EPOCH_METRICS:
                 values[key] = _number(key, value)
+            elif key in EPOCH_JSON:
+                values[key] = _json_value(value) if value else None
             else:
                 extra[key] = _json_value(value)
         values["extra"] = extra or None
@@ -487,6 +491,8 @@ class ResultStore:
                 values[key] = None if value is None else str(value)
             elif key in TRIAL_METRICS:
                 values[key] = _number(key, value)
+            elif key in TRIAL_JSON:
+                values[key] = _json_value(value) if value else None
             else:
                 extra[key] = _json_value(value)
         values["extra_metrics"] = extra or None
@@ -563,7 +569,7 @@ class ResultStore:
         cleared: dict[str, Any] = {m: None for m in TRIAL_METRICS}
         cleared.update(
             status="queued", worker=None, host=None, device=None, lease_expires_at=None,
-            heartbeat_at=None, finished_at=None, error=None, extra_metrics=None,
+            heartbeat_at=None, finished_at=None, error=None, extra_metrics=None, data=None,
         )  # fmt: skip
 
         def op(session: Session) -> int:

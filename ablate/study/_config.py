@@ -23,7 +23,9 @@ from ablate.errors import StudyError
 DATASETS = ("digits", "cifar10", "cifar100", "synthetic", "imagefolder:<path>")
 AUGMENT_PRESETS = ("none", "basic", "heavy")
 AUTO_AUGMENT = ("none", "randaugment", "trivialaugment")
-NORMALIZE = ("dataset", "imagenet", "none")
+NORMALIZE = ("dataset", "computed", "imagenet", "custom", "none")
+RESIZE_MODES = ("auto", "crop", "squash", "none")
+PLATEAU_METRICS = ("study", "val_acc", "val_loss", "train_acc", "train_loss")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULERS = ("none", "step", "multistep", "plateau", "cosine", "cosine_restarts", "onecycle")
 AMP_MODES = ("auto", "off", "fp16", "bf16")
@@ -62,7 +64,16 @@ class TrialConfig:
     download: bool = _knob(False, "let torchvision download cifar10/100 into data_root")
     num_classes: int | None = _knob(None, "classes; required for imagefolder smoke runs and synthetic", low=2)
     synthetic_samples: int = _knob(512, "images per split for dataset=synthetic", low=8)
-    val_split: float = _knob(0.2, "stratified fraction of train held out when there is no val split", low=0.0, high=0.9)
+    train_split: str = _knob("train", "folder of the training images (digits, CIFAR and synthetic: their own 'train')")
+    val_split: float | str | None = _knob(
+        0.2, "validation: a fraction of train held out (stratified, split_seed), a folder name such as 'val', or 0/None for none",
+        low=0.0, high=1.0,
+    )
+    test_split: float | str | None = _knob(
+        "test", "test: a folder name ('test': the official test set of digits, CIFAR, synthetic), a fraction of train held out, or None",
+        low=0.0, high=1.0,
+    )
+    split_seed: int = _knob(0, "seed of the stratified hold-outs: the same images for every trial, whatever its seed", low=0)
     max_train_samples: int | None = _knob(None, "cap on training images (smoke runs, quick checks)", low=1)
     image_size: int = _knob(32, "input side in pixels", low=4, high=1024)
     # --- model
@@ -83,12 +94,19 @@ class TrialConfig:
     augment: str = _knob("basic", "preset: none | basic (crop+flip) | heavy (+erasing, jitter, rotation, grayscale)", choices=AUGMENT_PRESETS)
     crop_padding: int = _knob(4, "pixels of padding for the random crop (basic, heavy)", low=0, high=64)
     hflip: bool = _knob(True, "random horizontal flip (basic, heavy)")
+    train_resize: str = _knob("auto", "training images to image_size: crop (resize short side to image_size/crop_ratio, random crop), squash (resize to image_size^2), none (native size); auto: crop for image folders, squash for in-memory data", choices=RESIZE_MODES)
+    eval_resize: str = _knob("auto", "val/test images to image_size: crop (resize to image_size/crop_ratio, centre crop), squash, none (native size); auto as train_resize", choices=RESIZE_MODES)
+    crop_ratio: float = _knob(0.875, "resize 'crop': image_size / resized short side (0.875: 256 -> 224)", low=0.0, high=1.0, low_open=True)
     rotation: float = _knob(12.0, "max rotation in degrees (heavy)", low=0.0, high=180.0)
     color_jitter: float = _knob(0.2, "brightness/contrast/saturation jitter (heavy)", low=0.0, high=1.0)
     grayscale_p: float = _knob(0.1, "probability of random grayscale (heavy)", low=0.0, high=1.0)
     erasing_p: float = _knob(0.25, "probability of random erasing (heavy)", low=0.0, high=1.0)
+    erasing_scale: list[float] = _knob([0.02, 0.33], "random erasing: [min, max] fraction of the image area (heavy)")
+    erasing_ratio: list[float] = _knob([0.3, 3.3], "random erasing: [min, max] aspect ratio of the rectangle (heavy)")
     auto_augment: str = _knob("none", "RandAugment/TrivialAugment (DataLoader path)", choices=AUTO_AUGMENT)
-    normalize: str = _knob("dataset", "mean/std: the dataset's own, ImageNet's, or none", choices=NORMALIZE)
+    normalize: str = _knob("dataset", "mean/std: dataset (published for CIFAR, else computed), computed (from the training split), imagenet, custom (mean/std), none", choices=NORMALIZE)
+    mean: list[float] = _knob([], "normalize='custom': per-channel mean on the 0..1 scale")
+    std: list[float] = _knob([], "normalize='custom': per-channel std on the 0..1 scale")
     mixup_alpha: float = _knob(0.0, "MixUp alpha, 0 = off", low=0.0)
     cutmix_alpha: float = _knob(0.0, "CutMix alpha, 0 = off", low=0.0)
     label_smoothing: float = _knob(0.0, "cross-entropy label smoothing", low=0.0, high=0.99)
@@ -104,6 +122,7 @@ class TrialConfig:
     gamma: float = _knob(0.1, "step/multistep: decay factor", low=0.0, high=1.0, low_open=True)
     plateau_patience: int = _knob(10, "plateau: epochs without improvement before decaying", low=0)
     plateau_factor: float = _knob(0.1, "plateau: decay factor", low=0.0, high=1.0, low_open=True)
+    plateau_metric: str = _knob("study", "plateau: the per-epoch metric it watches (study: the study metric's epoch value)", choices=PLATEAU_METRICS)
     t_0: int = _knob(10, "cosine_restarts: epochs of the first cycle", low=1)
     t_mult: int = _knob(1, "cosine_restarts: cycle length multiplier", low=1)
     min_lr: float = _knob(0.0, "cosine / cosine_restarts: final LR", low=0.0)
@@ -117,7 +136,8 @@ class TrialConfig:
     channels_last: bool = _knob(True, "channels_last memory format for convolutional models")
     compile: bool = _knob(False, "torch.compile the model")
     device: str = _knob("auto", "device", choices=DEVICES)
-    num_workers: int = _knob(2, "DataLoader workers for image-folder datasets", low=0, high=64)
+    num_workers: int = _knob(2, "DataLoader workers of the training split (image folders, per-image policies)", low=0, high=64)
+    eval_workers: int | None = _knob(None, "DataLoader workers of the val and test splits (None: num_workers)", low=0, high=64)
     pin_memory: bool = _knob(True, "pinned host memory for the DataLoader path on CUDA")
     prediction_samples: int = _knob(30, "test images whose predictions are stored for the report", low=0)
     seed: int = _knob(0, "random seed of this replicate", low=0)
@@ -137,9 +157,28 @@ FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fiel
 _HINTS = typing.get_type_hints(TrialConfig)
 
 
+# Fields added after the first release: left out of the hash while at their default, so that
+# trials planned before they existed keep their identity (re-running a study adds nothing).
+_HASHED_WHEN_SET = (
+    "train_split", "test_split", "split_seed", "train_resize", "eval_resize", "crop_ratio",
+    "erasing_scale", "erasing_ratio", "mean", "std", "eval_workers", "plateau_metric",
+)  # fmt: skip
+
+
+def _default(name: str) -> Any:
+    f = FIELDS[name]
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    factory: Any = f.default_factory
+    return factory()
+
+
 def config_hash(config: TrialConfig) -> str:
     values = config.to_dict()
     del values["seed"]
+    for name in _HASHED_WHEN_SET:
+        if values[name] == _default(name):
+            del values[name]
     blob = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -199,7 +238,8 @@ def _describe_type(hint: Any) -> str:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _describe_type(args[0]) + " or None"
+        text = " or ".join(_describe_type(a) for a in args)
+        return text + " or None" if type(None) in typing.get_args(hint) else text
     if origin is list:
         return f"a list of {_describe_type(typing.get_args(hint)[0])}s"
     if origin is dict:
@@ -220,9 +260,11 @@ def coerce_value(name: str, value: Any, *, where: str) -> Any:
 
     optional = typing.get_origin(hint) in (typing.Union, types.UnionType)
     if optional:
-        if value is None:
+        if value is None and type(None) in typing.get_args(hint):
             return None
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        arms = [a for a in typing.get_args(hint) if a is not type(None)]
+        # float | str (the splits): a name stays a name, a number is checked as a number.
+        hint = str if str in arms and isinstance(value, str) else arms[0]
 
     if hint is bool:
         if not isinstance(value, bool):
@@ -276,7 +318,166 @@ def coerce_value(name: str, value: Any, *, where: str) -> Any:
     return value
 
 
+def split_source(value: float | str | None) -> float | str | None:
+    """What a split declaration means: a fraction of train, a folder name, or None (no split)."""
+    if value is None or value == "none" or (not isinstance(value, str) and value == 0):
+        return None
+    return value
+
+
+def has_val_split(config: TrialConfig) -> bool:
+    return split_source(config.val_split) is not None
+
+
+def has_test_split(config: TrialConfig) -> bool:
+    return split_source(config.test_split) is not None
+
+
+def _check_splits(config: TrialConfig, where: str) -> None:
+    folders: dict[str, str] = {"train_split": config.train_split}
+    fractions = 0.0
+    for name in ("val_split", "test_split"):
+        value = split_source(getattr(config, name))
+        if isinstance(value, float):
+            if value >= 1:
+                raise StudyError(
+                    f"{where}: field {name!r} is {value:g}: a hold-out of all of train leaves nothing "
+                    "to train on; allowed: a fraction between 0 and 1 (such as 0.2), a folder name, or None"
+                )
+            fractions += value
+        elif isinstance(value, str):
+            folders[name] = value
+    if fractions >= 1:
+        raise StudyError(
+            f"{where}: fields 'val_split' and 'test_split' hold out {fractions:g} of train together; "
+            "they must leave some of it to train on"
+        )
+    for name, folder in folders.items():
+        if not folder or "/" in folder or "\\" in folder or folder in (".", ".."):
+            raise StudyError(f"{where}: field {name!r} is {folder!r}; allowed: the name of a folder next to train/")
+    seen: dict[str, str] = {}
+    for name, folder in folders.items():
+        if folder in seen:
+            raise StudyError(
+                f"{where}: fields {seen[folder]!r} and {name!r} both declare folder {folder!r}: "
+                "one folder can be only one split"
+            )
+        seen[folder] = name
+    if not has_val_split(config):
+        if config.early_stopping:
+            raise StudyError(
+                f"{where}: field 'early_stopping' is {config.early_stopping} but there is no validation "
+                "split (val_split is None/0): early stopping would select on training or test images; "
+                "set val_split (e.g. 0.2) or early_stopping=0"
+            )
+        if config.scheduler == "plateau" and not config.plateau_metric.startswith("train_"):
+            raise StudyError(
+                f"{where}: scheduler 'plateau' watches plateau_metric {config.plateau_metric!r}, a "
+                "validation metric, but there is no validation split (val_split is None/0); set "
+                "val_split (e.g. 0.2), plateau_metric='train_loss', or another scheduler"
+            )
+
+
+def check_selection(config: TrialConfig, *, metric: str, design: str, pruner: str, where: str) -> None:
+    """Refuse a study that would compare or stop trials on images they are not meant to see:
+    a validation metric without a validation split, a test metric without a test split, and
+    test images used to choose configurations (Optuna's samplers, pruners)."""
+    if metric.startswith("val_") and not has_val_split(config):
+        raise StudyError(
+            f"{where}: metric {metric!r} needs a validation split but val_split is {config.val_split!r}; "
+            "set val_split (e.g. 0.2 of train) or use metric 'test_acc' (reported, never selected on)"
+        )
+    if metric.startswith("test_") and not has_test_split(config):
+        raise StudyError(f"{where}: metric {metric!r} needs a test split but test_split is {config.test_split!r}")
+    if metric.startswith("test_") and design in ("random", "tpe"):
+        raise StudyError(
+            f"{where}: design {design!r} chooses the next configurations by the metric; metric "
+            f"{metric!r} would select them on test images; use a validation metric (val_acc)"
+        )
+    if pruner != "none" and not has_val_split(config):
+        raise StudyError(
+            f"{where}: pruner {pruner!r} compares trials on a per-epoch validation metric but there is "
+            "no validation split (val_split is None/0)"
+        )
+
+
+_HEAVY_ONLY = ("rotation", "color_jitter", "grayscale_p", "erasing_p", "erasing_scale", "erasing_ratio")
+_SCHEDULER_FIELDS = {
+    "step_size": ("step",), "gamma": ("step", "multistep"), "milestones": ("multistep",),
+    "plateau_patience": ("plateau",), "plateau_factor": ("plateau",), "t_0": ("cosine_restarts",),
+    "t_mult": ("cosine_restarts",), "min_lr": ("cosine", "cosine_restarts"), "plateau_metric": ("plateau",),
+}  # fmt: skip
+
+
+def unused_settings(config: TrialConfig) -> dict[str, str]:
+    """Fields the built-in trainer does not read for this config, each with the reason."""
+    out: dict[str, str] = {}
+    if config.augment == "none":
+        out.update(dict.fromkeys(("crop_padding", "hflip"), "augment is 'none'"))
+    if config.augment != "heavy":
+        out.update(dict.fromkeys(_HEAVY_ONLY, f"augment is {config.augment!r}; only 'heavy' uses it"))
+    elif config.erasing_p == 0:
+        out.update(dict.fromkeys(("erasing_scale", "erasing_ratio"), "erasing_p is 0"))
+    auto = "crop" if _IMAGEFOLDER.match(config.dataset) else "squash"
+    modes = {auto if m == "auto" else m for m in (config.train_resize, config.eval_resize)}
+    if "crop" not in modes:
+        out["crop_ratio"] = "neither train_resize nor eval_resize is 'crop' (for this dataset)"
+    for name, schedulers in _SCHEDULER_FIELDS.items():
+        if config.scheduler not in schedulers:
+            out[name] = f"scheduler is {config.scheduler!r}; it is used by {', '.join(schedulers)}"
+    if config.optimizer != "sgd":
+        out.update(dict.fromkeys(("momentum", "nesterov"), f"optimizer is {config.optimizer!r}"))
+    if config.model != "cnn":
+        for name in FIELDS:
+            if name.startswith("cnn_"):
+                out[name] = f"model is {config.model!r}; cnn_* fields shape model 'cnn'"
+    if not config.pretrained:
+        out["weights_path"] = "pretrained is false"
+    return out
+
+
+def check_settings_used(names: typing.Iterable[str], configs: typing.Sequence[TrialConfig], *, where: str) -> None:
+    """Refuse a setting the study makes (a base key or a factor) that no trial's trainer reads:
+    a factor whose levels all train the same way is a mistake, not an ablation."""
+    if not configs:
+        return
+    for name in names:
+        reasons = [unused_settings(c).get(name) for c in configs]
+        if all(reasons):
+            raise StudyError(
+                f"{where}: field {name!r} is set but no trial uses it ({reasons[0]}); remove it or "
+                "change what makes it unused"
+            )
+
+
+def _check_transforms(config: TrialConfig, where: str) -> None:
+    custom = config.normalize == "custom"
+    if custom != bool(config.mean) or custom != bool(config.std):
+        raise StudyError(
+            f"{where}: fields 'mean' and 'std' are given with normalize='custom' and only then "
+            f"(normalize is {config.normalize!r}, mean {config.mean}, std {config.std})"
+        )
+    if custom:
+        if len(config.mean) != len(config.std):
+            raise StudyError(
+                f"{where}: fields 'mean' ({len(config.mean)} values) and 'std' ({len(config.std)} values) "
+                "must have one value per image channel each"
+            )
+        if any(v <= 0 for v in config.std) or any(not 0 <= v <= 1 for v in config.mean):
+            raise StudyError(
+                f"{where}: normalize='custom' needs mean in [0, 1] and std > 0 on the 0..1 scale, "
+                f"got mean {config.mean}, std {config.std}"
+            )
+    for name, high in (("erasing_scale", 1.0), ("erasing_ratio", None)):
+        pair = getattr(config, name)
+        if len(pair) != 2 or not 0 < pair[0] <= pair[1] or (high is not None and pair[1] > high):
+            bound = f" <= {high:g}" if high is not None else ""
+            raise StudyError(f"{where}: field {name!r} is {pair}; it must be [min, max] with 0 < min <= max{bound}")
+
+
 def _check_cross_fields(config: TrialConfig, where: str) -> None:
+    _check_splits(config, where)
+    _check_transforms(config, where)
     ds = config.dataset
     if ds not in DATASETS[:-1] and not _IMAGEFOLDER.match(ds):
         raise StudyError(

@@ -17,6 +17,8 @@ from ablate.study._config import (
     METRICS,
     TrialConfig,
     check_field_name,
+    check_selection,
+    check_settings_used,
     coerce_value,
     did_you_mean,
     make_config,
@@ -165,7 +167,7 @@ class Study:
                 raise StudyError(f"{w}: design {self.design!r} needs at least one factor to search")
             for factor, space in spaces.items():
                 for level in space.examples():
-                    self.config_for({factor: level}, self.seeds[0])
+                    self._check_selection(self.config_for({factor: level}, self.seeds[0]))
             return []
         self._check_plan_size(spaces)
         specs = self.expand()
@@ -177,7 +179,15 @@ class Study:
             if not any(s.params == wanted for s in specs):
                 text = ", ".join(f"{k}={v!r}" for k, v in wanted.items())
                 raise StudyError(f"{w}: baseline ({text}) is excluded by the constraints; declare another baseline")
+        for spec in specs:
+            self._check_selection(spec.config)
+        if self.train is None:
+            check_settings_used([*self.base, *self.factors], [t.config for t in specs], where=w)
         return specs
+
+    def _check_selection(self, config: TrialConfig) -> None:
+        if self.train is None:  # a custom train function decides itself what it evaluates on
+            check_selection(config, metric=self.metric, design=self.design, pruner=self.pruner, where=self.where)
 
     def _check_factor_names(self, spaces: Mapping[str, Space]) -> None:
         from ablate.store._factors import VIEW_METRIC_COLUMNS, VIEW_TRIAL_COLUMNS

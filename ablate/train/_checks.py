@@ -9,6 +9,7 @@ import functools
 from ablate.data import dataset_channels
 from ablate.errors import StudyError
 from ablate.study import TrialConfig
+from ablate.study._config import split_source
 from ablate.train._models import build_model, model_in_chans
 from ablate.train._stages import Stages, check_freeze, check_lr_groups, resolve_stages
 
@@ -67,6 +68,14 @@ def smoke_config(config: TrialConfig) -> TrialConfig:
     if channels != 3:
         extra["synthetic_channels"] = channels
     batch = min(config.batch_size, SMOKE_BATCH)
+    # Each split keeps its role (present or not) on synthetic data's own train/val/test sets: a
+    # hold-out of a few dozen images could leave classes out of a split.
+    # "auto" sizing means crop for image folders and squash in memory: keep the folder's.
+    folder = config.dataset.startswith("imagefolder:")
+    train_resize = "crop" if folder and config.train_resize == "auto" else config.train_resize
+    eval_resize = "crop" if folder and config.eval_resize == "auto" else config.eval_resize
+    val = "val" if split_source(config.val_split) is not None else None
+    test = "test" if split_source(config.test_split) is not None else None
     return dataclasses.replace(
         config,
         dataset="synthetic",
@@ -81,6 +90,12 @@ def smoke_config(config: TrialConfig) -> TrialConfig:
         pretrained=False,
         weights_path=None,
         num_workers=0,
+        eval_workers=None,
+        train_split="train",
+        val_split=val,
+        test_split=test,
+        train_resize=train_resize,
+        eval_resize=eval_resize,
         compile=False,
         # A study pinned to CUDA is still smoke-tested on a laptop; auto picks the GPU when there is one.
         device="auto" if config.device == "cuda" else config.device,

@@ -28,8 +28,10 @@ from ablate.data import (
     balanced_order,
     folder_transforms,
     load_dataset,
+    resize_modes,
     resize_nhwc,
     resize_side,
+    stored_side,
 )
 from ablate.errors import StudyError
 from ablate.study import TrialConfig
@@ -206,7 +208,10 @@ class _Trial:
         if not any(g["params"] for g in groups):
             raise StudyError(f"field 'freeze' is {config.freeze!r}: it leaves no parameter to train")
         self.optimizer = build_optimizer(config, groups)
-        self.schedule = LRSchedule(config, self.optimizer, steps_per_epoch=self.steps, maximize=maximize)
+        # ReduceLROnPlateau watches the study metric's epoch value unless plateau_metric names one.
+        self.plateau_metric = self.epoch_metric if config.plateau_metric == "study" else config.plateau_metric
+        plateau_max = maximize if config.plateau_metric == "study" else config.plateau_metric.endswith("acc")
+        self.schedule = LRSchedule(config, self.optimizer, steps_per_epoch=self.steps, maximize=plateau_max)
         self.amp_dtype, use_scaler = resolve_amp(config, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
 
@@ -217,6 +222,7 @@ class _Trial:
         self.best_epoch: int | None = None
         self.bad_epochs = 0
         self.stop_reason: str | None = None
+        self.n_trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         self.prior_duration = 0.0
         self.train_seconds = 0.0
         self.train_images = 0
@@ -225,30 +231,46 @@ class _Trial:
 
     # --- set-up helpers
 
-    def _sources(self) -> tuple[Any, Any, Any]:
+    def _sources(self) -> tuple[Any, Any | None, Any | None]:
+        """Batch sources of train, val (None without a validation split) and test (None without
+        one). Training reads with ``num_workers``, val and test with ``eval_workers``."""
         c, ds, dev = self.config, self.data, self.device
+        eval_workers = c.num_workers if c.eval_workers is None else c.eval_workers
+        train_mode, eval_mode = resize_modes(c, in_memory=ds.in_memory)
         if ds.in_memory:
             assert ds.train.images is not None
             if c.auto_augment != "none":  # per-image policies need the DataLoader path
                 native = (ds.train.images.shape[1], ds.train.images.shape[2])
                 train: Any = LoaderBatches(
-                    ds.train, device=dev, transform=array_transforms(c.image_size, native, c.auto_augment),
+                    ds.train, device=dev, transform=array_transforms(c.image_size, native, c.auto_augment, train_mode),
                     num_workers=c.num_workers, pin_memory=c.pin_memory,
                 )
             else:
-                train = InMemoryBatches(ds.train, device=dev, image_size=c.image_size)
-            val = InMemoryBatches(ds.val, device=dev, image_size=c.image_size)
-            test = InMemoryBatches(ds.test, device=dev, image_size=c.image_size) if ds.test else None
-            return train, val, test
+                train = InMemoryBatches(ds.train, device=dev, image_size=stored_side(train_mode, c))
 
-        def folder(split: Any, train: bool) -> LoaderBatches:
-            tf = folder_transforms(c.image_size, train=train, random_crop=c.augment != "none", auto_augment=c.auto_augment)
+            def memory(split: Any) -> InMemoryBatches | None:
+                return InMemoryBatches(split, device=dev, image_size=stored_side(eval_mode, c)) if split else None
+
+            return train, memory(ds.val), memory(ds.test)
+
+        def folder(split: Any, train: bool) -> LoaderBatches | None:
+            if split is None:
+                return None
+            mode = train_mode if train else eval_mode
+            tf = folder_transforms(
+                c.image_size, train=train, random_crop=c.augment != "none", auto_augment=c.auto_augment,
+                resize=mode, crop_ratio=c.crop_ratio,
+            )
             return LoaderBatches(
-                split, device=dev, transform=tf, num_workers=c.num_workers, pin_memory=c.pin_memory,
-                min_side=resize_side(c.image_size),
+                split, device=dev, transform=tf, num_workers=c.num_workers if train else eval_workers,
+                pin_memory=c.pin_memory,
+                min_side={"crop": resize_side(c.image_size, c.crop_ratio), "squash": c.image_size}.get(mode),
+                native_side=c.image_size if mode == "none" else None,
             )
 
-        return folder(ds.train, True), folder(ds.val, False), folder(ds.test, False) if ds.test else None
+        train_src = folder(ds.train, True)
+        assert train_src is not None
+        return train_src, folder(ds.val, False), folder(ds.test, False)
 
     def _model_state_copy(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -283,15 +305,18 @@ class _Trial:
             if not math.isfinite(train_loss):
                 self.stop_reason, error = "diverged", f"diverged: non-finite loss at epoch {epoch}"
                 break
-            val_loss, val_acc, val_top5 = self._evaluate(self.val_src)
-            if not math.isfinite(val_loss):
-                self.stop_reason, error = "diverged", f"diverged: non-finite loss at epoch {epoch}"
-                break
+            val_loss = val_acc = val_top5 = None
+            if self.val_src is not None:
+                val_loss, val_acc, val_top5 = self._evaluate(self.val_src)
+                if not math.isfinite(val_loss):
+                    self.stop_reason, error = "diverged", f"diverged: non-finite loss at epoch {epoch}"
+                    break
             m = EpochMetrics(
                 epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
                 val_acc=val_acc, val_top5=val_top5, lr=float(self.optimizer.param_groups[0]["lr"]),
                 seconds=time.perf_counter() - started, images_per_s=n_images / max(train_s, 1e-9),
                 peak_mem_mb=_peak_mem_mb(self.device),
+                group_lrs={str(g.get("name", i)): float(g["lr"]) for i, g in enumerate(self.optimizer.param_groups)},
             )
             self._end_epoch(m, entered)
             self._report(reporter, m)
@@ -374,10 +399,11 @@ class _Trial:
     def _end_epoch(self, m: EpochMetrics, entered: float) -> None:
         """Bookkeeping after a finished epoch, then the checkpoints (best before last)."""
         value = getattr(m, self.epoch_metric)
-        self.schedule.end_epoch(m.epoch - 1, value)
+        self.schedule.end_epoch(m.epoch - 1, getattr(m, self.plateau_metric))
         self.history.append(m)
         self.epoch = m.epoch
-        improved = value is not None and self._improved(value)
+        # Without a validation split nothing is selected: the last epoch is the one kept.
+        improved = (value is not None and self._improved(value)) or (value is None and self.val_src is None)
         if improved:
             self.best, self.best_epoch, self.bad_epochs = value, m.epoch, 0
             self.best_state = self._model_state_copy()
@@ -500,7 +526,7 @@ class _Trial:
             val_loss=last.val_loss if last else None,
             val_acc=last.val_acc if last else None,
             val_top5=last.val_top5 if last else None,
-            best_val_acc=max((m.val_acc for m in self.history), default=None),
+            best_val_acc=max((m.val_acc for m in self.history if m.val_acc is not None), default=None),
             best_epoch=self.best_epoch,
             best_metric=best_metric,
             test_acc=test_acc,
@@ -512,8 +538,9 @@ class _Trial:
             n_params=sum(p.numel() for p in self.model.parameters()),
             artifacts=artifacts,
             history=list(self.history),
-            n_trainable_params=sum(p.numel() for p in self.model.parameters() if p.requires_grad),
+            n_trainable_params=self.n_trainable,
             startup_s=self.first_step_at,
+            data=self.data.provenance(),
         )
 
     def _write_predictions(self) -> None:
@@ -521,7 +548,8 @@ class _Trial:
         predictions, at most 64 px per side, for the report's grid."""
         assert self.folder is not None
         split, source = (self.data.test, self.test_src) if self.test_src is not None else (self.data.val, self.val_src)
-        assert split is not None
+        if split is None or source is None:
+            return
         index = balanced_order(split.labels)[: self.config.prediction_samples]
         images, labels, preds = [], [], []
         self.forward.eval()

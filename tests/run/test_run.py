@@ -192,11 +192,10 @@ def test_missing_data_stops_the_run_with_one_line(sqlite_url: str, tmp_path: Pat
     )
     proc = subprocess.run([*ABLATE, "run", str(study_file), "--db", sqlite_url, "--runs-dir", str(tmp_path / "runs")],
                           capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert "/nonexistent/inat" in proc.stderr
-    trials = load_trials("nodata", db=sqlite_url)
-    assert sorted(trials["status"]) == ["failed", "queued"]  # stopped after the first
+    assert "/nonexistent/inat" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "ablate.db").exists()  # refused before the study was registered
 
 
 def test_wandb_offline_writes_a_run_directory(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

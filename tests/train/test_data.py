@@ -60,13 +60,13 @@ def test_max_train_samples_keeps_classes_balanced() -> None:
 
 
 def test_synthetic_is_deterministic_and_follows_the_requested_shape() -> None:
-    cfg = tiny(num_classes=3, synthetic_samples=30, image_size=10, extra={"synthetic_channels": 1})
+    cfg = tiny(num_classes=3, synthetic_samples=30, image_size=10, extra={"synthetic_channels": 1}, val_split="val")
     a, b = load_dataset(cfg), load_dataset(cfg)
     assert a.train.images is not None and b.train.images is not None
     assert a.train.images.shape == (30, 10, 10, 1) and a.channels == 1
     assert np.array_equal(a.train.images, b.train.images)
-    assert len(a.val) == len(a.test or ()) == 30
-    assert not np.array_equal(a.train.images, a.val.images)
+    assert len(a.val or ()) == len(a.test or ()) == 30
+    assert a.val is not None and not np.array_equal(a.train.images, a.val.images)
 
 
 def test_normalisation_choices() -> None:
@@ -136,7 +136,7 @@ def test_imagefolder_without_val_holds_out_a_stratified_split(tmp_path: Path, mo
     _write_folder(tmp_path / "inat", {"train": 10, "test": 2})
     ds = load_dataset(tiny(dataset=f"imagefolder:{tmp_path / 'inat'}", num_classes=None, val_split=0.2))
     assert ds.class_names == ("cat", "dog", "owl") and not ds.in_memory
-    assert np.bincount(ds.val.labels).tolist() == [2, 2, 2]
+    assert ds.val is not None and np.bincount(ds.val.labels).tolist() == [2, 2, 2]
     assert len(ds.train) == 24 and ds.test is not None and len(ds.test) == 6
     src = LoaderBatches(
         ds.val, device=torch.device("cpu"),
@@ -150,7 +150,7 @@ def test_imagefolder_without_val_holds_out_a_stratified_split(tmp_path: Path, mo
 def test_imagefolder_trains_through_dataloader_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ABLATE_CACHE", str(tmp_path / "cache"))
     _write_folder(tmp_path / "f", {"train": 8, "val": 2, "test": 2})
-    cfg = tiny(dataset=f"imagefolder:{tmp_path / 'f'}", num_classes=None, image_size=16, num_workers=1,
+    cfg = tiny(dataset=f"imagefolder:{tmp_path / 'f'}", num_classes=None, image_size=16, num_workers=1, val_split="val",
                epochs=1, batch_size=8, auto_augment="randaugment", augment="heavy")
     result = train_trial(cfg, checkpoint_dir=tmp_path / "ck")
     assert result.status == "completed" and result.test_acc is not None
@@ -163,12 +163,14 @@ def test_missing_imagefolder_and_class_count_mismatch(tmp_path: Path) -> None:
         load_dataset(tiny(dataset=f"imagefolder:{tmp_path / 'nowhere'}", num_classes=None))
     _write_folder(tmp_path / "f", {"train": 3})
     with pytest.raises(StudyError, match="num_classes"):
-        load_dataset(tiny(dataset=f"imagefolder:{tmp_path / 'f'}", num_classes=5))
+        load_dataset(tiny(dataset=f"imagefolder:{tmp_path / 'f'}", num_classes=5, test_split=None))
 
 
-def test_val_split_zero_without_a_val_folder_is_refused() -> None:
-    with pytest.raises(StudyError, match="val_split"):
-        load_dataset(tiny(dataset="digits", num_classes=None, val_split=0.0))
+def test_val_split_zero_trains_on_all_of_train() -> None:
+    ds = load_dataset(tiny(dataset="digits", num_classes=None, val_split=0.0))
+    full = load_dataset(tiny(dataset="digits", num_classes=None, val_split=0.2))
+    assert ds.val is None and full.val is not None
+    assert len(ds.train) == len(full.train) + len(full.val) and ds.test is not None
 
 
 def test_in_memory_batches_are_shuffled_per_seed_and_resized_once() -> None:

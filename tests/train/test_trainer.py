@@ -64,9 +64,13 @@ def test_metrics_dict_holds_the_numbers_for_the_database() -> None:
     assert set(metrics) == {
         "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "best_val_acc", "best_epoch",
         "best_metric", "test_acc", "test_loss", "epochs_run", "duration_s", "images_per_s",
-        "peak_mem_mb", "n_params",
+        "peak_mem_mb", "n_params", "n_trainable_params", "stop_reason", "n_train", "n_val", "n_test", "data",
     }
-    assert all(v is None or isinstance(v, (int, float)) for v in metrics.values())
+    assert metrics["stop_reason"] == "completed"
+    assert (metrics["n_train"], metrics["n_val"], metrics["n_test"]) == (52, 12, 64)  # 20 % of 64 held out
+    assert metrics["data"]["normalization"]["how"].startswith("computed from the training split")
+    numbers = {k: v for k, v in metrics.items() if k not in ("stop_reason", "data")}
+    assert all(v is None or isinstance(v, (int, float)) for v in numbers.values())
     nan = dataclasses.replace(result, train_loss=float("nan"))
     assert nan.metrics_dict()["train_loss"] is None
 
@@ -167,7 +171,7 @@ def test_non_finite_loss_stops_the_trial_as_diverged(tmp_path: Path) -> None:
 
 def test_early_stopping_on_the_study_metric() -> None:
     # A vanishing learning rate never improves the metric after the first epoch.
-    result = train_trial(tiny(lr=1e-12, epochs=6, early_stopping=2, scheduler="none"))
+    result = train_trial(tiny(lr=1e-12, epochs=6, early_stopping=2, scheduler="none", val_split="val"))
     assert result.stop_reason == "early_stopped" and result.status == "completed"
     assert result.epochs_run == 3 and result.best_epoch == 1
 
