@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ablate.errors import StudyError
+from ablate.report._provenance import Provenance, collect_provenance
 from ablate.report._data import (
     IMPORTANCE_DEPTH,
     IMPORTANCE_TREES,
@@ -64,6 +65,9 @@ class Predictions:
     labels: np.ndarray
     preds: np.ndarray
     class_names: list[str]
+    seed: int | None = None
+    split: str | None = None  # "test" or "val"; None from an older trainer
+    confusion: np.ndarray | None = None  # the whole split's, rows true class, columns predicted
 
 
 @dataclass
@@ -90,6 +94,7 @@ class Report:
     hours: pd.DataFrame | None
     predictions: Predictions | None
     notes: list[str] = field(default_factory=list)
+    provenance: Provenance | None = None
 
 
 def _small_blas() -> AbstractContextManager[Any]:
@@ -251,6 +256,7 @@ def _best_predictions(
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in ("images", "labels", "preds", "class_names")}
+            extra = {k: data[k] for k in ("split", "confusion") if k in data.files}
     except (OSError, KeyError, ValueError) as e:
         notes.append(f"No prediction grid: the artifact {path} could not be read ({e}).")
         return None
@@ -262,6 +268,9 @@ def _best_predictions(
         labels=arrays["labels"],
         preds=arrays["preds"],
         class_names=[str(c) for c in arrays["class_names"]],
+        seed=int(best["seed"]),
+        split=str(extra["split"]) if "split" in extra else None,
+        confusion=extra.get("confusion"),
     )
 
 
@@ -475,4 +484,5 @@ def load_report(
             seeds=info.seeds,
             artifacts=artifacts,
         )
+        report.provenance = collect_provenance(trials, store.load_environments(study))
         return report

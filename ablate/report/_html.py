@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ablate.report._provenance import provenance_lines
 from ablate.report._tables import (
     Cell,
     Cells,
@@ -56,6 +57,7 @@ figure { margin: 12px 0 24px; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; }
 details { margin-top: 8px; } code, pre { font: 12.5px ui-monospace, SFMono-Regular, Menlo, monospace; }
 pre { background: var(--head); padding: 10px; border-radius: 4px; overflow-x: auto; }
+p.warn { background: #fff8c5; border: 1px solid #d4a72c; border-radius: 4px; padding: 6px 10px; }
 """
 
 # Sort on click by each cell's data-v (numbers numerically, text alphabetically, blanks last).
@@ -169,6 +171,10 @@ def write_html(report: Report, plots: Sequence[Plot], path: Path, cells: Cells |
     body.append(_html_table(header, rows, baseline=list(table.rows["is_baseline"]), factors=len(table.factors)))
     body.append('<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in table_notes(table)) + "</ul>")
     body.append('<p class="caption">Click a column header to sort. The same table: table.md, table.csv, table.tex.</p>')
+    if report.provenance is not None:
+        body.append("<h2>Provenance</h2>")
+        body += [f'<p class="warn">Warning: {_e(w)}</p>' for w in report.provenance.warnings]
+        body.append('<ul class="notes">' + "".join(f"<li>{_e(x)}</li>" for x in provenance_lines(report.provenance)) + "</ul>")
     for plot in plots:
         body.append(f"<h2>{_e(plot.title)}</h2>")
         body.append(f"<figure>{_img(out / f'{plot.name}.png', plot.title)}<p class=\"caption\">{_e(plot.caption)}</p></figure>")
@@ -212,6 +218,9 @@ def write_markdown(
     lines += [f"## Ablation table: {metric_label(report.metric)}", ""]
     # markdown_table already states the constants; summary_lines gave them once above.
     lines += [*(table_md or markdown_table(report.table, cells)).splitlines()[2:], ""]
+    if report.provenance is not None:
+        lines += ["## Provenance", "", *(f"> **Warning:** {w}\n" for w in report.provenance.warnings)]
+        lines += [*(f"- {x}" for x in provenance_lines(report.provenance)), ""]
     for plot in plots:
         lines += [f"## {plot.title}", "", f"![{plot.title}]({plot.name}.png)", "", f"_{plot.caption}_", ""]
         if plot.name == "main_effects" and report.anova is not None:

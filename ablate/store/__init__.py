@@ -6,7 +6,14 @@ documents the tables and the per-study SQL views.
 """
 
 from ablate.store._engine import mask_url, resolve_url
-from ablate.store._read import list_studies, load_artifacts, load_epochs, load_study, load_trials
+from ablate.store._read import (
+    list_studies,
+    load_artifacts,
+    load_environments,
+    load_epochs,
+    load_study,
+    load_trials,
+)
 from ablate.store._records import ClaimedTrial, StudyInfo, TrialRecord
 from ablate.store._sql import QueryResult, check_read_only, run_read_only_query
 from ablate.store._store import ResultStore
@@ -20,6 +27,7 @@ __all__ = [
     "check_read_only",
     "list_studies",
     "load_artifacts",
+    "load_environments",
     "load_epochs",
     "load_study",
     "load_trials",
