@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 
 from ablate.errors import StudyError
-from ablate.report._provenance import Provenance, collect_provenance
 from ablate.report._data import (
     IMPORTANCE_DEPTH,
     IMPORTANCE_TREES,
@@ -46,6 +45,7 @@ from ablate.report._data import (
     parallel_coordinates,
     parse_baseline,
 )
+from ablate.report._provenance import Provenance, collect_provenance
 
 #: Learning curves show at most this many configurations (the baseline and the best ones).
 MAX_CURVES = 8

@@ -478,10 +478,10 @@ def plot_predictions(
         r, c = divmod(k, columns)
         y0, x0 = r * cell_h + label_px, c * cell_w
         mosaic[y0 : y0 + tile.shape[0], x0 : x0 + tile.shape[1]] = tile
-    grid_w, grid_h = 0.95 * columns, 0.95 * rows * cell_h / cell_w
-    classes = len(class_names)
-    matrix_w = 0.0 if confusion is None else max(3.0, 0.32 * classes + 1.4)
-    fig = _figure(grid_w + matrix_w + 0.3, max(grid_h, matrix_w * 0.9 if matrix_w else 0) + 0.8)
+    grid_w = 0.95 * columns
+    grid_h = grid_w * mosaic.shape[0] / mosaic.shape[1]
+    matrix_w = 0.0 if confusion is None else max(3.0, 0.32 * len(class_names) + 1.4)
+    fig = _figure(grid_w + matrix_w + 0.3, max(grid_h, matrix_w - 0.4) + 0.6)
     if confusion is None:
         ax = fig.subplots()
     else:

@@ -39,7 +39,7 @@ class Provenance:
 
 
 def _revision(revision: object, dirty: object) -> str:
-    if revision is None or pd.isna(revision):  # type: ignore[call-overload]
+    if revision is None or pd.isna(revision):
         return "no git repository"
     short = str(revision)[:SHORT]
     return f"{short} (uncommitted changes)" if dirty is True or dirty == 1 else short

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 
 from ablate.store._factors import param_value
 from ablate.store._models import (
+    ENVIRONMENT_FIELDS,
     EPOCH_METRICS,
     INT_METRICS,
-    ENVIRONMENT_FIELDS,
     STATUSES,
     TRIAL_METRICS,
     Artifact,
