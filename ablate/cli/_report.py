@@ -31,7 +31,7 @@ def report(
         typer.Option(help="Metric to rank and test on (val_acc, test_acc, val_loss, ...); default: the study's.", show_default=False),
     ] = None,
     svg: Annotated[
-        bool, typer.Option("--svg/--no-svg", help="Also write every plot as SVG (vector, for papers); default: PNG only.")
+        bool, typer.Option("--svg/--no-svg", help="Also write every plot as SVG; PNG (200 dpi) and PDF are always written.")
     ] = False,
 ) -> None:
     """Write a study's report (index.html, report.md, table.md/.csv/.tex, plots) and print its table."""
