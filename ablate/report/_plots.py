@@ -531,6 +531,9 @@ def save_figure(fig: Figure, out: Path, name: str, *, svg: bool = False, pdf: bo
     (vector) and ``name.svg`` when asked, into ``out``; return the PNG's path."""
     png = out / f"{name}.png"
     fig.savefig(png, dpi=PNG_DPI, facecolor="white")
+    # The layout is solved (in inches, the same at any DPI): the other formats reuse it rather
+    # than solve it again, which cost as much as drawing them.
+    fig.set_layout_engine("none")
     if pdf:
         fig.savefig(out / f"{name}.pdf", facecolor="white")
     if svg:
