@@ -254,7 +254,7 @@ def _even_ticks(lo: float, hi: float, *, log: bool = False) -> list[tuple[float,
         marks = marks if len(marks) <= 6 else [m for m in marks if math.isclose(math.log10(m) % 1, 0, abs_tol=1e-9)]
         span = math.log10(hi) - math.log10(lo)
         return [((math.log10(m) - math.log10(lo)) / span, f"{m:g}") for m in marks]
-    marks = [m for m in MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
+    marks = [m for m in MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
              if lo - 1e-12 * abs(hi) <= m <= hi + 1e-12 * abs(hi)]
     return [((m - lo) / (hi - lo), f"{m:.4g}") for m in marks]
 
