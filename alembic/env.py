@@ -58,6 +58,10 @@ def run_migrations_offline() -> None:
 
 
 def _run(connection: Connection) -> None:
+    if connection.dialect.name == "sqlite":
+        # Batch mode rebuilds a table as a copy and renames it back; the per-study views name
+        # that table, and SQLite's modern rename checks them mid-way ("no such table").
+        connection.exec_driver_sql("PRAGMA legacy_alter_table = ON")
     _configure(connection=connection, render_as_batch=connection.dialect.name == "sqlite")
     with context.begin_transaction():
         context.run_migrations()

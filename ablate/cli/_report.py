@@ -41,7 +41,7 @@ def report(
         ),
     ] = None,
     svg: Annotated[
-        bool, typer.Option("--svg/--no-svg", help="Also write every plot as SVG (vector, for papers); default: PNG only.")
+        bool, typer.Option("--svg/--no-svg", help="Also write every plot as SVG; PNG (200 dpi) and PDF are always written.")
     ] = False,
 ) -> None:
     """Write a study's report (index.html, report.md, table.md/.csv/.tex, plots) and print its table."""

@@ -41,6 +41,7 @@ from ablate.report._figure_data import (
     parallel_coordinates,
 )
 from ablate.report._model import Plot, Predictions, Report, ReportOptions, StudyData
+from ablate.report._provenance import collect_provenance
 from ablate.report._table import ADAPTIVE, AblationTable, ablation_table, parse_baseline
 from ablate.report._trials import (
     check_metric,
@@ -229,6 +230,7 @@ def _best_predictions(
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in ("images", "labels", "preds", "class_names")}
+            extra = {k: data[k] for k in ("split", "confusion") if k in data.files}
     except (OSError, KeyError, ValueError) as e:
         notes.append(f"No prediction grid: the artifact {path} could not be read ({e}).")
         return None
@@ -240,6 +242,9 @@ def _best_predictions(
         labels=arrays["labels"],
         preds=arrays["preds"],
         class_names=[str(c) for c in arrays["class_names"]],
+        seed=int(best["seed"]),
+        split=str(extra["split"]) if "split" in extra else None,
+        confusion=extra.get("confusion"),
     )
 
 
@@ -322,13 +327,21 @@ def draw_report(report: Report, out: Path, *, svg: bool = False, workers: int | 
                      lambda: P.plot_cost(report.cost, report.metric, report.direction, colors, unit,
                                          labels=labels, key_title=key_title)))
     if report.hours is not None and not report.hours.empty:
-        jobs.append((Plot("compute_hours", "Compute per factor level", "Device hours spent, summed over every trial that ran."),
+        jobs.append((Plot("compute_hours", "Compute per factor level", "Device time spent, summed over every trial that ran (start-up excluded)."),
                      lambda: P.plot_compute_hours(report.hours)))
     if report.predictions is not None:
         p = report.predictions
-        jobs.append((Plot("predictions", "Predictions of the best trial", f"Test images of trial {p.trial_number} ({p.label}): green right, red wrong."),
+        split = f"{p.split} split" if p.split else "held-out split"
+        shown = f"trial {p.trial_number} ({p.label})"
+        caption = (f"{len(p.labels)} class-balanced images of the {split}, predicted by the best checkpoint of "
+                   f"{shown}, the best completed trial: green right, red wrong.")
+        if p.confusion is not None:
+            caption += f" Right: the confusion matrix of the whole {split} ({int(p.confusion.sum())} images)."
+        jobs.append((Plot("predictions", "Predictions of the best trial", caption),
                      lambda: P.plot_predictions(p.images, p.labels, p.preds, p.class_names,
-                                                title=f"Best trial {p.trial_number}: test predictions")))
+                                                title=f"Best trial {p.trial_number}, {p.label}: {split} predictions",
+                                                confusion=p.confusion,
+                                                confusion_title=f"confusion matrix, {split}")))
 
     order = [plot.name for plot, _ in jobs]
     # Costly figures first, so parallel workers finish together.
@@ -370,7 +383,7 @@ def _draw_pending(index: int) -> str:
 
 def _remove_stale(out: Path, keep: Sequence[Plot]) -> None:
     names = {p.name for p in keep}
-    for path in [*out.glob("*.png"), *out.glob("*.svg")]:
+    for path in [*out.glob("*.png"), *out.glob("*.pdf"), *out.glob("*.svg")]:
         if path.stem in PLOT_NAMES and path.stem not in names:
             path.unlink()
 
@@ -452,4 +465,6 @@ def load_report(study: str, db: str | None = None, options: ReportOptions | None
         data = load_study_data(study, store)
         if options.metric:
             check_metric(options.metric, data.trials, study=study)
-        return collect_report(data, options)
+        report = collect_report(data, options)
+        report.provenance = collect_provenance(data.trials, store.load_environments(study))
+        return report

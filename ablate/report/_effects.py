@@ -67,6 +67,7 @@ def estimated_marginal_means(
     Continuous factors (more than 8 values) are binned into quantiles first.
     """
     from scipy.special import stdtrit
+
     # statsmodels.api imports every model statsmodels has (seconds of a cold `ablate report`).
     from statsmodels.regression.linear_model import OLS
 

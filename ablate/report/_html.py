@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from ablate.report._model import Plot, Report
+from ablate.report._provenance import provenance_lines
 from ablate.report._tables import (
     Cells,
     constants_line,
@@ -54,6 +55,7 @@ figure { margin: 12px 0 24px; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; }
 details { margin-top: 8px; } code, pre { font: 12.5px ui-monospace, SFMono-Regular, Menlo, monospace; }
 pre { background: var(--head); padding: 10px; border-radius: 4px; overflow-x: auto; }
+p.warn { background: #fff8c5; border: 1px solid #d4a72c; border-radius: 4px; padding: 6px 10px; }
 """
 
 # Sort on click by each cell's data-v (numbers numerically, text alphabetically, blanks last).
@@ -179,6 +181,10 @@ def write_html(report: Report, plots: Sequence[Plot], path: Path, cells: Cells |
     body.append('<p class="caption">Click a column header to sort. The same table: table.md, table.csv, table.tex.</p>')
     body.append(f"<h2>Every replicate: {_e(metric_label(report.metric))} per seed</h2>")
     body.append(_plain_html_table(*per_seed_cells(table)))
+    if report.provenance is not None:
+        body.append("<h2>Provenance</h2>")
+        body += [f'<p class="warn">Warning: {_e(w)}</p>' for w in report.provenance.warnings]
+        body.append('<ul class="notes">' + "".join(f"<li>{_e(x)}</li>" for x in provenance_lines(report.provenance)) + "</ul>")
     for plot in plots:
         body.append(f"<h2>{_e(plot.title)}</h2>")
         body.append(f"<figure>{_img(out / f'{plot.name}.png', plot.title)}<p class=\"caption\">{_e(plot.caption)}</p></figure>")
@@ -225,6 +231,9 @@ def write_markdown(
     header, rows = per_seed_cells(report.table)
     lines += [f"## Every replicate: {metric_label(report.metric)} per seed", "", _md_row(header),
               _md_row(["---"] + ["---:"] * (len(header) - 1)), *(_md_row(r) for r in rows), ""]
+    if report.provenance is not None:
+        lines += ["## Provenance", "", *(f"> **Warning:** {w}\n" for w in report.provenance.warnings)]
+        lines += [*(f"- {x}" for x in provenance_lines(report.provenance)), ""]
     for plot in plots:
         lines += [f"## {plot.title}", "", f"![{plot.title}]({plot.name}.png)", "", f"_{plot.caption}_", ""]
         if plot.name == "main_effects" and report.anova is not None:

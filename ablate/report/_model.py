@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ablate.report._figure_data import ParallelCoordinates
+from ablate.report._provenance import Provenance
 from ablate.report._table import AblationTable
 
 #: Column keys ``--columns`` chooses from (besides factor and metric names).
@@ -74,6 +75,9 @@ class Predictions:
     labels: np.ndarray
     preds: np.ndarray
     class_names: list[str]
+    seed: int | None = None
+    split: str | None = None  # "test" or "val"; None from an older trainer
+    confusion: np.ndarray | None = None  # the whole split's, rows true class, columns predicted
 
 
 @dataclass
@@ -100,6 +104,7 @@ class Report:
     hours: pd.DataFrame | None
     predictions: Predictions | None
     notes: list[str] = field(default_factory=list)
+    provenance: Provenance | None = None
     #: The model the main effects come from, in words (for the figure's caption).
     effects_model: str = ""
     #: Interactions the ANOVA found significant: main effects average over them.

@@ -1,14 +1,16 @@
 """Drawing functions: each takes what a data function returned and returns a matplotlib Figure.
 
-Nothing here computes a statistic. matplotlib is imported inside the functions (and only its
+Nothing here computes a statistic. Figures are laid out by matplotlib's constrained layout,
+keyed by ``fig.legend`` and written by ``savefig``: PNG at :data:`PNG_DPI` (with its DPI in the
+file) and PDF (vector), for papers. matplotlib is imported inside the functions (and only its
 object-oriented API, never pyplot's global state), so importing the report package stays cheap
 and figures can be drawn from any thread.
 """
 
 from __future__ import annotations
 
-import functools
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -17,55 +19,42 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 
-from ablate.report._tables import metric_label
+from ablate.report._tables import metric_label, time_unit
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from ablate.report._data import ParallelCoordinates
 
-PNG_DPI = 100
+#: Print resolution of the PNGs: 200 dpi and up is what journals ask of line art with text.
+PNG_DPI = 200
 BASELINE_COLOR = "#d62728"
 POINT_COLOR = "#1f77b4"
 OTHER_COLOR = "#9aa5b1"
 GPU_COLOR = "#2ca02c"
 CPU_COLOR = "#7f7f7f"
 GOOD, BAD = "#1a7f37", "#cf222e"
-FONT_PT = 9
-TITLE_PT = 11
 _STYLE: dict[str, Any] = {
-    "font.size": FONT_PT,
+    "font.size": 9,
     "axes.titlesize": 10,
-    "figure.titlesize": TITLE_PT,
-    "axes.labelsize": FONT_PT,
+    "figure.titlesize": 11,
+    "axes.labelsize": 9,
     "axes.grid": True,
     "grid.alpha": 0.3,
     "axes.spines.top": False,
     "axes.spines.right": False,
     "legend.fontsize": 8,
     "legend.frameon": False,
-    "svg.fonttype": "none",
-    # FreeType's hinting made every label a third slower to render, for no visible gain at
-    # the report's sizes.
-    "text.hinting": "no_hinting",
-    # A fixed title position: the automatic one measured every tick label of the axes again to
-    # dodge top tick labels, which these plots never have.
-    "axes.titley": 1.0,
-    # Default colours spelled out: matplotlib resolves its "C0" defaults through the property
-    # cycler on every line and patch made, 1.4 ms each (a seventh of the drawing time).
-    "lines.color": POINT_COLOR,
-    "patch.facecolor": POINT_COLOR,
-    "patch.edgecolor": "black",
+    "svg.fonttype": "none",  # text stays text in SVG
+    # PDF text stays matplotlib's Type 3 glyphs (vector): TrueType (pdf.fonttype 42) had
+    # fontTools parse the whole font again for every file, a fifth of the report's drawing time.
 }
 #: Interaction heatmaps print mean, std and n in each cell up to this many cells in all; beyond
-#: it, the mean alone (the caption gives the range of n), as 65 three-line cells cost a third
-#: of a second to draw and are too small to read.
+#: it, the mean alone (the caption gives the range of n): smaller cells cannot hold three lines.
 MAX_DETAILED_CELLS = 30
-
-# Figures are laid out by hand, in inches, from the measured widths of their labels:
-# matplotlib's constrained layout measured every text twice before drawing it, a third of each
-# figure's time. A line of text is 1.3 em high.
-_LINE_EM = 1.3
+#: At most this many factors side by side in one row of the main-effects figure.
+MAIN_EFFECTS_COLUMNS = 4
 
 
 def report_style() -> AbstractContextManager[Any]:
@@ -76,124 +65,10 @@ def report_style() -> AbstractContextManager[Any]:
     return matplotlib.rc_context(cast(Any, _STYLE))
 
 
-def _text_width(texts: Sequence[str], pt: float = FONT_PT) -> float:
-    """Inches taken by the widest line of ``texts`` at ``pt`` points."""
-    return max((_line_width(line, pt) for t in texts for line in str(t).split("\n")), default=0.0)
-
-
-@functools.lru_cache(maxsize=4096)
-def _line_width(line: str, pt: float) -> float:
-    from matplotlib.font_manager import FontProperties
-    from matplotlib.textpath import text_to_path
-
-    width, _, _ = text_to_path.get_text_width_height_descent(line, FontProperties(size=pt), ismath=False)
-    return float(width) / 72
-
-
-def _text_height(lines: int, pt: float = FONT_PT) -> float:
-    """Inches taken by ``lines`` lines of text at ``pt`` points."""
-    return lines * pt * _LINE_EM / 72
-
-
-def _lines(texts: Sequence[str]) -> int:
-    return max((str(t).count("\n") + 1 for t in texts), default=1)
-
-
-def _title_lines(text: str, width_in: float, pt: float = TITLE_PT) -> str:
-    """``text`` wrapped, word by word, to lines that fit a figure ``width_in`` inches wide."""
-    lines: list[str] = []
-    for word in text.split():
-        if lines and _text_width([f"{lines[-1]} {word}"], pt) <= width_in - 0.3:
-            lines[-1] += f" {word}"
-        else:
-            lines.append(word)
-    return "\n".join(lines) or text
-
-
-def _panels(
-    n: int,
-    cols: int,
-    width: float | Sequence[float],
-    height: float,
-    *,
-    left: float,
-    right: float,
-    top: float,
-    bottom: float,
-    wspace: float = 0.0,
-    hspace: float = 0.0,
-    sharey: bool = False,
-) -> tuple[Figure, list[Any]]:
-    """A figure holding ``n`` axes in rows of ``cols``, every size in inches: panels of
-    ``width`` x ``height`` (a width per column if a list), margins and gaps around them."""
+def _figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure
 
-    rows = max(1, math.ceil(n / cols))
-    widths = list(width) if isinstance(width, Sequence) else [float(width)] * cols
-    fig_w = left + sum(widths) + wspace * (cols - 1) + right
-    fig_h = top + rows * height + hspace * (rows - 1) + bottom
-    fig = Figure(figsize=(fig_w, fig_h))
-    axes: list[Any] = []
-    for i in range(n):
-        r, c = divmod(i, cols)
-        x = left + sum(widths[:c]) + c * wspace
-        y = fig_h - top - (r + 1) * height - r * hspace
-        share = axes[0] if sharey and axes else None
-        ax = fig.add_axes((x / fig_w, y / fig_h, widths[c] / fig_w, height / fig_h), sharey=share)
-        if share is not None and c > 0:
-            ax.tick_params(labelleft=False)
-        axes.append(ax)
-    return fig, axes
-
-
-def _suptitle(fig: Figure, text: str, top_in: float = 0.08) -> None:
-    """The figure's title, ``top_in`` inches below its top edge (already wrapped to fit)."""
-    fig.suptitle(text, y=1 - top_in / fig.get_figheight(), va="top")
-
-
-def _title_height(text: str) -> float:
-    return _text_height(text.count("\n") + 1, TITLE_PT) + 0.16
-
-
-#: A key entry: its label and the Line2D properties of its sample (a line, a marker alone, or
-#: a thick line standing for a filled area).
-KeyEntry = tuple[str, dict[str, Any]]
-_KEY_PT = 8
-_KEY_SAMPLE = 0.3  # inches of line drawn as an entry's sample
-
-
-def _key_layout(entries: Sequence[KeyEntry], width_in: float, title: str | None = None) -> tuple[int, float, float]:
-    """Columns, column width and height (inches) of a key fitting ``width_in``."""
-    col_w = _KEY_SAMPLE + 0.1 + _text_width([label for label, _ in entries], _KEY_PT) + 0.25
-    ncols = max(1, min(len(entries), int(width_in // col_w)))
-    rows = math.ceil(len(entries) / ncols) + (1 if title else 0)
-    return ncols, col_w, rows * _text_height(1, _KEY_PT) * 1.1 + 0.1
-
-
-def _draw_key(fig: Figure, entries: Sequence[KeyEntry], width: float, *, top: float, center: float | None = None,
-              right: float | None = None, title: str | None = None) -> None:
-    """A legend drawn as plain lines and texts, laid out by :func:`_key_layout` for ``width``
-    inches, ``top`` inches above the figure's bottom edge, centred on ``center`` or ending at
-    ``right`` (inches from the left), under an optional ``title`` line. Matplotlib's own
-    legend measured and boxed every label before drawing it: 40 % of the time of a figure
-    with a long legend."""
-    from matplotlib.lines import Line2D
-
-    ncols, col_w, _ = _key_layout(entries, width)
-    rows = math.ceil(len(entries) / ncols)
-    row_h = _text_height(1, _KEY_PT) * 1.1
-    left = (center - ncols * col_w / 2) if center is not None else (right or fig.get_figwidth()) - ncols * col_w
-    inches = fig.dpi_scale_trans
-    if title:
-        fig.text(left, top - 0.05 - 0.5 * row_h, title, transform=inches, va="center", ha="left", fontsize=_KEY_PT,
-                 color="#444444")
-        top -= row_h
-    for i, (label, style) in enumerate(entries):
-        c, r = divmod(i, rows)  # column by column, as matplotlib's legend fills them
-        x, y = left + c * col_w, top - 0.05 - (r + 0.5) * row_h
-        xs = [x + _KEY_SAMPLE / 2] if style.get("linestyle") == "" else [x, x + _KEY_SAMPLE]
-        fig.add_artist(Line2D(xs, [y] * len(xs), transform=inches, **style))
-        fig.text(x + _KEY_SAMPLE + 0.1, y, label, transform=inches, va="center", ha="left", fontsize=_KEY_PT)
+    return Figure(figsize=(width, height), layout="constrained")
 
 
 def config_colors(config_hashes: Sequence[str]) -> dict[str, Any]:
@@ -219,120 +94,56 @@ def axis_label(metric: str) -> str:
 
 def _wrap(text: str, width: int = 14) -> str:
     """A tick label on several lines: a quantile bin "0.001 – 0.01" breaks at its dash."""
-    import textwrap
-
     if " – " in text:
         low, high = text.split(" – ", 1)
         return f"{low} –\n{high}"
     return "\n".join(textwrap.wrap(text, width)) or text
 
 
-def _category_labels(ax: Any, positions: Sequence[float], labels: Sequence[str], axis: str = "x") -> None:
-    """Labels at category positions along an axis, drawn as plain texts where tick labels
-    would be, with no tick objects (each tick is five artists: 1.5 ms to build, as much to
-    draw, for a mark nobody needs beside a named category)."""
-    from matplotlib.transforms import ScaledTranslation
-
-    pad = (plt_rc(f"{axis}tick.major.size") + plt_rc(f"{axis}tick.major.pad")) / 72
-    inches = ax.get_figure().dpi_scale_trans
-    if axis == "x":
-        ax.set_xticks([])
-        where = ax.get_xaxis_transform() + ScaledTranslation(0, -pad, inches)
-        for x, label in zip(positions, labels, strict=True):
-            ax.text(x, 0, label, transform=where, ha="center", va="top", fontsize=FONT_PT)
-    else:
-        ax.set_yticks([])
-        where = ax.get_yaxis_transform() + ScaledTranslation(-pad, 0, inches)
-        for y, label in zip(positions, labels, strict=True):
-            ax.text(0, y, label, transform=where, ha="right", va="center", fontsize=FONT_PT)
-
-
-#: Left margin of a panel whose y axis shows metric values: tick labels of up to 6 characters
-#: and the axis label.
-_Y_AXIS = 0.1 + 0.45 + _text_height(1) + 0.12
+def _key(fig: Figure, handles: Sequence[Any], labels: Sequence[str], title: str | None = None) -> None:
+    """The figure's legend below its axes, in as many columns as fit its width."""
+    longest = max((len(label) for label in labels), default=1)
+    columns = max(1, min(len(labels), int(fig.get_figwidth() * 72 / (8 * 0.6 * longest + 40))))
+    fig.legend(handles, labels, loc="outside lower center", ncols=columns, title=title,
+               title_fontsize=8, alignment="left" if title else "center")
 
 
 # ---------------------------------------------------------------------------- main effects
-#: Main-effect rows are at most this wide (inches): factors are packed into rows of one axes each.
-MAIN_EFFECTS_ROW = 12.0
-#: Gap between two factors on a main-effects row, in level widths.
-_FACTOR_GAP = 0.8
-
-
 def plot_main_effects(
     effects: Mapping[str, pd.DataFrame], metric: str, *, baseline_levels: Mapping[str, str] | None = None
 ) -> Figure:
-    """The metric per level of each factor, mean with its 95 % CI as error bars, factors side
-    by side on one shared y axis (a row of axes, not an axes per factor: half the drawing)."""
-    from matplotlib.collections import LineCollection
-    from matplotlib.figure import Figure
-
-    ticks = {f: [f"{_wrap(lv, 12)}\nn={k}" for lv, k in zip(df["level"], df["n"], strict=True)]
-             for f, df in effects.items()}
-    every = [t for labels in ticks.values() for t in labels]
-    per_level = max(0.5, _text_width(every) + 0.12)
-    # Pack factors into rows, in order, as many as fit MAIN_EFFECTS_ROW inches.
-    rows: list[list[str]] = []
-    units: list[float] = []
-    for f, df in effects.items():
-        width = len(df) + (_FACTOR_GAP if rows and rows[-1] else 0.0)
-        if rows and (units[-1] + width) * per_level <= MAIN_EFFECTS_ROW:
-            rows[-1].append(f)
-            units[-1] += width
-        else:
-            rows.append([f])
-            units.append(float(len(df)))
-    # Rows at least 4 in wide, so a study of two 2-level factors still gets a readable plot.
-    per_level = max(per_level, 4.0 / max(units, default=1.0))
-    tick_h = _text_height(_lines(every)) + 0.12
-    factor_h = _text_height(1, 10) + 0.1
-    row_w = max(units, default=1.0) * per_level
+    """The metric per level of each factor, mean with its 95 % CI as error bars, one panel per
+    factor on a shared y axis (at most :data:`MAIN_EFFECTS_COLUMNS` panels a row)."""
+    factors = list(effects)
+    cols = max(1, min(MAIN_EFFECTS_COLUMNS, len(factors)))
+    rows = math.ceil(len(factors) / cols)
+    levels = max((len(df) for df in effects.values()), default=1)
+    fig = _figure(max(4.5, cols * max(2.2, 0.6 * levels + 0.8)), 0.6 + 2.6 * rows)
+    axes = fig.subplots(rows, cols, sharey=True, squeeze=False).ravel()
+    for ax, factor in zip(axes, factors, strict=False):
+        df = effects[factor]
+        x = np.arange(len(df))
+        mean = df["mean"].to_numpy(dtype=float)
+        # A level with one value has no interval: its bar is just the point.
+        low = np.nan_to_num(mean - df["ci_low"].to_numpy(dtype=float))
+        high = np.nan_to_num(df["ci_high"].to_numpy(dtype=float) - mean)
+        base = (baseline_levels or {}).get(factor)
+        colors = [BASELINE_COLOR if base is not None and str(lv) == base else POINT_COLOR for lv in df["level"]]
+        ax.plot(x, mean, color="#999999", linewidth=1, zorder=1)
+        ax.errorbar(x, mean, yerr=[low, high], fmt="none", ecolor="#555555", elinewidth=1.5, capsize=4, zorder=2)
+        ax.scatter(x, mean, c=colors, s=36, zorder=3)
+        ax.set_xticks(x, [f"{_wrap(str(lv), 12)}\nn={k}" for lv, k in zip(df["level"], df["n"], strict=True)])
+        ax.set_xlim(-0.5, len(df) - 0.5)
+        ax.set_title(factor)
+        ax.grid(axis="x", visible=False)
+    for ax in axes[len(factors):]:
+        ax.set_visible(False)
+    for ax in axes[::cols]:
+        ax.set_ylabel(axis_label(metric))
     title = f"Main effects on {metric_label(metric)}: mean and 95 % CI over trials"
     if baseline_levels:
-        title += " (red: the baseline's level; the other factors held at the baseline)"
-    title = _title_lines(title, _Y_AXIS + row_w + 0.2)
-    top, height, gap = _title_height(title) + factor_h, 2.3, tick_h + factor_h + 0.15
-    fig_w, fig_h = _Y_AXIS + row_w + 0.2, top + len(rows) * height + (len(rows) - 1) * gap + tick_h + 0.05
-    fig = Figure(figsize=(fig_w, fig_h))
-    first = None
-    for r, factors in enumerate(rows):
-        y0 = fig_h - top - (r + 1) * height - r * gap
-        ax = fig.add_axes((_Y_AXIS / fig_w, y0 / fig_h, units[r] * per_level / fig_w, height / fig_h), sharey=first)
-        first = first or ax
-        # One artist per kind for the whole row (lines, CI bars, caps, points): errorbar() and a
-        # scatter per factor built a dozen artists each.
-        start, positions, labels = 0.0, [], []
-        lines, bars, caps, points, colors = [], [], [], [], []
-        for i, factor in enumerate(factors):
-            df = effects[factor]
-            x = start + np.arange(len(df))
-            mean = df["mean"].to_numpy(dtype=float)
-            # A level with one value has no interval: its bar is just the point.
-            low = np.where(np.isnan(df["ci_low"].to_numpy(dtype=float)), mean, df["ci_low"].to_numpy(dtype=float))
-            high = np.where(np.isnan(df["ci_high"].to_numpy(dtype=float)), mean, df["ci_high"].to_numpy(dtype=float))
-            base = (baseline_levels or {}).get(factor)
-            colors += [BASELINE_COLOR if base is not None and lv == base else POINT_COLOR for lv in df["level"]]
-            lines.append(np.column_stack([x, mean]))
-            bars += [[(xi, lo), (xi, hi)] for xi, lo, hi in zip(x, low, high, strict=True)]
-            caps += [(xi, lo) for xi, lo in zip(x, low, strict=True)] + [(xi, hi) for xi, hi in zip(x, high, strict=True)]
-            points.append(np.column_stack([x, mean]))
-            ax.text(x.mean(), 1.0, factor, transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=10)
-            if i:
-                ax.axvline(start - (_FACTOR_GAP + 1) / 2, color="#bbbbbb", linewidth=0.8)
-            positions += x.tolist()
-            labels += ticks[factor]
-            start = x[-1] + 1 + _FACTOR_GAP
-        ax.add_collection(LineCollection(lines, colors="#999999", linewidths=1, zorder=1))
-        ax.add_collection(LineCollection(bars, colors="#555555", linewidths=1.5, zorder=2))
-        cap_xy = np.asarray(caps, dtype=float)
-        ax.plot(cap_xy[:, 0], cap_xy[:, 1], linestyle="", marker="_", markersize=8, markeredgewidth=1.5,
-                color="#555555", zorder=2)
-        xy = np.concatenate(points)
-        ax.scatter(xy[:, 0], xy[:, 1], c=colors, s=36, zorder=3)
-        _category_labels(ax, positions, labels)
-        ax.set_xlim(-0.5, start - _FACTOR_GAP - 0.5)
-        ax.set_ylabel(axis_label(metric))
-    fig.suptitle(title, y=1 - 0.08 / fig_h, va="top")
+        title += "\n(red: the baseline's level; the other factors held at the baseline)"
+    fig.suptitle(title)
     return fig
 
 
@@ -359,25 +170,14 @@ def plot_interactions(pairs: Sequence[tuple[str, str, pd.DataFrame]], metric: st
     every = every[np.isfinite(every)]
     norm = Normalize(float(every.min()), float(every.max())) if every.size else Normalize(0, 1)
     detailed = interaction_cells_detailed(pairs)
-    col_labels = [[_wrap(str(c), 10) for c in g[0].columns] for g in grids]
-    row_labels = [[str(r) for r in g[0].index] for g in grids]
-    cell_w = max(0.62 if detailed else 0.5, max(_text_width(c) for c in col_labels) + 0.1)
-    cell_h = 0.5 if detailed else 0.3
-    widths = [max(1.0, cell_w * g[0].shape[1]) for g in grids]
-    widths = [w * max(1.0, 3.0 / sum(widths)) for w in widths]  # 3 in of heatmaps at least
-    height = max(1.2, cell_h * max(g[0].shape[0] for g in grids))
-    y_labels = max(_text_width(r) for r in row_labels) + 0.1 + _text_height(1) + 0.15
-    tick_h = _text_height(_lines([c for cs in col_labels for c in cs])) + 0.12
-    colorbar = 0.15 + 0.12 + 0.5 + _text_height(1) + 0.1
-    title = _title_lines(f"Interactions: {metric_label(metric)}, mean" + (" ± std" if detailed else ""),
-                         y_labels + sum(widths) + y_labels * (len(grids) - 1) + colorbar)
-    panel_title = _text_height(1, 10) + 0.12
-    fig, axes = _panels(len(grids), len(grids), widths, height, left=y_labels, right=colorbar,
-                        top=_title_height(title) + panel_title, bottom=tick_h + _text_height(1) + 0.1,
-                        wspace=y_labels)
+    cell_w, cell_h = (0.8, 0.55) if detailed else (0.55, 0.32)
+    widths = [max(1.6, cell_w * g[0].shape[1]) for g in grids]
+    height = max(1.6, cell_h * max(g[0].shape[0] for g in grids))
+    fig = _figure(sum(widths) + 1.2 * len(grids) + 1.2, height + 1.5)
+    axes = fig.subplots(1, len(grids), squeeze=False, width_ratios=widths).ravel()
     cmap = "viridis" if direction == "maximize" else "viridis_r"
     image = None
-    for ax, (row_factor, col_factor, _), (table, std, count), cols in zip(axes, pairs, grids, col_labels, strict=True):
+    for ax, (row_factor, col_factor, _), (table, std, count) in zip(axes, pairs, grids, strict=True):
         values = table.to_numpy(dtype=float)
         image = ax.imshow(values, cmap=cmap, norm=norm, aspect="auto")
         for i, j in np.ndindex(values.shape):
@@ -385,23 +185,20 @@ def plot_interactions(pairs: Sequence[tuple[str, str, pd.DataFrame]], metric: st
             if not np.isfinite(v):
                 continue
             s = std.iloc[i, j]
+            text = f"{v:.3f}"
             if detailed:
-                text = f"{v:.3f}" + (f"\n± {s:.3f}" if np.isfinite(s) else "") + f"\nn={int(count.iloc[i, j])}"
-            else:
-                text = f"{v:.3f}"
+                text += (f"\n± {s:.3f}" if np.isfinite(s) else "") + f"\nn={int(count.iloc[i, j])}"
             dark = (norm(v) < 0.5) == (direction == "maximize")
             ax.text(j, i, text, ha="center", va="center", fontsize=7.5, color="white" if dark else "black")
-        ax.set_xticks(range(values.shape[1]), cols)
+        ax.set_xticks(range(values.shape[1]), [_wrap(str(c), 10) for c in table.columns])
         ax.set_yticks(range(values.shape[0]), [str(r) for r in table.index])
         ax.set_xlabel(col_factor)
         ax.set_ylabel(row_factor)
         ax.grid(False)
         ax.set_title(f"{row_factor} x {col_factor}")
     assert image is not None
-    last = axes[-1].get_position()
-    cax = fig.add_axes((last.x1 + 0.15 / fig.get_figwidth(), last.y0, 0.12 / fig.get_figwidth(), last.height))
-    fig.colorbar(image, cax=cax, label=axis_label(metric))
-    _suptitle(fig, title)
+    fig.colorbar(image, ax=list(axes), label=axis_label(metric), shrink=0.9)
+    fig.suptitle(f"Interactions: {metric_label(metric)}, mean" + (" ± std" if detailed else ""))
     return fig
 
 
@@ -411,116 +208,143 @@ def plot_learning_curves(
 ) -> Figure:
     """Accuracy and loss per epoch: mean over seeds with a ±1 std band; train dashed, val solid.
     ``labels`` name the configurations in the key, under ``key_title``."""
-    from matplotlib.collections import LineCollection, PolyCollection
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
     kinds = [k for k in ("acc", "loss") if curves["series"].str.endswith(k).any()]
-    width, gap = 4.4, _Y_AXIS + 0.2
-    fig_w = _Y_AXIS + len(kinds) * width + gap * (len(kinds) - 1) + 0.2
-    entries: list[KeyEntry] = [(labels[h], {"color": colors[h], "linewidth": 2}) for h in labels]
-    entries += [("val", {"color": "black"}), ("train", {"color": "black", "linestyle": "--"})]
-    key_h = _key_layout(entries, fig_w - 0.2, key_title)[2]
-    title = _title_lines("Learning curves: mean over seeds, band = ±1 std", fig_w)
-    panel_title = _text_height(1, 10) + 0.12
-    fig, axes = _panels(len(kinds), len(kinds), width, 2.8, left=_Y_AXIS, right=0.2, top=_title_height(title) + panel_title,
-                        bottom=_text_height(2) + 0.25 + key_h, wspace=gap)
+    fig = _figure(0.6 + 4.6 * len(kinds), 3.6 + 0.18 * math.ceil(len(labels) / 3))
+    axes = fig.subplots(1, len(kinds), squeeze=False).ravel()
     by_config = dict(tuple(curves.groupby(["config_hash", "series"], sort=False)))
     for ax, kind in zip(axes, kinds, strict=True):
-        # One collection per line style and one for the bands: a Line2D and a fill_between
-        # per curve cost 3 ms each to build and draw.
-        bands, band_colors = [], []
-        for split, style in (("train", "--"), ("val", "-")):
-            lines, line_colors = [], []
-            for h in labels:
+        for h in labels:
+            for split, style in (("train", "--"), ("val", "-")):
                 part = by_config.get((h, f"{split}_{kind}"))
                 if part is None or part.empty:
                     continue
                 e = part["epoch"].to_numpy(dtype=float)
                 m = part["mean"].to_numpy(dtype=float)
                 s = np.nan_to_num(part["std"].to_numpy(dtype=float))
-                lines.append(np.column_stack([e, m]))
-                line_colors.append(colors[h])
-                bands.append(np.concatenate([np.column_stack([e, m - s]), np.column_stack([e, m + s])[::-1]]))
-                band_colors.append(colors[h])
-            if lines:
-                ax.add_collection(LineCollection(lines, colors=line_colors, linestyles=style, linewidths=1.5, zorder=2),
-                                  autolim=True)
-        if bands:
-            ax.add_collection(PolyCollection(bands, facecolors=band_colors, alpha=0.15, linewidths=0, zorder=1),
-                              autolim=True)
-        ax.autoscale_view()
+                ax.plot(e, m, linestyle=style, color=colors[h], linewidth=1.5)
+                ax.fill_between(e, m - s, m + s, color=colors[h], alpha=0.15, linewidth=0)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("accuracy (fraction)" if kind == "acc" else "loss (nats)")
         ax.set_title("accuracy" if kind == "acc" else "loss")
-    _draw_key(fig, entries, fig_w - 0.2, top=key_h, center=fig.get_figwidth() / 2, title=key_title)
-    _suptitle(fig, title)
+    handles = [Line2D([], [], color=colors[h], linewidth=2) for h in labels]
+    handles += [Line2D([], [], color="black"), Line2D([], [], color="black", linestyle="--")]
+    _key(fig, handles, [*labels.values(), "val", "train"], key_title)
+    fig.suptitle("Learning curves: mean over seeds, band = ±1 std")
     return fig
 
 
 # -------------------------------------------------------------------- parallel coordinates
+#: Tick labels on one parallel axis closer than this (fraction of the axis) are thinned out.
+_MIN_TICK_GAP = 0.07
+
+
+def _even_ticks(lo: float, hi: float, *, log: bool = False) -> list[tuple[float, str]]:
+    """Round ticks between ``lo`` and ``hi``, at their positions on a [0, 1] axis scaled from
+    lo to hi (log10 of them when ``log``), as matplotlib's locators choose them."""
+    from matplotlib.ticker import LogLocator, MaxNLocator
+
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return [(0.5, f"{lo:.3g}")]
+    if log:
+        marks = [m for m in LogLocator(subs=(1.0, 2.0, 5.0)).tick_values(lo, hi) if lo * 0.999 <= m <= hi * 1.001]
+        marks = marks if len(marks) <= 6 else [m for m in marks if math.isclose(math.log10(m) % 1, 0, abs_tol=1e-9)]
+        span = math.log10(hi) - math.log10(lo)
+        return [((math.log10(m) - math.log10(lo)) / span, f"{m:g}") for m in marks]
+    marks = [m for m in MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
+             if lo - 1e-12 * abs(hi) <= m <= hi + 1e-12 * abs(hi)]
+    return [((m - lo) / (hi - lo), f"{m:.4g}") for m in marks]
+
+
+def _evened(ticks: Sequence[tuple[float, str]]) -> list[tuple[float, str]]:
+    """A numeric axis' ticks at round values: the data's ticks over a continuous range sit at
+    evenly spaced but odd values (0.00123, 0.0457, ...); their first and last give the range."""
+    if len(ticks) < 3:
+        return list(ticks)
+    try:
+        values = [float(label) for _, label in ticks]
+    except ValueError:
+        return list(ticks)  # categories
+    positions = np.array([p for p, _ in ticks])
+    if not np.allclose(np.diff(positions), positions[1] - positions[0]) or positions[0] != 0 or positions[-1] != 1:
+        return list(ticks)  # one tick per level: they are the levels themselves
+    lo, hi = values[0], values[-1]
+    # On a log axis the values step by a constant ratio, on a linear one by a constant difference.
+    log = lo > 0 and not np.allclose(np.diff(values), values[1] - values[0], rtol=0.02)
+    return _even_ticks(lo, hi, log=log)
+
+
+def _thinned(ticks: Sequence[tuple[float, str]]) -> list[tuple[float, str]]:
+    """Ticks whose labels would overlap dropped (always keeping the first and last)."""
+    ordered = sorted(ticks)
+    kept: list[tuple[float, str]] = []
+    for i, tick in enumerate(ordered):
+        last = i == len(ordered) - 1
+        if kept and tick[0] - kept[-1][0] < _MIN_TICK_GAP:
+            if not last or len(kept) == 1:
+                continue
+            kept.pop()
+        kept.append(tick)
+    return kept
+
+
 def plot_parallel_coordinates(pc: ParallelCoordinates, direction: str) -> Figure:
     """One polyline per configuration across the factor axes, coloured by the metric (at most
-    the configurations :func:`~ablate.report.parallel_coordinates` kept)."""
+    the configurations :func:`~ablate.report.parallel_coordinates` kept), with its colour bar."""
     import matplotlib
-    from matplotlib.collections import LineCollection, PolyCollection
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.collections import LineCollection
     from matplotlib.colors import Normalize
 
-    axes_names = pc.axes
-    names = [_wrap(n, 16) for n in axes_names]
-    width = max(5.0, 1.8 * len(axes_names))
-    shown = f" ({len(pc.lines)} of {pc.total:,} configurations)" if pc.chosen else ""
-    # No colour bar: the last axis is the metric itself, each line ends at its value there.
-    title = _title_lines(f"Parallel coordinates: one line per configuration{shown}, coloured by "
-                         f"{metric_label(pc.metric)} (the last axis)", 0.2 + width + 0.3)
-    fig, (ax,) = _panels(1, 1, width, 3.0, left=0.2, right=0.3, top=_title_height(title) + 0.05,
-                         bottom=_text_height(_lines(names)) + 0.15)
+    names = pc.axes
+    fig = _figure(max(6.0, 1.7 * len(names) + 1.5), 4.2)
+    ax = fig.subplots()
     values = pc.lines["value"].to_numpy(dtype=float)
-    norm = Normalize(float(np.nanmin(values)), float(np.nanmax(values)) if len(values) else 1.0)
+    lo, hi = (float(np.nanmin(values)), float(np.nanmax(values))) if len(values) else (0.0, 1.0)
+    norm = Normalize(lo, hi if hi > lo else lo + 1e-9)
     cmap = matplotlib.colormaps["viridis" if direction == "maximize" else "viridis_r"]
-    x = np.arange(len(axes_names))
+    x = np.arange(len(names))
     # Best lines drawn last, so they stay visible on top of the rest.
     order = np.argsort(values if direction == "maximize" else -values)
-    ys = pc.lines[axes_names].to_numpy(dtype=float)[order]
+    ys = pc.lines[names].to_numpy(dtype=float)[order]
     segments = np.stack([np.broadcast_to(x, ys.shape), ys], axis=-1)
     alpha = 0.9 if len(values) <= 50 else 0.35
     ax.add_collection(LineCollection(list(segments), colors=cmap(norm(values[order])), linewidths=1.4, alpha=alpha))
-    xlim, ylim = (-0.2, len(axes_names) - 0.5), (-0.08, 1.08)
-    # Labels on white boxes over the lines: the boxes are one collection sized from the measured
-    # labels (a box drawn by each text cost a millisecond per label).
-    per_in = ((xlim[1] - xlim[0]) / width, (ylim[1] - ylim[0]) / 3.0)
-    pad, label_h = 0.03, _text_height(1, 7.5) * 0.8
-    boxes = []
-    for j, name in enumerate(axes_names):
-        ax.axvline(j, color="#444444", linewidth=0.8)
-        for pos, label in pc.ticks[name]:
-            ax.text(j + 0.04, pos, label, fontsize=7.5, va="center", ha="left", zorder=4)
-            x0, x1 = j + 0.04 - pad * per_in[0], j + 0.04 + (_text_width([label], 7.5) + pad) * per_in[0]
-            y0, y1 = pos - (label_h / 2 + pad) * per_in[1], pos + (label_h / 2 + pad) * per_in[1]
-            boxes.append([(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
-    ax.add_collection(PolyCollection(boxes, facecolors="white", edgecolors="none", alpha=0.8, zorder=3))
-    ax.set_xticks(x, names)
-    ax.set_xlim(*xlim)
-    ax.set_ylim(*ylim)
+    for j, name in enumerate(names):
+        ax.axvline(j, color="#444444", linewidth=0.8, zorder=2)
+        # The metric axis is scaled from its values' range: round ticks from that range.
+        ticks = _even_ticks(lo, hi) if name == pc.metric and hi > lo else _evened(pc.ticks[name])
+        for pos, label in _thinned(ticks):
+            ax.plot([j - 0.03, j], [pos, pos], color="#444444", linewidth=0.8, zorder=2)
+            ax.text(j + 0.04, pos, label, fontsize=7.5, va="center", ha="left", zorder=4,
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
+    ax.set_xticks(x, [_wrap(n, 16) for n in names])
+    ax.set_xlim(-0.2, len(names) - 0.5)
+    ax.set_ylim(-0.06, 1.06)
     ax.set_yticks([])
     ax.grid(False)
-    ax.spines["left"].set_visible(False)
-    _suptitle(fig, title)
+    ax.spines[["left", "bottom"]].set_visible(False)
+    ax.tick_params(axis="x", length=0)
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=axis_label(pc.metric), pad=0.01)
+    shown = f" ({len(pc.lines)} of {pc.total:,} configurations)" if pc.chosen else ""
+    fig.suptitle(f"Parallel coordinates: one line per configuration{shown}, coloured by {metric_label(pc.metric)}")
     return fig
 
 
 def plot_importance(importance: pd.DataFrame, metric: str) -> Figure:
     """Horizontal bars of fANOVA importance, most important on top."""
     df = importance.iloc[::-1]
-    title = _title_lines(f"Factor importance for {metric_label(metric)} (Optuna fANOVA)", 6.0)
-    left = _text_width(list(df["factor"])) + 0.25
-    fig, (ax,) = _panels(1, 1, 4.6, 0.32 * len(df) + 0.2, left=left, right=0.4, top=_title_height(title),
-                         bottom=_text_height(2) + 0.2)
+    fig = _figure(6.0, 1.3 + 0.32 * len(df))
+    ax = fig.subplots()
     bars = ax.barh(df["factor"], df["importance"], color=POINT_COLOR)
     ax.bar_label(bars, labels=[f"{v:.2f}" for v in df["importance"]], padding=3, fontsize=8)
     ax.set_xlim(0, max(1.0, float(df["importance"].max()) * 1.15))
     ax.set_xlabel("importance (fraction of variance, fANOVA)")
-    _suptitle(fig, title)
+    ax.grid(axis="y", visible=False)
+    fig.suptitle(f"Factor importance for {metric_label(metric)} (Optuna fANOVA)")
     return fig
 
 
@@ -538,89 +362,71 @@ def plot_cost(
     """Metric against training time (and images/s), Pareto-optimal configurations outlined.
     The configurations with a colour are named in the key by ``labels`` (default: the cost
     table's), under ``key_title``."""
+    from matplotlib.lines import Line2D
+
     unit, scale = time_unit
     panels = [("time_s", f"training time per trial ({unit})", scale)]
     if "images_per_s" in cost.columns and cost["images_per_s"].notna().any():
         panels.append(("images_per_s", "throughput (images/s)", 1.0))
     marked = cost["config_hash"].isin(list(colors)).to_numpy()
     names = labels if labels is not None else dict(zip(cost["config_hash"], cost["label"], strict=True))
-    entries: list[KeyEntry] = [(names[h], {"marker": "o", "linestyle": "", "color": colors[h]})
-                               for h in cost["config_hash"][marked]]
-    if not marked.all():
-        entries.append(("other configurations", {"marker": "o", "linestyle": "", "color": OTHER_COLOR, "alpha": 0.6}))
-    entries.append(("Pareto front", {"color": "black", "linewidth": 1, "marker": "o", "markersize": 9,
-                                     "markerfacecolor": "none", "markevery": [1]}))
-    width, gap = 4.2, 0.3
-    fig_w = _Y_AXIS + len(panels) * width + gap * (len(panels) - 1) + 0.2
-    key_h = _key_layout(entries, fig_w - 0.2, key_title)[2]
-    panel_title = _text_height(1, 10) + 0.2
-    fig, axes = _panels(len(panels), len(panels), width, 2.8, left=_Y_AXIS, right=0.2, top=panel_title,
-                        bottom=_text_height(2) + 0.25 + key_h, wspace=gap, sharey=True)
-    point_colors = [colors.get(h, OTHER_COLOR) for h in cost["config_hash"]]
+    shown = list(cost["config_hash"][marked])
+    fig = _figure(0.8 + 4.3 * len(panels), 3.8 + 0.18 * math.ceil((len(shown) + 2) / 3))
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False).ravel()
+    point_colors = [colors[h] for h in shown]
     for ax, (col, label, s) in zip(axes, panels, strict=True):
         x = cost[col].to_numpy(dtype=float) / s
         y = cost["value"].to_numpy(dtype=float)
         ax.scatter(x[~marked], y[~marked], c=OTHER_COLOR, s=22, alpha=0.6, zorder=3)
-        ax.scatter(x[marked], y[marked], c=[c for c, m in zip(point_colors, marked, strict=True) if m], s=40, zorder=4)
+        ax.scatter(x[marked], y[marked], c=point_colors, s=40, zorder=4)
         if col == "time_s":
             front = cost["pareto"].to_numpy(dtype=bool)
             order = np.argsort(x[front])
-            ax.step(x[front][order], y[front][order], where="post", color="black", linewidth=1, zorder=2, label="Pareto front")
+            ax.step(x[front][order], y[front][order], where="post", color="black", linewidth=1, zorder=2)
             ax.scatter(x[front], y[front], s=110, facecolors="none", edgecolors="black", zorder=5)
         ax.set_xlabel(label)
         ax.set_title(f"{metric_label(metric)} vs {label.split(' (')[0]}")
     axes[0].set_ylabel(axis_label(metric))
-    _draw_key(fig, entries, fig_w - 0.2, top=key_h, center=fig.get_figwidth() / 2, title=key_title)
+    handles = [Line2D([], [], marker="o", linestyle="", color=colors[h]) for h in shown]
+    texts = [names[h] for h in shown]
+    if not marked.all():
+        handles.append(Line2D([], [], marker="o", linestyle="", color=OTHER_COLOR, alpha=0.6))
+        texts.append("other configurations")
+    handles.append(Line2D([], [], color="black", linewidth=1, marker="o", markersize=9, markerfacecolor="none"))
+    texts.append("Pareto front")
+    _key(fig, handles, texts, key_title)
     return fig
 
 
 def plot_compute_hours(hours: pd.DataFrame) -> Figure:
-    """Device hours per factor level, GPU and CPU stacked: one bar per level, the levels of each
-    factor under a heading with its name."""
+    """Device time per factor level, GPU and CPU stacked: a panel per factor, one bar per level,
+    in a unit chosen by the size of the bars (seconds, minutes or hours)."""
+    from matplotlib.patches import Patch
+
     factors = list(dict.fromkeys(hours["factor"]))
     # Hours per (factor, level) and device, in the data function's order of levels.
     table = hours.pivot_table(index=["factor", "level"], columns="device", values="hours", aggfunc="sum", sort=False)
-    positions: list[float] = []
-    labels: list[str] = []
-    headings: list[tuple[float, str]] = []
-    stacks: dict[str, list[float]] = {"GPU": [], "CPU": []}
-    y = 0.0
-    for f in factors:
-        headings.append((y, f))
-        y += 1.0
-        for (_, level), row in table.loc[[f]].iterrows():
-            for device in stacks:
-                value = row.get(device, 0.0)
-                stacks[device].append(0.0 if pd.isna(value) else float(value))
-            positions.append(y)
-            labels.append(str(level))
-            y += 1.0
-        y += 0.4  # a gap between factors
-    used = [d for d in ("GPU", "CPU") if any(stacks[d])] or ["CPU"]
-    title = "Compute spent per factor level (all trials that ran, failed included)"
-    left = max(_text_width(labels), _text_width([f for _, f in headings])) + 0.25
-    title = _title_lines(title, left + 4.8)
-    entries: list[KeyEntry] = [(f"{d} hours", {"color": GPU_COLOR if d == "GPU" else CPU_COLOR, "linewidth": 7})
-                               for d in used]
-    key_h = _key_layout(entries, 4.4)[2]
-    width = 4.4
-    fig, (ax,) = _panels(1, 1, width, 0.2 * y + 0.1, left=left, right=0.4, top=_title_height(title) + key_h,
-                         bottom=_text_height(2) + 0.2)
-    left_edge = np.zeros(len(positions))
-    for device in used:
-        widths = np.asarray(stacks[device])
-        ax.barh(positions, widths, left=left_edge, height=0.8, color=GPU_COLOR if device == "GPU" else CPU_COLOR)
-        left_edge += widths
-    _category_labels(ax, positions, labels, axis="y")
-    # Factor names where the level names are, in bold, above their levels.
-    pad = (plt_rc("ytick.major.size") + plt_rc("ytick.major.pad")) / 72 / width
-    for at, name in headings:
-        ax.text(-pad, at, name, transform=ax.get_yaxis_transform(), ha="right", va="center", fontweight="bold")
-    ax.set_ylim(y - 0.4 - 0.5, -0.5)  # first factor on top
-    ax.set_xlabel("device hours (h)")
-    ax.grid(axis="y", visible=False)
-    _draw_key(fig, entries, 4.4, top=fig.get_figheight() - _title_height(title), right=fig.get_figwidth() - 0.4)
-    _suptitle(fig, title)
+    table = table.fillna(0.0)
+    used = [d for d in ("GPU", "CPU") if d in table.columns and table[d].any()] or ["CPU"]
+    unit, scale = time_unit(table[used].sum(axis=1) * 3600.0)
+    counts = [len(table.loc[[f]]) for f in factors]
+    fig = _figure(6.4, 1.3 + 0.24 * sum(counts) + 0.35 * len(factors))
+    axes = fig.subplots(len(factors), 1, sharex=True, squeeze=False, height_ratios=counts).ravel()
+    for ax, factor in zip(axes, factors, strict=True):
+        part = table.loc[[factor]]
+        levels = [str(level) for _, level in part.index]
+        left = np.zeros(len(part))
+        for device in used:
+            widths = part[device].to_numpy(dtype=float) * 3600.0 / scale if device in part else np.zeros(len(part))
+            ax.barh(levels, widths, left=left, height=0.8, color=GPU_COLOR if device == "GPU" else CPU_COLOR)
+            left += widths
+        ax.invert_yaxis()  # first level on top
+        ax.set_ylabel(factor, rotation=0, ha="right", va="center", fontweight="bold")
+        ax.grid(axis="y", visible=False)
+    axes[-1].set_xlabel(f"device time ({unit})")
+    fig.legend([Patch(color=GPU_COLOR if d == "GPU" else CPU_COLOR) for d in used], [f"{d} time" for d in used],
+               loc="outside lower center", ncols=len(used))
+    fig.suptitle("Compute spent per factor level (all trials that ran, failed included)")
     return fig
 
 
@@ -640,33 +446,49 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
     return np.repeat(img, 3, axis=-1) if img.shape[-1] == 1 else img[..., :3]
 
 
-def plot_predictions(images: np.ndarray, labels: np.ndarray, preds: np.ndarray, class_names: Sequence[str], *, title: str, columns: int = 10, rows: int = 3) -> Figure:
-    """A grid of test images with true and predicted labels (green right, red wrong), drawn as
-    one mosaic in a single axes (30 small axes cost more than the rest of the report)."""
+def plot_predictions(
+    images: np.ndarray,
+    labels: np.ndarray,
+    preds: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    title: str,
+    confusion: np.ndarray | None = None,
+    confusion_title: str = "confusion matrix",
+    columns: int = 10,
+    rows: int = 3,
+) -> Figure:
+    """A grid of images with true and predicted labels (green right, red wrong), beside the
+    confusion matrix (rows: true class) when there is one. The images are one mosaic in one
+    axes: 30 small axes would cost more than the rest of the report."""
     n = min(len(images), columns * rows)
+    columns = min(columns, max(n, 1)) if confusion is None else min(columns, 6)
     rows = max(1, math.ceil(n / columns))
-    columns = min(columns, max(n, 1))
+    n = min(n, columns * rows)
     tiles = [_as_rgb(images[k]) for k in range(n)]
     side = max((max(t.shape[:2]) for t in tiles), default=8)
-    # Small images (8 px digits) are enlarged by whole pixels, so the mosaic has room for gaps.
-    scale = max(1, math.ceil(96 / side))
+    # Small images (8 px digits) are enlarged by whole pixels, with a white gap and label room.
+    scale = max(1, math.ceil(64 / side))
     tiles = [np.repeat(np.repeat(t, scale, axis=0), scale, axis=1) for t in tiles]
     h = max((t.shape[0] for t in tiles), default=8)
     w = max((t.shape[1] for t in tiles), default=8)
-    # Room above each tile for its two label lines, in mosaic pixels.
-    tile_in, label_in, gap_in = 1.25, _text_height(2, 7) + 0.06, 0.1
-    px_per_in = w / tile_in
-    label_px, gap_px = round(label_in * px_per_in), round(gap_in * px_per_in)
+    label_px, gap_px = round(0.55 * h), round(0.12 * w)
     cell_h, cell_w = h + label_px, w + gap_px
     mosaic = np.ones((rows * cell_h, columns * cell_w, 3))
     for k, tile in enumerate(tiles):
         r, c = divmod(k, columns)
         y0, x0 = r * cell_h + label_px, c * cell_w
         mosaic[y0 : y0 + tile.shape[0], x0 : x0 + tile.shape[1]] = tile
-    wrapped = _title_lines(title, columns * (tile_in + gap_in))
-    fig, (ax,) = _panels(1, 1, columns * (tile_in + gap_in), rows * (tile_in + label_in), left=0.1, right=0.05,
-                         top=_title_height(wrapped), bottom=0.05)
-    ax.imshow(mosaic, interpolation="antialiased", aspect="auto")
+    grid_w = 0.95 * columns
+    grid_h = grid_w * mosaic.shape[0] / mosaic.shape[1]
+    matrix_w = 0.0 if confusion is None else max(3.0, 0.32 * len(class_names) + 1.4)
+    fig = _figure(grid_w + matrix_w + 0.3, max(grid_h, matrix_w - 0.4) + 0.6)
+    if confusion is None:
+        ax = fig.subplots()
+    else:
+        ax, cax = fig.subplots(1, 2, width_ratios=[grid_w, matrix_w])
+    # As bytes: matplotlib resamples a float image in float, several times slower.
+    ax.imshow((mosaic * 255).round().astype(np.uint8), interpolation="nearest")
     ax.set_axis_off()
     names = [str(c) for c in class_names]
 
@@ -676,93 +498,45 @@ def plot_predictions(images: np.ndarray, labels: np.ndarray, preds: np.ndarray, 
     for k in range(n):
         r, c = divmod(k, columns)
         ok = int(labels[k]) == int(preds[k])
-        ax.text(c * cell_w + w / 2, r * cell_h + label_px - 2, f"true: {name(int(labels[k]))[:14]}\npred: {name(int(preds[k]))[:14]}",
-                fontsize=7, color=GOOD if ok else BAD, ha="center", va="bottom")
-    _suptitle(fig, wrapped)
+        ax.text(c * cell_w + w / 2, r * cell_h + label_px - 1, f"true: {name(int(labels[k]))[:12]}\npred: {name(int(preds[k]))[:12]}",
+                fontsize=6.5, color=GOOD if ok else BAD, ha="center", va="bottom")
+    if confusion is not None:
+        _confusion_matrix(cax, np.asarray(confusion), names, confusion_title)
+    fig.suptitle(title)
     return fig
 
 
-# ----------------------------------------------------------------------------------- saving
-def save_figure(fig: Figure, out: Path, name: str, *, svg: bool = False) -> Path:
-    """Write ``name.png`` (and ``name.svg`` when asked) into ``out``; return the PNG's path."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+def _confusion_matrix(ax: Axes, counts: np.ndarray, names: Sequence[str], title: str) -> None:
+    """Counts of (true, predicted) classes, shaded by the share of each true class."""
+    totals = counts.sum(axis=1, keepdims=True)
+    share = counts / np.where(totals == 0, 1, totals)
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    k = len(counts)
+    if k <= 20:  # beyond, the numbers are too small to read: the shading says it
+        for i, j in np.ndindex(counts.shape):
+            if counts[i, j]:
+                ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=6.5 if k > 10 else 7.5,
+                        color="white" if share[i, j] > 0.5 else "black")
+    ticks = range(k) if k <= 20 else range(0, k, math.ceil(k / 20))
+    ax.set_xticks(list(ticks), [names[i][:10] for i in ticks], rotation=90 if k > 10 else 0)
+    ax.set_yticks(list(ticks), [names[i][:10] for i in ticks])
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.grid(False)
+    ax.set_title(title)
 
+
+# ----------------------------------------------------------------------------------- saving
+def save_figure(fig: Figure, out: Path, name: str, *, svg: bool = False, pdf: bool = True) -> Path:
+    """Write ``name.png`` at :data:`PNG_DPI` (the DPI recorded in the file), ``name.pdf``
+    (vector) and ``name.svg`` when asked, into ``out``; return the PNG's path."""
     png = out / f"{name}.png"
-    _place_axis_labels(fig)
-    fig.set_dpi(PNG_DPI)
-    fig.set_facecolor("white")
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    png.write_bytes(png_bytes(np.asarray(canvas.buffer_rgba())))
+    fig.savefig(png, dpi=PNG_DPI, facecolor="white")
+    # The layout is solved (in inches, the same at any DPI): the other formats reuse it rather
+    # than solve it again, which cost as much as drawing them.
+    fig.set_layout_engine("none")
+    if pdf:
+        fig.savefig(out / f"{name}.pdf", facecolor="white")
     if svg:
         fig.savefig(out / f"{name}.svg", facecolor="white")
     return png
-
-
-def _place_axis_labels(fig: Figure) -> None:
-    """At most 6 intervals between numeric ticks, and each axis label where matplotlib would
-    put it, beside its tick labels, computed from their text.
-
-    Matplotlib places a label at draw time from the rendered boxes of the tick labels, measuring
-    every one of them again: a quarter of a panel's drawing time. Their text is known before
-    drawing, and :func:`_text_width` measures a line once per report.
-    """
-    from matplotlib.ticker import AutoLocator, MaxNLocator
-
-    fig_w, fig_h = fig.get_size_inches()
-    for ax in fig.axes:
-        if not ax.axison:
-            continue
-        for axis in (ax.xaxis, ax.yaxis):
-            # At most 6 intervals: the automatic choice put up to 9 on a 2.8 in axis, and every
-            # tick is a label, a grid line and two marks to build and draw.
-            if type(axis.get_major_locator()) is AutoLocator:
-                axis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
-        box = ax.get_position()
-        for axis, size_in in ((ax.xaxis, box.height * fig_h), (ax.yaxis, box.width * fig_w)):
-            if not axis.label.get_text() or size_in <= 0:
-                continue
-            labels = axis.get_majorticklabels()
-            texts = [t.get_text() for t in labels]
-            pt = float(labels[0].get_fontsize()) if labels else float(FONT_PT)
-            name = "xtick" if axis is ax.xaxis else "ytick"
-            gap = (plt_rc(f"{name}.major.size") + plt_rc(f"{name}.major.pad") + axis.labelpad) / 72
-            if axis is ax.xaxis:
-                extent = _lines(texts) * pt * 1.2 / 72 if texts else 0.0
-                side = axis.get_label_position()
-                y = -(gap + extent) / size_in if side == "bottom" else 1 + (gap + extent) / size_in
-                axis.set_label_coords(0.5, y)
-            else:
-                extent = _text_width(texts, pt)
-                side = axis.get_label_position()
-                x = -(gap + extent) / size_in if side == "left" else 1 + (gap + extent) / size_in
-                axis.set_label_coords(x, 0.5)
-
-
-def plt_rc(key: str) -> float:
-    import matplotlib
-
-    return float(cast(Any, matplotlib.rcParams)[key])
-
-
-def png_bytes(pixels: np.ndarray, level: int = 1) -> bytes:
-    """A PNG file of an (height, width, 4) uint8 RGBA image; RGB when every pixel is opaque.
-
-    Written here, not by Pillow through savefig: Pillow's adaptive row filters took 30 to 60 ms
-    per figure, unfiltered rows with zlib level 1 take half that, files about as small.
-    """
-    import struct
-    import zlib
-
-    if pixels[..., 3].min() == 255:
-        pixels = pixels[..., :3]
-    height, width, channels = pixels.shape
-    rows = np.zeros((height, width * channels + 1), dtype=np.uint8)  # a 0 byte per row: no filter
-    rows[:, 1:] = pixels.reshape(height, -1)
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 6 if channels == 4 else 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), level))
-            + chunk(b"IEND", b""))

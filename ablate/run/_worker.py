@@ -266,7 +266,7 @@ def run_worker(
     of this run, so ``max_trials`` holds across processes.
     """
     # A study with its own train function never needs the built-in trainer (nor torch).
-    from ablate.train._env import environment
+    from ablate.train._env import code_provenance, environment
     from ablate.train._result import TrialPruned
 
     if study.train is None:
@@ -284,7 +284,9 @@ def run_worker(
         if study.pruner != "none"
         else None
     )
-    env = environment()
+    # The code a result came from: the study file's hash and its repository's revision (the
+    # working directory's repository may be another one, or none).
+    env = {**environment(), **code_provenance(study.source)}
     host = socket.gethostname()
     # Keep reconnecting to a lost database for as long as our lease would still hold.
     store.reconnect_s = options.lease_s

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ablate.store._read import (
         list_studies,
         load_artifacts,
+        load_environments,
         load_epochs,
         load_study,
         load_trials,
@@ -36,6 +37,7 @@ _WHERE = {
     "resolve_url": "ablate.store._engine",
     "list_studies": "ablate.store._read",
     "load_artifacts": "ablate.store._read",
+    "load_environments": "ablate.store._read",
     "load_epochs": "ablate.store._read",
     "load_study": "ablate.store._read",
     "load_trials": "ablate.store._read",
@@ -60,6 +62,7 @@ __all__ = [
     "check_read_only",
     "list_studies",
     "load_artifacts",
+    "load_environments",
     "load_epochs",
     "load_study",
     "load_trials",

@@ -254,6 +254,11 @@ class Environment(Base):
     timm: Mapped[str | None] = mapped_column(String(64))
     cuda: Mapped[str | None] = mapped_column(String(64))
     git_revision: Mapped[str | None] = mapped_column(String(64))
+    # Whether the repository's tracked files differed from git_revision (None: no repository).
+    git_dirty: Mapped[bool | None] = mapped_column(Boolean)
+    ablate_version: Mapped[str | None] = mapped_column(String(64))
+    # SHA-256 of the study file the trial was run from (None: rebuilt from the database).
+    study_sha256: Mapped[str | None] = mapped_column(String(64))
     device_name: Mapped[str | None] = mapped_column(String(255))
     hostname: Mapped[str | None] = mapped_column(String(255))
     platform: Mapped[str | None] = mapped_column(String(255))
@@ -274,7 +279,7 @@ EPOCH_METRICS = (
     "images_per_s", "peak_mem_mb",
 )  # fmt: skip
 ENVIRONMENT_FIELDS = (
-    "python", "torch", "torchvision", "timm", "cuda", "git_revision", "device_name", "hostname",
-    "platform",
+    "python", "torch", "torchvision", "timm", "cuda", "git_revision", "git_dirty", "ablate_version",
+    "study_sha256", "device_name", "hostname", "platform",
 )  # fmt: skip
 INT_METRICS = ("best_epoch", "epochs_run", "n_params", "n_trainable_params", "n_train", "n_val", "n_test")

@@ -17,11 +17,13 @@ from sqlalchemy.orm import Session
 
 from ablate.store._factors import param_value
 from ablate.store._models import (
+    ENVIRONMENT_FIELDS,
     EPOCH_METRICS,
     INT_METRICS,
     STATUSES,
     TRIAL_METRICS,
     Artifact,
+    Environment,
     Epoch,
     Study,
     Trial,
@@ -111,6 +113,33 @@ def load_artifacts(
         return pd.DataFrame(
             [tuple(r) for r in rows], columns=["trial_id", "number", "kind", "path"]
         ).astype({"trial_id": "int64", "number": "int64"})
+
+    with _opened(db) as store:
+        return store._transact(op, write=False)
+
+
+def load_environments(
+    name: str, db: str | os.PathLike[str] | ResultStore | None = None
+) -> pd.DataFrame:
+    """Where each finished trial ran: trial_id, number, then python, torch, torchvision, timm,
+    cuda, git_revision, git_dirty, ablate_version, study_sha256, device_name, hostname,
+    platform, extra (dict or None). Trials without a recorded environment have no row."""
+    import pandas as pd
+
+    columns = [getattr(Environment, c) for c in ENVIRONMENT_FIELDS]
+
+    def op(session: Session) -> pd.DataFrame:
+        study = store._study_row(session, name)
+        rows = session.execute(
+            select(Environment.trial_id, Trial.number, *columns, Environment.extra)
+            .join(Trial, Trial.id == Environment.trial_id)
+            .where(Trial.study_id == study.id)
+            .order_by(Trial.number)
+        ).all()
+        frame = pd.DataFrame(
+            [tuple(r) for r in rows], columns=["trial_id", "number", *ENVIRONMENT_FIELDS, "extra"]
+        )
+        return frame.astype({"trial_id": "int64", "number": "int64"})
 
     with _opened(db) as store:
         return store._transact(op, write=False)

@@ -529,7 +529,9 @@ class ResultStore:
                 for name in names:
                     value = environment[name]
                     key = name if name in ENVIRONMENT_FIELDS else _ENV_ALIASES.get(name, name)
-                    if key in ENVIRONMENT_FIELDS and key not in env:
+                    if key == "git_dirty" and key not in env:
+                        env[key] = None if value is None else bool(value)
+                    elif key in ENVIRONMENT_FIELDS and key not in env:
                         env[key] = None if value is None else str(value)
                     else:
                         env_extra[name] = _json_value(value)
@@ -615,6 +617,12 @@ class ResultStore:
         from ablate.store._read import load_artifacts
 
         return load_artifacts(name, self)
+
+    def load_environments(self, name: str) -> pd.DataFrame:
+        """Where each trial of the study ran: trial_id, number and the environments columns."""
+        from ablate.store._read import load_environments
+
+        return load_environments(name, self)
 
 
 # ---------------------------------------------------------------------- helpers

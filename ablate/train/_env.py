@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import socket
 import subprocess
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 
@@ -17,14 +19,45 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _git_revision() -> str | None:
+def _git(directory: Path | None, *args: str) -> str | None:
+    """``git -C directory args`` 's output; None when git or the repository is missing."""
+    where = ["-C", str(directory)] if directory is not None else []
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+            ["git", *where, *args], capture_output=True, text=True, timeout=5, check=False
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _git_revision(directory: Path | None = None) -> str | None:
+    return _git(directory, "rev-parse", "HEAD") or None
+
+
+def code_provenance(study_file: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """ablate's version, the study file's SHA-256 and the git revision of the repository
+    holding it, with ``git_dirty``: whether its tracked files differ from that revision.
+
+    Without a readable study file (a study rebuilt from the database) the revision is the
+    working directory's and the hash is None.
+    """
+    file = Path(study_file) if study_file is not None else None
+    digest = None
+    if file is not None and file.is_file():
+        digest = hashlib.sha256(file.read_bytes()).hexdigest()
+        directory: Path | None = file.resolve().parent
+    else:
+        directory = None
+    revision = _git_revision(directory)
+    dirty = None
+    if revision is not None:
+        # Tracked files only: build outputs and results beside the study file are not code.
+        status = _git(directory, "status", "--porcelain", "--untracked-files=no")
+        dirty = None if status is None else bool(status)
+    from ablate import __version__
+
+    return {"ablate_version": __version__, "study_sha256": digest, "git_revision": revision, "git_dirty": dirty}
 
 
 def _cpu_name() -> str:

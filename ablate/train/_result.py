@@ -55,7 +55,9 @@ class TrainResult:
     test_acc: float | None  # best checkpoint on the test split; None without a test split
     test_loss: float | None
     epochs_run: int
-    duration_s: float  # training time over all sessions of the trial (resumes included)
+    # Training time over all sessions of the trial (resumes included), each session counted
+    # from the end of its first step: start-up (startup_s) is not training time.
+    duration_s: float
     images_per_s: float | None
     peak_mem_mb: float | None
     n_params: int
@@ -69,7 +71,7 @@ class TrainResult:
     _METRIC_FIELDS = (
         "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "best_val_acc",
         "best_epoch", "best_metric", "test_acc", "test_loss", "epochs_run", "duration_s",
-        "images_per_s", "peak_mem_mb", "n_params", "n_trainable_params",
+        "images_per_s", "peak_mem_mb", "n_params", "n_trainable_params", "startup_s",
     )
 
     def metrics_dict(self) -> dict[str, Any]:

@@ -228,6 +228,7 @@ class _Trial:
         self.train_images = 0
         self.best_state = self._model_state_copy()
         self.first_step_at: float | None = None
+        self.steady_from: float | None = None  # perf_counter() at the end of the first step
 
     # --- set-up helpers
 
@@ -288,7 +289,11 @@ class _Trial:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def elapsed(self, entered: float) -> float:
-        return self.prior_duration + time.perf_counter() - entered
+        """Training time of the trial so far, counted from the end of this session's first step:
+        what comes before it (data, model, CUDA context, first-step kernels) is start-up, which
+        the first trial of a process paid most of; it is reported apart as ``startup_s``."""
+        now = time.perf_counter()
+        return self.prior_duration + now - (self.steady_from if self.steady_from is not None else now)
 
     # --- the run
 
@@ -358,7 +363,8 @@ class _Trial:
             if self.first_step_at is None:
                 if dev.type == "cuda":
                     torch.cuda.synchronize(dev)  # once per trial, for the start-up time
-                self.first_step_at = time.perf_counter() - entered
+                self.steady_from = time.perf_counter()
+                self.first_step_at = self.steady_from - entered
             if on_batch is not None and ((i + 1) % ON_BATCH_EVERY == 0 or i + 1 == self.steps):
                 on_batch(epoch, i + 1, self.steps, float(loss.item()) if dev.type == "cpu" else None)
         total = float(loss_sum.item())  # the epoch's one synchronisation
@@ -545,7 +551,8 @@ class _Trial:
 
     def _write_predictions(self) -> None:
         """``prediction_samples`` test (else val) images, class-balanced, with the best model's
-        predictions, at most 64 px per side, for the report's grid."""
+        predictions, at most 64 px per side, for the report's grid; the split's name and its
+        whole confusion matrix (rows: true class) for the matrix beside it."""
         assert self.folder is not None
         split, source = (self.data.test, self.test_src) if self.test_src is not None else (self.data.val, self.val_src)
         if split is None or source is None:
@@ -568,4 +575,13 @@ class _Trial:
             labels=torch.cat(labels).numpy(),
             preds=torch.cat(preds).numpy(),
             class_names=np.array(self.data.class_names),
+            split=np.array("test" if self.test_src is not None else "val"),
+            confusion=self._confusion(source),
         )
+
+    def _confusion(self, source: Any) -> np.ndarray:
+        k = self.data.num_classes
+        counts = torch.zeros(k * k, dtype=torch.int64, device=self.device)
+        for out, y in self._eval_batches(source):
+            counts += torch.bincount(y * k + out.argmax(1), minlength=k * k)
+        return counts.reshape(k, k).cpu().numpy()

@@ -1,8 +1,8 @@
 """What each trial's data was: split sizes and sources, normalisation, trainable parameters,
 and the learning rate of every parameter group per epoch.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-01
 """
 
