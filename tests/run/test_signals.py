@@ -133,4 +133,4 @@ def test_run_exits_non_zero_when_trials_failed(sqlite_url: str, tmp_path: Path) 
     proc = subprocess.run([*ABLATE, "run", str(study_file), "--db", sqlite_url, "--runs-dir", str(tmp_path / "runs")],
                           env=_env(), capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "1 trial(s) failed" in proc.stderr and "ablate retry --study boom" in proc.stderr
+    assert "1 trial(s) failed" in proc.stderr and "ablate retry boom" in proc.stderr
