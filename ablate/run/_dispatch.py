@@ -190,7 +190,6 @@ def run_workers(
             args=(study_file, study.name, db, opts, i, counter, threads, gpus),
             name=f"ablate-worker-{i}",
         )
-        p.start()
         procs.append(p)
     received = _forward_signals_while_joining(procs)
     if received is not None:
@@ -222,9 +221,9 @@ HAND_BACK_S = 60.0
 
 
 def _forward_signals_while_joining(procs: list[Any]) -> int | None:
-    """Wait for every worker process; pass SIGTERM/SIGINT on to them (SLURM, Kubernetes and
-    systemd signal only the parent) and keep waiting while they hand their trials back.
-    Returns the signal received, if any."""
+    """Start the worker processes and wait for them; pass SIGTERM/SIGINT on to them (SLURM,
+    Kubernetes and systemd signal only the parent) and keep waiting while they hand their trials
+    back. Returns the signal received, if any."""
     received: list[int] = []
 
     def forward(signum: int, _frame: Any) -> None:
@@ -236,6 +235,11 @@ def _forward_signals_while_joining(procs: list[Any]) -> int | None:
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        # Started under the handler, so that no signal can end the parent and leave orphans.
+        for p in procs:
+            p.start()
+        if received:  # it came while some were still starting
+            forward(received[0], None)
         for p in procs:
             while p.is_alive():
                 p.join(timeout=0.5)

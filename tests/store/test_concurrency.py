@@ -186,9 +186,13 @@ def test_proposals_under_the_lock_never_collide(db_url: str) -> None:
     assert sorted(frame["lr"]) == sorted(LRS) and set(frame["status"]) == {"completed"}
 
 
+# Long enough that a loaded machine opens the survivor's store before the lease expires.
+LEASE_S = 4.0
+
+
 def claim_and_die(url: str, index: int) -> None:
     with ResultStore(url) as store:
-        claimed = store.claim_next_trial("crowd", worker="doomed", lease_s=0.5)
+        claimed = store.claim_next_trial("crowd", worker="doomed", lease_s=LEASE_S)
         assert claimed is not None
         store.record_epoch(claimed.trial_id, {"epoch": 1, "val_acc": 0.1})
         os.kill(os.getpid(), signal.SIGKILL)  # no finish, no cleanup: a dead Colab session
@@ -210,7 +214,7 @@ def test_trial_of_a_killed_worker_is_reclaimed(db_url: str) -> None:
         assert (
             store.claim_next_trial("crowd", worker="survivor", lease_s=60) is None
         )  # lease still held
-        time.sleep(0.6)
+        time.sleep(LEASE_S + 0.2)
         again = store.claim_next_trial("crowd", worker="survivor", lease_s=60)
         assert again is not None and again.attempt == 2 and again.number == 0
         assert store.finish_trial(
