@@ -57,6 +57,8 @@ MAX_CURVES = 8
 #: Interaction heatmaps are drawn for the pairs among this many factors (those with the widest
 #: main effect), so a 4-factor grid gets 3 readable heatmaps instead of 6.
 MAX_INTERACTION_FACTORS = 3
+#: Beyond this many classes a confusion matrix is a grey square (HW2P2 has 7,000): none is drawn.
+MAX_CONFUSION_CLASSES = 100
 
 
 def _small_blas() -> AbstractContextManager[Any]:
@@ -335,12 +337,16 @@ def draw_report(report: Report, out: Path, *, svg: bool = False, workers: int | 
         shown = f"trial {p.trial_number} ({p.label})"
         caption = (f"{len(p.labels)} class-balanced images of the {split}, predicted by the best checkpoint of "
                    f"{shown}, the best completed trial: green right, red wrong.")
-        if p.confusion is not None:
-            caption += f" Right: the confusion matrix of the whole {split} ({int(p.confusion.sum())} images)."
+        confusion = p.confusion
+        if confusion is not None and len(confusion) > MAX_CONFUSION_CLASSES:
+            caption += f" No confusion matrix: {len(confusion)} classes are more than a figure can show."
+            confusion = None
+        elif confusion is not None:
+            caption += f" Right: the confusion matrix of the whole {split} ({int(confusion.sum())} images)."
         jobs.append((Plot("predictions", "Predictions of the best trial", caption),
                      lambda: P.plot_predictions(p.images, p.labels, p.preds, p.class_names,
                                                 title=f"Best trial {p.trial_number}, {p.label}: {split} predictions",
-                                                confusion=p.confusion,
+                                                confusion=confusion,
                                                 confusion_title=f"confusion matrix, {split}")))
 
     order = [plot.name for plot, _ in jobs]

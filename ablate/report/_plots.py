@@ -481,7 +481,7 @@ def plot_predictions(
         mosaic[y0 : y0 + tile.shape[0], x0 : x0 + tile.shape[1]] = tile
     grid_w = 0.95 * columns
     grid_h = grid_w * mosaic.shape[0] / mosaic.shape[1]
-    matrix_w = 0.0 if confusion is None else max(3.0, 0.32 * len(class_names) + 1.4)
+    matrix_w = 0.0 if confusion is None else min(max(3.0, 0.32 * len(class_names) + 1.4), 9.0)
     fig = _figure(grid_w + matrix_w + 0.3, max(grid_h, matrix_w - 0.4) + 0.6)
     if confusion is None:
         ax = fig.subplots()

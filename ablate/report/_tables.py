@@ -318,7 +318,8 @@ def csv_frame(table: AblationTable) -> pd.DataFrame:
     rows = table.rows.drop(columns=["first_number"])
     for k, v in table.constants.items():
         if k not in rows.columns:
-            rows[k] = v
+            # One value per row: a list constant (mean/std, erasing scale) is not a column of its own.
+            rows[k] = pd.Series([v] * len(rows), index=rows.index, dtype=object)
     for m in table.metrics:
         rows[f"{m}_best"] = rows["config_hash"].isin(table.best(m))
     return rows
