@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from ablate.report._data import ParallelCoordinates
+    from ablate.report._figure_data import ParallelCoordinates
 
 #: Print resolution of the PNGs: 200 dpi and up is what journals ask of line art with text.
 PNG_DPI = 200
@@ -157,7 +157,7 @@ def plot_interactions(pairs: Sequence[tuple[str, str, pd.DataFrame]], metric: st
     when there are few cells, see :data:`MAX_DETAILED_CELLS`)."""
     from matplotlib.colors import Normalize
 
-    from ablate.report._data import format_level
+    from ablate.report._trials import format_level
 
     grids = []
     for row_factor, col_factor, means in pairs:
