@@ -40,9 +40,10 @@ def report(
             show_default=False,
         ),
     ] = None,
-    svg: Annotated[
-        bool, typer.Option("--svg/--no-svg", help="Also write every plot as SVG; PNG (200 dpi) and PDF are always written.")
+    pdf: Annotated[
+        bool, typer.Option("--pdf/--no-pdf", help="Also write every plot as a vector PDF (for papers); PNGs (200 dpi) are always written.")
     ] = False,
+    svg: Annotated[bool, typer.Option("--svg/--no-svg", help="Also write every plot as SVG.")] = False,
 ) -> None:
     """Write a study's report (index.html, report.md, table.md/.csv/.tex, plots) and print its table."""
     from rich.console import Console
@@ -52,7 +53,7 @@ def report(
 
     study = study_name(study_arg, study_opt, "report")
     options = ReportOptions(
-        baseline=baseline, metric=metric, svg=svg, columns=columns.split(",") if columns is not None else None
+        baseline=baseline, metric=metric, pdf=pdf, svg=svg, columns=columns.split(",") if columns is not None else None
     )
     # Everything a user can get wrong is checked here, before a file is written.
     result = load_report(study, db=db, options=options)

@@ -273,8 +273,10 @@ def key_labels(report: Report) -> tuple[dict[str, str], str | None]:
     return dict(zip(rows["config_hash"], names, strict=True)), ", ".join(table.factors) + ":"
 
 
-def draw_report(report: Report, out: Path, *, svg: bool = False, workers: int | None = None) -> list[Plot]:
-    """Draw every figure the report has data for into ``out`` (PNG, and SVG when asked).
+def draw_report(
+    report: Report, out: Path, *, vector: Sequence[str] = (), workers: int | None = None
+) -> list[Plot]:
+    """Draw every figure the report has data for into ``out`` (PNG, and the ``vector`` formats).
 
     ``workers`` processes draw in parallel (default: half the CPU cores; 1 draws in this process).
     """
@@ -359,7 +361,7 @@ def draw_report(report: Report, out: Path, *, svg: bool = False, workers: int | 
         # Figures are independent and matplotlib holds the GIL while it renders: draw them in
         # forked processes, which inherit the data (closures need no pickling).
         global _PENDING
-        _PENDING = (jobs, out, svg)
+        _PENDING = (jobs, out, tuple(vector))
         try:
             context = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(max_workers=n, mp_context=context) as pool:
@@ -369,21 +371,21 @@ def draw_report(report: Report, out: Path, *, svg: bool = False, workers: int | 
     else:
         with P.report_style():
             for plot, draw in jobs:
-                P.save_figure(draw(), out, plot.name, svg=svg)
+                P.save_figure(draw(), out, plot.name, vector=vector)
     return [plot for plot, _ in sorted(jobs, key=lambda job: order.index(job[0].name))]
 
 
-_PENDING: tuple[list[tuple[Plot, Any]], Path, bool] | None = None
+_PENDING: tuple[list[tuple[Plot, Any]], Path, tuple[str, ...]] | None = None
 
 
 def _draw_pending(index: int) -> str:
     from ablate.report._plots import report_style, save_figure
 
     assert _PENDING is not None, "only called in a worker forked by draw_report"
-    jobs, out, svg = _PENDING
+    jobs, out, vector = _PENDING
     plot, draw = jobs[index]
     with report_style():
-        save_figure(draw(), out, plot.name, svg=svg)
+        save_figure(draw(), out, plot.name, vector=vector)
     return plot.name
 
 
@@ -411,7 +413,7 @@ def render_report(report: Report, out: Path | str, options: ReportOptions | None
     cells = table_cells(report.table, report.columns)  # once for the four writers
     table_md = markdown_table(report.table, cells)  # table.md and report.md
     write_tables(report.table, out, cells, markdown=table_md, study=report.study)
-    plots = draw_report(report, out, svg=options.svg, workers=options.workers)
+    plots = draw_report(report, out, vector=options.vector_formats, workers=options.workers)
     _remove_stale(out, plots)
     write_markdown(report, plots, out / "report.md", cells, table_md=table_md)
     return write_html(report, plots, out / "index.html", cells)

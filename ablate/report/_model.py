@@ -29,15 +29,21 @@ class ReportOptions:
     labelled so) or None (the study's declared baseline, else the first declared levels).
     ``metric``: the column to test on (default: the study's). ``columns``: the table's columns
     by key (factor names, ``settings``, ``n``, metric names, ``diff``, ``ci``, ``p``,
-    ``detectable``, ``test``); None shows them all. ``svg``: also write SVG figures.
+    ``detectable``, ``test``); None shows them all. ``pdf``, ``svg``: also write every figure
+    in that vector format (each costs about as much as the PNGs: off by default).
     ``workers``: processes drawing figures (None: half the cores).
     """
 
     baseline: Mapping[str, Any] | str | None = None
     metric: str | None = None
     columns: Sequence[str] | None = None
+    pdf: bool = False
     svg: bool = False
     workers: int | None = None
+
+    @property
+    def vector_formats(self) -> tuple[str, ...]:
+        return tuple(ext for ext, wanted in (("pdf", self.pdf), ("svg", self.svg)) if wanted)
 
 
 @dataclass

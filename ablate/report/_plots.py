@@ -527,16 +527,14 @@ def _confusion_matrix(ax: Axes, counts: np.ndarray, names: Sequence[str], title:
 
 
 # ----------------------------------------------------------------------------------- saving
-def save_figure(fig: Figure, out: Path, name: str, *, svg: bool = False, pdf: bool = True) -> Path:
-    """Write ``name.png`` at :data:`PNG_DPI` (the DPI recorded in the file), ``name.pdf``
-    (vector) and ``name.svg`` when asked, into ``out``; return the PNG's path."""
+def save_figure(fig: Figure, out: Path, name: str, *, vector: Sequence[str] = ()) -> Path:
+    """Write ``name.png`` at :data:`PNG_DPI` (the DPI recorded in the file) and the ``vector``
+    formats asked for (``pdf``, ``svg``) into ``out``; return the PNG's path."""
     png = out / f"{name}.png"
     fig.savefig(png, dpi=PNG_DPI, facecolor="white")
     # The layout is solved (in inches, the same at any DPI): the other formats reuse it rather
     # than solve it again, which cost as much as drawing them.
     fig.set_layout_engine("none")
-    if pdf:
-        fig.savefig(out / f"{name}.pdf", facecolor="white")
-    if svg:
-        fig.savefig(out / f"{name}.svg", facecolor="white")
+    for ext in vector:
+        fig.savefig(out / f"{name}.{ext}", facecolor="white")
     return png

@@ -86,7 +86,7 @@ def grid_report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     out.mkdir(parents=True)
     (out / "importance.png").write_bytes(b"stale plot of an earlier (random) study of this name")
     (out / "importance_notes.png").write_bytes(b"the user's own file")
-    build_report("grid_demo", db=url, out=out, options=ReportOptions(svg=True))
+    build_report("grid_demo", db=url, out=out, options=ReportOptions(pdf=True, svg=True))
     yield url, out
 
 
@@ -97,6 +97,7 @@ def test_every_output_file_is_written_and_every_plot_is_a_real_image(grid_report
     for plot in GRID_PLOTS:
         assert_real_image(out / f"{plot}.png")
         ET.parse(out / f"{plot}.svg")  # well-formed XML
+        assert (out / f"{plot}.pdf").read_bytes().startswith(b"%PDF"), plot
     assert not (out / "importance.png").exists(), "stale plot left behind"
     assert (out / "importance_notes.png").exists(), "a file the report does not own was removed"
     # No ANOVA skip note: the grid is full with 2+ completed seeds per cell.

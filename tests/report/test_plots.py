@@ -43,7 +43,7 @@ def test_png_records_its_dpi_and_pdf_is_vector(tmp_path: Path) -> None:
 
     with P.report_style():
         fig = P.plot_compute_hours(hours_frame([2.0, 4.0, 1.0]))
-        png = P.save_figure(fig, tmp_path, "compute_hours", svg=True)
+        png = P.save_figure(fig, tmp_path, "compute_hours", vector=("pdf", "svg"))
     assert_real_image(png)
     with Image.open(png) as img:
         dpi = img.info["dpi"]
