@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -52,6 +53,8 @@ def report(
     from ablate.report._tables import table_cells, table_notes
 
     study = study_name(study_arg, study_opt, "report")
+    target = out if out is not None else Path("reports") / study
+    check_output_folder(target, "report --out")
     options = ReportOptions(
         baseline=baseline, metric=metric, pdf=pdf, svg=svg, columns=columns.split(",") if columns is not None else None
     )
@@ -63,5 +66,18 @@ def report(
     console.print(rich_table(result.table, cells, title=title, width=console.width))
     for note in table_notes(result.table):
         console.print(note, style="dim", highlight=False)
-    path = render_report(result, out if out is not None else Path("reports") / study, options)
+    path = render_report(result, target, options)
     console.print(f"report: {path}", highlight=False, soft_wrap=True)
+
+
+def check_output_folder(path: Path, what: str) -> None:
+    """Refuse, before any work, an output folder that cannot be created or written into."""
+    from ablate.errors import UserInputError
+
+    if path.exists() and not path.is_dir():
+        raise UserInputError(f"{what} {path}: is a file, not a folder")
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise UserInputError(f"{what} {path}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserInputError(f"{what} {path}: {existing} is not writable")

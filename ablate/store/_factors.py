@@ -19,16 +19,11 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import Dialect
 
 from ablate.study import Choice, IntRange, Study, Uniform
+from ablate.study._config import VIEW_METRIC_COLUMNS, VIEW_TRIAL_COLUMNS
 from ablate.study._space import level_value
 
 # Columns of the per-study view besides the factors. A factor with one of these names keeps its
 # name and the trial column is renamed "trial_<name>".
-VIEW_TRIAL_COLUMNS = ("trial_id", "number", "seed", "replicate", "status")
-VIEW_METRIC_COLUMNS = (
-    "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "best_val_acc", "best_epoch",
-    "test_acc", "test_loss", "epochs_run", "duration_s", "images_per_s", "peak_mem_mb",
-    "n_params", "stop_reason",
-)  # fmt: skip
 # Identifiers stay within PostgreSQL's limit (longer ones would be silently truncated there).
 MAX_IDENTIFIER = 63
 

@@ -33,6 +33,14 @@ DEVICES = ("auto", "cpu", "cuda")
 CNN_ORGANISATION = ("same", "double", "half")
 CNN_ACTIVATIONS = ("relu", "gelu", "silu", "mish")
 METRICS = ("val_acc", "val_loss", "val_top5", "train_acc", "train_loss", "test_acc")
+# The columns every study's SQL view has besides its factors (the store builds the view; a
+# study checks its factor names against them before anything is written).
+VIEW_TRIAL_COLUMNS = ("trial_id", "number", "seed", "replicate", "status")
+VIEW_METRIC_COLUMNS = (
+    "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "best_val_acc", "best_epoch",
+    "test_acc", "test_loss", "epochs_run", "duration_s", "images_per_s", "peak_mem_mb",
+    "n_params", "stop_reason",
+)  # fmt: skip
 
 _IMAGEFOLDER = re.compile(r"^imagefolder:.+$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")

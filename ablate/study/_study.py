@@ -15,6 +15,8 @@ from ablate.errors import StudyError
 from ablate.study._config import (
     FIELDS,
     METRICS,
+    VIEW_METRIC_COLUMNS,
+    VIEW_TRIAL_COLUMNS,
     TrialConfig,
     check_field_name,
     check_selection,
@@ -190,8 +192,6 @@ class Study:
             check_selection(config, metric=self.metric, design=self.design, pruner=self.pruner, where=self.where)
 
     def _check_factor_names(self, spaces: Mapping[str, Space]) -> None:
-        from ablate.store._factors import VIEW_METRIC_COLUMNS, VIEW_TRIAL_COLUMNS
-
         # A factor named like a view column takes the name and the column becomes trial_<name>;
         # so trial_<column> itself is not free, and SQLite compares column names without case.
         reserved = {f"trial_{c}" for c in VIEW_TRIAL_COLUMNS + VIEW_METRIC_COLUMNS}

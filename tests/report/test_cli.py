@@ -147,3 +147,15 @@ def test_a_grid_baseline_excluded_by_constraints_is_refused_at_plan_time() -> No
                   constraints=[lambda c: not (c.image_size == 24 and c.lr == 0.05)])
     with pytest.raises(StudyError, match=r"baseline \(image_size=24, lr=0.05\) is excluded by the constraints"):
         study.validate()
+
+
+@pytest.mark.parametrize("where", ["file", "under_a_file", "dev_null"])
+def test_an_output_folder_that_cannot_be_written_is_refused_first(effnet_db: str, tmp_path: Path, where: str) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("the user's own file")
+    out = {"file": a_file, "under_a_file": a_file / "report", "dev_null": Path("/dev/null/report")}[where]
+    result = runner.invoke(app, ["report", "effnet_imgsize", "--db", effnet_db, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: report --out "), result.output
+    assert a_file.read_text() == "the user's own file"
