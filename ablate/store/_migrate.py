@@ -23,7 +23,6 @@ from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
-import ablate
 from ablate.errors import NotAblateDatabaseError, StoreError
 from ablate.store._engine import (
     MAX_ATTEMPTS,
@@ -52,7 +51,8 @@ def script_location() -> Path:
     wheel ships the same folder as the ``ablate._migrations`` subpackage. Finding none is a
     packaging bug, never a database at "revision empty".
     """
-    checkout = Path(ablate.__file__).resolve().parents[1] / "alembic"
+    package = Path(__file__).resolve().parents[1]  # ablate/, this file being ablate/store/_migrate.py
+    checkout = package.parent / "alembic"
     if _has_migrations(checkout):
         return checkout
     # alembic/ has no __init__.py (with one, the checkout's folder could shadow the Alembic
@@ -62,7 +62,7 @@ def script_location() -> Path:
         if _has_migrations(Path(shipped)):
             return Path(shipped)
     raise StoreError(
-        f"internal error: ablate {ablate.__version__} at {Path(ablate.__file__).parent} has no "
+        f"internal error: ablate at {package} has no "
         "migrations (neither alembic/ next to it nor the ablate._migrations package); "
         "reinstall ablate"
     )
