@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,14 +16,8 @@ from tests.run.invariants import check_completed_trials
 from ablate.run._worker import IDENTITY, checkpoint_folder
 from ablate.store import ResultStore, load_epochs, load_trials
 
-STUDIES = Path(__file__).parent / "studies"
-ABLATE = [sys.executable, "-m", "ablate"]
-ROOT = Path(__file__).parents[2]
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("ABLATE_RUNS", "ABLATE_DB", "ABLATE_LEASE_S")}
-    return {**env, "PYTHONPATH": str(ROOT), **extra}
+from .processes import ABLATE, STUDIES, wait_for_epochs
+from .processes import clean_env as _env
 
 
 def _ablate(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -80,16 +72,6 @@ def test_a_foreign_checkpoint_is_never_resumed_and_never_blocks(tmp_path: Path) 
     assert checkpoint_folder(tmp_path, "s", plain)[0].name == "trial-0004-seed0-cccc-2"
 
 
-def _wait_for_epochs(study: str, db: str, n: int, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if len(load_epochs(study, db=db)) >= n:
-                return
-        except Exception:  # not registered yet
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"{study}: fewer than {n} epochs after {timeout_s} s")
 
 
 @pytest.mark.slow
@@ -97,7 +79,7 @@ def test_a_worker_that_cannot_see_the_checkpoint_records_why_it_restarts(db_url:
     study = STUDIES / "tiny_train.py"
     first = subprocess.Popen([*ABLATE, "run", str(study), "--db", db_url, "--runs-dir", str(tmp_path / "box1"),
                               "--lease-s", "2"], env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for_epochs("tiny_train", db_url, 2)
+    wait_for_epochs("tiny_train", db_url, 2)
     first.send_signal(signal.SIGKILL)
     first.wait()
     time.sleep(2.5)  # the lease expires

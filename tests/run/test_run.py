@@ -15,23 +15,12 @@ import pytest
 from ablate.run import run_study
 from ablate.store import load_epochs, load_trials
 
+from .processes import wait_for_epochs
+
 HERE = Path(__file__).parent
 STUDIES = HERE / "studies"
 ROOT = HERE.parents[1]
 ABLATE = [sys.executable, "-m", "ablate"]
-
-
-def _wait_for_epochs(study: str, db: str, n: int, timeout_s: float = 120) -> None:
-    """Poll the database until a running study has recorded ``n`` epochs."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if len(load_epochs(study, db=db)) >= n:
-                return
-        except Exception:  # the study is not registered yet
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"{study}: fewer than {n} epochs after {timeout_s} s")
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -108,7 +97,7 @@ def test_killed_worker_trial_resumes_from_checkpoint(db_url: str, tmp_path: Path
         [*ABLATE, "run", str(STUDIES / "tiny_train.py"), "--db", db_url, "--runs-dir", str(runs)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    _wait_for_epochs("tiny_train", db_url, 2)
+    wait_for_epochs("tiny_train", db_url, 2)
     first.send_signal(signal.SIGKILL)  # a dead Colab session: no clean-up of any kind
     first.wait()
     trials = load_trials("tiny_train", db=db_url)
@@ -260,7 +249,7 @@ def test_ctrl_c_hands_the_trial_back_for_an_immediate_resume(sqlite_url: str, tm
         [*ABLATE, "run", str(STUDIES / "tiny_train.py"), "--db", sqlite_url, "--runs-dir", str(runs)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    _wait_for_epochs("tiny_train", sqlite_url, 1)
+    wait_for_epochs("tiny_train", sqlite_url, 1)
     first.send_signal(signal.SIGINT)
     _, err = first.communicate(timeout=60)
     assert first.returncode == 130, err

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -13,28 +11,10 @@ from pathlib import Path
 import pytest
 from tests.run.invariants import check_completed_trials
 
-from ablate.store import ResultStore, load_epochs, load_trials
+from ablate.store import ResultStore, load_trials
 
-STUDIES = Path(__file__).parent / "studies"
-ABLATE = [sys.executable, "-m", "ablate"]
-ROOT = Path(__file__).parents[2]
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("ABLATE_RUNS", "ABLATE_DB", "ABLATE_LEASE_S")}
-    return {**env, "PYTHONPATH": str(ROOT), **extra}
-
-
-def _wait_for_epochs(study: str, db: str, n: int, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if len(load_epochs(study, db=db)) >= n:
-                return
-        except Exception:  # not registered yet
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"{study}: fewer than {n} epochs after {timeout_s} s")
+from .processes import ABLATE, STUDIES, wait_for_epochs
+from .processes import clean_env as _env
 
 
 @pytest.mark.slow
@@ -42,7 +22,7 @@ def test_sigterm_hands_the_trial_back_and_the_next_run_resumes_it(db_url: str, t
     runs = str(tmp_path / "runs")
     cmd = [*ABLATE, "run", str(STUDIES / "tiny_train.py"), "--db", db_url, "--runs-dir", runs]
     first = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_epochs("tiny_train", db_url, 1)
+    wait_for_epochs("tiny_train", db_url, 1)
     first.send_signal(signal.SIGTERM)
     out, err = first.communicate(timeout=60)
     assert first.returncode == 143, out + err
