@@ -140,7 +140,7 @@ def plot_main_effects(
         ax.set_visible(False)
     for ax in axes[::cols]:
         ax.set_ylabel(axis_label(metric))
-    title = f"Main effects on {metric_label(metric)}: estimated marginal means, 95 % CI (model)"
+    title = f"Main effects on {metric_label(metric)}: model means, 95 % CI"
     if baseline_levels:
         title += "\n(red: the baseline's level; the other factors held at the baseline)"
     fig.suptitle(title)
