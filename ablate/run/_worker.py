@@ -408,21 +408,15 @@ def _run_one(
                 )
                 metrics = result.metrics_dict()
                 status, error, artifacts = result.status, result.error, result.artifacts
-        except KeyboardInterrupt:
-            # Stopped on purpose: give the trial back now rather than when its lease expires,
-            # so the next `ablate run` resumes it from its checkpoint at once.
+        except (KeyboardInterrupt, InfrastructureError) as e:
+            # Stopped on purpose (a signal), or the database or the disk failed rather than the
+            # trial: give it back now (if the database still answers; else its lease expires) so
+            # that it resumes from its checkpoint, never marked failed, and stop this worker.
             _hand_back(store, claimed.trial_id, options.worker)
             _finish_wandb(wandb_run, "interrupted")
             if progress is not None:
-                progress.trial_finished(claimed.number, "handed back", "stopped by a signal; checkpoint kept")
-            raise
-        except InfrastructureError as e:
-            # The database or the disk failed, not the trial: hand it back if the database still
-            # answers (else its lease expires) and stop this worker; never mark it failed.
-            _hand_back(store, claimed.trial_id, options.worker)
-            _finish_wandb(wandb_run, "interrupted")
-            if progress is not None:
-                progress.trial_finished(claimed.number, "handed back", str(e).splitlines()[0])
+                why = "stopped by a signal; checkpoint kept" if isinstance(e, KeyboardInterrupt) else str(e).splitlines()[0]
+                progress.trial_finished(claimed.number, "handed back", why)
             raise
         except LeaseLost:
             _finish_wandb(wandb_run, "lost")
