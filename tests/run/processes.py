@@ -32,3 +32,17 @@ def wait_for_epochs(study: str, db: str, n: int, timeout_s: float = 120) -> None
             pass
         time.sleep(0.05)
     raise AssertionError(f"{study}: fewer than {n} epochs after {timeout_s} s")
+
+
+def write_boom_study(folder: Path, levels: list[int]) -> Path:
+    """A study file whose custom train= fails its trial at x=1 and completes the others."""
+    study_file = folder / "boom.py"
+    study_file.write_text(
+        "from ablate import Study\n"
+        "def boom(config, reporter):\n"
+        "    if config.extra['x'] == 1:\n"
+        "        raise RuntimeError('exploded on x=1')\n"
+        "    return {'val_acc': 0.5}\n"
+        f"study = Study(name='boom', factors=dict(x={levels!r}), train=boom)\n"
+    )
+    return study_file

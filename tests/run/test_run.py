@@ -15,7 +15,7 @@ import pytest
 from ablate.run import run_study
 from ablate.store import load_epochs, load_trials
 
-from .processes import wait_for_epochs
+from .processes import wait_for_epochs, write_boom_study
 
 HERE = Path(__file__).parent
 STUDIES = HERE / "studies"
@@ -131,15 +131,7 @@ def test_tpe_with_two_workers_proposes_no_duplicates(db_url: str, tmp_path: Path
 
 
 def test_failed_trials_keep_their_error_and_retry_requeues(sqlite_url: str, tmp_path: Path) -> None:
-    study_file = tmp_path / "boom.py"
-    study_file.write_text(
-        "from ablate import Study\n"
-        "def boom(config, reporter):\n"
-        "    if config.extra['x'] == 1:\n"
-        "        raise RuntimeError('exploded on x=1')\n"
-        "    return {'val_acc': 0.5}\n"
-        "study = Study(name='boom', factors=dict(x=[0, 1, 2]), train=boom)\n"
-    )
+    study_file = write_boom_study(tmp_path, [0, 1, 2])
     (outcome,) = run_study(study_file, db=sqlite_url, runs_dir=tmp_path / "runs")
     assert outcome.counts == {"completed": 2, "failed": 1}
     trials = load_trials("boom", db=sqlite_url)

@@ -13,7 +13,7 @@ from tests.run.invariants import check_completed_trials
 
 from ablate.store import ResultStore, load_trials
 
-from .processes import ABLATE, STUDIES, wait_for_epochs
+from .processes import ABLATE, STUDIES, wait_for_epochs, write_boom_study
 from .processes import clean_env as _env
 
 
@@ -101,15 +101,7 @@ def test_a_worker_waits_for_a_trial_under_a_live_lease_and_takes_it_over(db_url:
 
 
 def test_run_exits_non_zero_when_trials_failed(sqlite_url: str, tmp_path: Path) -> None:
-    study_file = tmp_path / "boom.py"
-    study_file.write_text(
-        "from ablate import Study\n"
-        "def boom(config, reporter):\n"
-        "    if config.extra['x'] == 1:\n"
-        "        raise RuntimeError('exploded on x=1')\n"
-        "    return {'val_acc': 0.5}\n"
-        "study = Study(name='boom', factors=dict(x=[0, 1]), train=boom)\n"
-    )
+    study_file = write_boom_study(tmp_path, [0, 1])
     proc = subprocess.run([*ABLATE, "run", str(study_file), "--db", sqlite_url, "--runs-dir", str(tmp_path / "runs")],
                           env=_env(), capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 1, proc.stdout + proc.stderr
