@@ -259,6 +259,11 @@ def _backoff(attempt: int) -> None:
     time.sleep(min(2.0, 0.01 * 2**attempt) * (0.5 + random.random()))
 
 
+def _wait_to_reconnect(attempt: int, left_s: float) -> None:
+    # Slower than _backoff: a server that restarts or fails over needs seconds, not milliseconds.
+    time.sleep(min(5.0, 0.1 * 2**attempt, left_s) * (0.5 + random.random()))
+
+
 def is_retryable(error: BaseException) -> bool:
     """Whether a failed transaction may simply be run again."""
     if isinstance(error, DBAPIError):
@@ -340,7 +345,7 @@ def run_transaction(
                 waited = now - disconnected_since
                 if waited < reconnect_s:
                     # pool_pre_ping and the invalidated pool hand out a fresh connection next.
-                    time.sleep(min(5.0, 0.1 * 2**attempt, reconnect_s - waited) * (0.5 + random.random()))
+                    _wait_to_reconnect(attempt, reconnect_s - waited)
                     attempt += 1
                     continue
                 first = store_error(e, engine.url, doing)
@@ -365,7 +370,7 @@ def retry_on_disconnect(fn: Callable[[], T], *, reconnect_s: float = DEFAULT_REC
             waited = time.monotonic() - started
             if cause is None or not is_disconnect(cause, established_only=True) or waited >= reconnect_s:
                 raise
-            time.sleep(min(5.0, 0.1 * 2**attempt, reconnect_s - waited) * (0.5 + random.random()))
+            _wait_to_reconnect(attempt, reconnect_s - waited)
             attempt += 1
 
 
