@@ -49,8 +49,14 @@ def report(
     """Write a study's report (index.html, report.md, table.md/.csv/.tex, plots) and print its table."""
     from rich.console import Console
 
-    from ablate.report import ReportOptions, load_report, render_report, rich_table
-    from ablate.report._tables import table_cells, table_notes
+    from ablate.report import (
+        ReportOptions,
+        load_report,
+        render_report,
+        rich_table,
+        table_cells,
+        table_notes,
+    )
 
     study = study_name(study_arg, study_opt, "report")
     target = out if out is not None else Path("reports") / study

@@ -25,8 +25,7 @@ def db_upgrade(
     revision: Annotated[str, typer.Option(help="Target revision; 'head' is the latest.")] = "head",
 ) -> None:
     """Create the schema, or migrate it to the latest revision (other commands do this too)."""
-    from ablate.store import ResultStore
-    from ablate.store._migrate import current_revisions, upgrade
+    from ablate.store import ResultStore, current_revisions, upgrade
 
     with ResultStore(db, upgrade=False) as store:
         before = current_revisions(store.engine)
@@ -43,8 +42,7 @@ def db_upgrade(
 @db_app.command("current")
 def db_current(db: DbOption = None) -> None:
     """Show the database's schema revision and the latest one, without changing anything."""
-    from ablate.store import ResultStore
-    from ablate.store._migrate import stamp_info
+    from ablate.store import ResultStore, stamp_info
 
     with ResultStore(db, read_only=True, require_schema=False) as store:
         info = stamp_info(store.engine)
@@ -164,8 +162,7 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """List the studies in the database with their trials by status."""
-    from ablate.store import ResultStore
-    from ablate.store._read import study_summaries
+    from ablate.store import ResultStore, study_summaries
 
     with ResultStore(db, read_only=True) as store:
         summaries = study_summaries(store)  # plain rows: no pandas import, a fast start

@@ -43,7 +43,14 @@ from ablate.report._stats import (
     t_interval,
 )
 from ablate.report._table import AblationTable, ablation_table, parse_baseline
-from ablate.report._tables import latex_table, markdown_table, rich_table, write_tables
+from ablate.report._tables import (
+    latex_table,
+    markdown_table,
+    rich_table,
+    table_cells,
+    table_notes,
+    write_tables,
+)
 
 __all__ = [
     "AblationTable",
@@ -79,5 +86,7 @@ __all__ = [
     "rich_table",
     "seeds_crossed",
     "t_interval",
+    "table_cells",
+    "table_notes",
     "write_tables",
 ]

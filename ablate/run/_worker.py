@@ -23,14 +23,16 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
 from ablate.errors import AblateError, InfrastructureError
+from ablate.files import write_atomic
 from ablate.run._adaptive import PruningCheck, make_proposer
 from ablate.run._custom import CustomTrainError, run_custom_train
+from ablate.store import EnvironmentRecord
 from ablate.study import Study, TrialConfig
 
 DEFAULT_LEASE_S = 60.0
@@ -228,10 +230,7 @@ def checkpoint_folder(runs_dir: Path, study: str, claimed: Any) -> tuple[Path, s
         if owner == token:
             return folder, note
         if owner is None and not any(folder.glob("*.pt")):
-            from ablate.train._checkpoint import write_text
-
-            folder.mkdir(parents=True, exist_ok=True)
-            write_text(folder / IDENTITY, json.dumps(identity, indent=1))
+            write_atomic(folder / IDENTITY, json.dumps(identity, indent=1))
             return folder, note
         note = (f"{folder} holds checkpoints of another run (token {owner or 'none'}, not "
                 f"{token}): not resumed; trial {claimed.number} starts fresh in a folder of its own")
@@ -266,7 +265,7 @@ def run_worker(
     of this run, so ``max_trials`` holds across processes.
     """
     # A study with its own train function never needs the built-in trainer (nor torch).
-    from ablate.train._env import code_provenance, environment
+    from ablate.train._env import environment
     from ablate.train._result import TrialPruned
 
     if study.train is None:
@@ -286,7 +285,7 @@ def run_worker(
     )
     # The code a result came from: the study file's hash and its repository's revision (the
     # working directory's repository may be another one, or none).
-    env = {**environment(), **code_provenance(study.source)}
+    env = environment(study.source)
     host = socket.gethostname()
     # Keep reconnecting to a lost database for as long as our lease would still hold.
     store.reconnect_s = options.lease_s
@@ -306,7 +305,7 @@ def run_worker(
                 break
             claimed = _claim_or_wait(
                 store, study, options, started, summary, progress,
-                worker=options.worker, host=host, device=env.get("device", "cpu"), propose=propose,
+                worker=options.worker, host=host, device=env.device_name or "cpu", propose=propose,
             )
             if claimed is None:
                 break
@@ -364,7 +363,7 @@ def _run_one(
     study: Study,
     claimed: Any,
     options: WorkerOptions,
-    env: Mapping[str, Any],
+    env: EnvironmentRecord,
     progress: Progress | None,
     pruning: PruningCheck | None,
     train_trial: Callable[..., Any],
@@ -393,7 +392,7 @@ def _run_one(
             out.append((status.get(trial_id, "running"), curve))
         return out
 
-    environment = {**env, "device": _device_name(config) if study.train is None else env.get("device")}
+    environment = replace(env, device_name=_device_name(config)) if study.train is None else env
     user_error = None
     with _Heartbeat(store, claimed.trial_id, options.worker, options.lease_s) as beat:
         reporter = _Reporter(store, claimed.trial_id, beat, progress, pruning, history, wandb_run)

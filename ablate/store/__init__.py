@@ -12,15 +12,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ablate.store._engine import mask_url, resolve_url
-    from ablate.store._read import (
+    from ablate.store._load import (
         list_studies,
         load_artifacts,
         load_environments,
         load_epochs,
         load_study,
         load_trials,
+        study_summaries,
     )
-    from ablate.store._records import ClaimedTrial, StudyInfo, TrialRecord
+    from ablate.store._migrate import current_revisions, stamp_info, upgrade
+    from ablate.store._records import ClaimedTrial, EnvironmentRecord, StudyInfo, TrialRecord
     from ablate.store._sql import (
         QueryResult,
         QueryStream,
@@ -35,13 +37,18 @@ if TYPE_CHECKING:
 _WHERE = {
     "mask_url": "ablate.store._engine",
     "resolve_url": "ablate.store._engine",
-    "list_studies": "ablate.store._read",
-    "load_artifacts": "ablate.store._read",
-    "load_environments": "ablate.store._read",
-    "load_epochs": "ablate.store._read",
-    "load_study": "ablate.store._read",
-    "load_trials": "ablate.store._read",
+    "list_studies": "ablate.store._load",
+    "load_artifacts": "ablate.store._load",
+    "load_environments": "ablate.store._load",
+    "load_epochs": "ablate.store._load",
+    "load_study": "ablate.store._load",
+    "load_trials": "ablate.store._load",
+    "study_summaries": "ablate.store._load",
+    "current_revisions": "ablate.store._migrate",
+    "stamp_info": "ablate.store._migrate",
+    "upgrade": "ablate.store._migrate",
     "ClaimedTrial": "ablate.store._records",
+    "EnvironmentRecord": "ablate.store._records",
     "StudyInfo": "ablate.store._records",
     "TrialRecord": "ablate.store._records",
     "QueryResult": "ablate.store._sql",
@@ -54,12 +61,14 @@ _WHERE = {
 
 __all__ = [
     "ClaimedTrial",
+    "EnvironmentRecord",
     "QueryResult",
     "QueryStream",
     "ResultStore",
     "StudyInfo",
     "TrialRecord",
     "check_read_only",
+    "current_revisions",
     "list_studies",
     "load_artifacts",
     "load_environments",
@@ -70,6 +79,9 @@ __all__ = [
     "read_only_query",
     "resolve_url",
     "run_read_only_query",
+    "stamp_info",
+    "study_summaries",
+    "upgrade",
 ]
 
 

@@ -1,4 +1,7 @@
-"""Reading results as pandas DataFrames: one row per trial, per epoch, per artifact.
+"""Reading results as pandas DataFrames within a session: one row per trial, per epoch, per artifact.
+
+Each function takes an open session and the study's row: ``ResultStore`` calls them inside its
+transactions (``ablate.store._load`` opens a store for the module-level ``load_*`` functions).
 
 Factor columns are named as the factors and typed as their values (``image_size`` is an
 integer column, ``augment`` a string column). A trial column whose name a factor already uses
@@ -7,9 +10,7 @@ integer column, ``augment`` a string column). A trial column whose name a factor
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, case, func, null, select
@@ -29,13 +30,10 @@ from ablate.store._models import (
     Trial,
     TrialParam,
 )
-from ablate.store._records import StudyInfo
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
-
-    from ablate.store._store import ResultStore
 
 TRIAL_COLUMNS_BEFORE = ("trial_id", "number", "seed", "replicate", "status", "config_hash")
 TRIAL_COLUMNS_AFTER = (
@@ -47,150 +45,78 @@ EPOCH_COLUMNS_BEFORE = ("trial_id", "number", "seed", "replicate", "config_hash"
 EPOCH_COLUMNS_AFTER = ("epoch", *EPOCH_METRICS, "extra")
 
 
-@contextmanager
-def _opened(db: str | os.PathLike[str] | ResultStore | None) -> Iterator[ResultStore]:
-    from ablate.store._store import ResultStore
-
-    if isinstance(db, ResultStore):
-        yield db
-        return
-    store = ResultStore(db, read_only=True)
-    try:
-        yield store
-    finally:
-        store.close()
-
-
-def load_study(name: str, db: str | os.PathLike[str] | ResultStore | None = None) -> StudyInfo:
-    """The current version of study ``name`` in ``db`` (a URL, a path, a ResultStore, or None
-    for ``$ABLATE_DB`` / ``sqlite:///ablate.db``)."""
-    with _opened(db) as store:
-        return store.load_study(name)
-
-
-def load_trials(name: str, db: str | os.PathLike[str] | ResultStore | None = None) -> pd.DataFrame:
-    """One row per trial of the study's current version, ordered by trial number.
-
-    Columns: trial_id, number, seed, replicate, status, config_hash, one column per factor,
-    the final metrics (train_loss ... n_params), stop_reason, error, worker, host, device,
-    attempt, started_at, finished_at, heartbeat_at (UTC), config (dict), extra_metrics (dict or None).
-    """
-    with _opened(db) as store:
-        return store._transact(lambda s: _trials_frame(s, store, name), write=False)
-
-
-def load_epochs(
-    name: str,
-    db: str | os.PathLike[str] | ResultStore | None = None,
-    *,
-    trial_ids: Iterable[int] | None = None,
-) -> pd.DataFrame:
-    """One row per recorded epoch of the study's current version, ordered by trial and epoch.
-
-    Columns: trial_id, number, seed, replicate, config_hash, one column per factor, epoch,
-    train_loss, train_acc, val_loss, val_acc, val_top5, lr, seconds, images_per_s,
-    peak_mem_mb, extra (dict of other metrics, or None). ``trial_ids`` reads only the epochs
-    of those trials (ids of other studies are ignored), e.g. the few a plot draws.
-    """
-    with _opened(db) as store:
-        return store._transact(lambda s: _epochs_frame(s, store, name, trial_ids), write=False)
-
-
-def load_artifacts(
-    name: str, db: str | os.PathLike[str] | ResultStore | None = None
-) -> pd.DataFrame:
-    """The files the study's trials produced: trial_id, number, kind, path."""
+def artifacts_frame(session: Session, study: Study) -> pd.DataFrame:
+    """The files ``study``'s trials produced: trial_id, number, kind, path."""
     import pandas as pd
 
-    def op(session: Session) -> pd.DataFrame:
-        study = store._study_row(session, name)
-        rows = session.execute(
-            select(Artifact.trial_id, Trial.number, Artifact.kind, Artifact.path)
-            .join(Trial, Trial.id == Artifact.trial_id)
-            .where(Trial.study_id == study.id)
-            .order_by(Trial.number, Artifact.kind)
-        ).all()
-        return pd.DataFrame(
-            [tuple(r) for r in rows], columns=["trial_id", "number", "kind", "path"]
-        ).astype({"trial_id": "int64", "number": "int64"})
-
-    with _opened(db) as store:
-        return store._transact(op, write=False)
+    rows = session.execute(
+        select(Artifact.trial_id, Trial.number, Artifact.kind, Artifact.path)
+        .join(Trial, Trial.id == Artifact.trial_id)
+        .where(Trial.study_id == study.id)
+        .order_by(Trial.number, Artifact.kind)
+    ).all()
+    return pd.DataFrame(
+        [tuple(r) for r in rows], columns=["trial_id", "number", "kind", "path"]
+    ).astype({"trial_id": "int64", "number": "int64"})
 
 
-def load_environments(
-    name: str, db: str | os.PathLike[str] | ResultStore | None = None
-) -> pd.DataFrame:
-    """Where each finished trial ran: trial_id, number, then python, torch, torchvision, timm,
-    cuda, git_revision, git_dirty, ablate_version, study_sha256, device_name, hostname,
-    platform, extra (dict or None). Trials without a recorded environment have no row."""
+def environments_frame(session: Session, study: Study) -> pd.DataFrame:
+    """Where each of ``study``'s finished trials ran: trial_id, number, the environments
+    columns, extra."""
     import pandas as pd
 
     columns = [getattr(Environment, c) for c in ENVIRONMENT_FIELDS]
-
-    def op(session: Session) -> pd.DataFrame:
-        study = store._study_row(session, name)
-        rows = session.execute(
-            select(Environment.trial_id, Trial.number, *columns, Environment.extra)
-            .join(Trial, Trial.id == Environment.trial_id)
-            .where(Trial.study_id == study.id)
-            .order_by(Trial.number)
-        ).all()
-        frame = pd.DataFrame(
-            [tuple(r) for r in rows], columns=["trial_id", "number", *ENVIRONMENT_FIELDS, "extra"]
-        )
-        return frame.astype({"trial_id": "int64", "number": "int64"})
-
-    with _opened(db) as store:
-        return store._transact(op, write=False)
+    rows = session.execute(
+        select(Environment.trial_id, Trial.number, *columns, Environment.extra)
+        .join(Trial, Trial.id == Environment.trial_id)
+        .where(Trial.study_id == study.id)
+        .order_by(Trial.number)
+    ).all()
+    frame = pd.DataFrame(
+        [tuple(r) for r in rows], columns=["trial_id", "number", *ENVIRONMENT_FIELDS, "extra"]
+    )
+    return frame.astype({"trial_id": "int64", "number": "int64"})
 
 
-def list_studies(db: str | os.PathLike[str] | ResultStore | None = None) -> pd.DataFrame:
-    """Every study version with its trial counts: name, version, design, metric, trials,
-    one column per status, updated_at."""
+def studies_frame(summaries: list[dict[str, Any]]) -> pd.DataFrame:
+    """The rows of :func:`study_summaries` as a typed DataFrame."""
     import pandas as pd
 
     columns = ["name", "version", "design", "metric", "trials", *STATUSES, "updated_at"]
-    frame = pd.DataFrame(study_summaries(db), columns=columns)
+    frame = pd.DataFrame(summaries, columns=columns)
     frame["updated_at"] = pd.to_datetime(frame["updated_at"], utc=True)
     return frame.astype({c: "int64" for c in ["version", "trials", *STATUSES]})
 
 
-def study_summaries(db: str | os.PathLike[str] | ResultStore | None = None) -> list[dict[str, Any]]:
-    """The rows of :func:`list_studies` as plain dicts, without pandas (for a fast `ablate ls`)."""
-
-    def op(session: Session) -> list[dict[str, Any]]:
-        studies = session.execute(
-            select(
-                Study.id, Study.name, Study.version, Study.design, Study.metric, Study.updated_at
-            ).order_by(Study.name, Study.version)
-        ).all()
-        counts: dict[int, dict[str, int]] = {}
-        for study_id, status, n in session.execute(
-            select(Trial.study_id, Trial.status, func.count()).group_by(
-                Trial.study_id, Trial.status
-            )
-        ):
-            counts.setdefault(study_id, {})[status] = int(n)
-        records = []
-        for study_id, name, version, design, metric, updated in studies:
-            c = counts.get(study_id, {})
-            counts_by_status = {s: c.get(s, 0) for s in STATUSES}
-            records.append(
-                {
-                    "name": name,
-                    "version": version,
-                    "design": design,
-                    "metric": metric,
-                    "trials": sum(c.values()),
-                    **counts_by_status,
-                    "updated_at": updated,
-                }
-            )
-        return records
-
-    with _opened(db) as store:
-        return store._transact(op, write=False)
+def study_summaries(session: Session) -> list[dict[str, Any]]:
+    """Every study version with its trial counts (name, version, design, metric, trials, one
+    count per status, updated_at) as plain dicts, without pandas (for a fast `ablate ls`)."""
+    studies = session.execute(
+        select(
+            Study.id, Study.name, Study.version, Study.design, Study.metric, Study.updated_at
+        ).order_by(Study.name, Study.version)
+    ).all()
+    counts: dict[int, dict[str, int]] = {}
+    for study_id, status, n in session.execute(
+        select(Trial.study_id, Trial.status, func.count()).group_by(Trial.study_id, Trial.status)
+    ):
+        counts.setdefault(study_id, {})[status] = int(n)
+    records = []
+    for study_id, name, version, design, metric, updated in studies:
+        c = counts.get(study_id, {})
+        counts_by_status = {s: c.get(s, 0) for s in STATUSES}
+        records.append(
+            {
+                "name": name,
+                "version": version,
+                "design": design,
+                "metric": metric,
+                "trials": sum(c.values()),
+                **counts_by_status,
+                "updated_at": updated,
+            }
+        )
+    return records
 
 
 # ---------------------------------------------------------------------- frames
@@ -317,10 +243,10 @@ def _renamed(columns: tuple[str, ...], factors: Mapping[str, str]) -> dict[str, 
     return {c: (f"trial_{c}" if c in factors else c) for c in columns}
 
 
-def _trials_frame(session: Session, store: ResultStore, name: str) -> pd.DataFrame:
+def trials_frame(session: Session, study: Study) -> pd.DataFrame:
+    """One row per trial of ``study`` (see :func:`ablate.store.load_trials`)."""
     import pandas as pd
 
-    study = store._study_row(session, name)
     kinds = dict(study.factors)
     fields = [c for c in (*TRIAL_COLUMNS_BEFORE, *TRIAL_COLUMNS_AFTER) if c != "trial_id"]
     rows = _rows(
@@ -347,12 +273,10 @@ def _trials_frame(session: Session, store: ResultStore, name: str) -> pd.DataFra
     return frame
 
 
-def _epochs_frame(
-    session: Session, store: ResultStore, name: str, trial_ids: Iterable[int] | None
-) -> pd.DataFrame:
+def epochs_frame(session: Session, study: Study, trial_ids: Iterable[int] | None) -> pd.DataFrame:
+    """One row per recorded epoch of ``study`` (see :func:`ablate.store.load_epochs`)."""
     import pandas as pd
 
-    study = store._study_row(session, name)
     kinds = dict(study.factors)
     trial_cols = [c for c in EPOCH_COLUMNS_BEFORE if c != "trial_id"]
     epoch_cols = list(EPOCH_COLUMNS_AFTER)

@@ -72,6 +72,34 @@ class TrialRecord:
     replicate: int = 0
 
 
+@dataclass(frozen=True)
+class EnvironmentRecord:
+    """Where a trial ran, in the shape of the ``environments`` table: one field per column
+    (None when unknown), anything else in ``extra``. The trainer builds it; the store writes
+    it as given."""
+
+    python: str | None = None
+    torch: str | None = None
+    torchvision: str | None = None
+    timm: str | None = None
+    cuda: str | None = None
+    git_revision: str | None = None
+    git_dirty: bool | None = None
+    ablate_version: str | None = None
+    study_sha256: str | None = None
+    device_name: str | None = None
+    hostname: str | None = None
+    platform: str | None = None
+    # Other facts (CPU count, torch threads, ...), stored as JSON.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def columns(self) -> dict[str, Any]:
+        """The column values, without ``extra``."""
+        return {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"
+        }
+
+
 def config_from_json(data: dict[str, Any], *, trial_id: int) -> TrialConfig:
     """Rebuild a TrialConfig from its stored JSON; an unknown field is an error, never dropped."""
     unknown = sorted(set(data) - _CONFIG_FIELDS)

@@ -46,8 +46,8 @@ from ablate.store._factors import (
     replace_view,
     view_name_for,
 )
+from ablate.store._lookup import latest_study, study_info, study_row
 from ablate.store._models import (
-    ENVIRONMENT_FIELDS,
     EPOCH_JSON,
     EPOCH_METRICS,
     FINISHED_STATUSES,
@@ -62,7 +62,21 @@ from ablate.store._models import (
     Trial,
     TrialParam,
 )
-from ablate.store._records import ClaimedTrial, StudyInfo, TrialRecord, config_from_json
+from ablate.store._read import (
+    artifacts_frame,
+    environments_frame,
+    epochs_frame,
+    studies_frame,
+    study_summaries,
+    trials_frame,
+)
+from ablate.store._records import (
+    ClaimedTrial,
+    EnvironmentRecord,
+    StudyInfo,
+    TrialRecord,
+    config_from_json,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,13 +85,6 @@ if TYPE_CHECKING:
     from ablate.study import TrialSpec
 
 T = TypeVar("T")
-# Names ablate.train.environment() and others use for our environment columns.
-_ENV_ALIASES = {
-    "device": "device_name",
-    "gpu": "device_name",
-    "git": "git_revision",
-    "host": "hostname",
-}
 Proposer = Callable[[list[TrialRecord]], "TrialSpec | None"]
 
 
@@ -182,12 +189,7 @@ class ResultStore:
         return value.astimezone(UTC)
 
     def _study_row(self, session: Session, name: str, *, lock: bool = False) -> Study:
-        row = _latest_study(session, name, lock=lock)
-        if row is None:
-            known = sorted(set(session.scalars(select(Study.name))))
-            listing = ", ".join(known) if known else "none yet"
-            raise StudyError(f"no study named {name!r} in {self.display_url} (studies: {listing})")
-        return row
+        return study_row(session, name, self.display_url, lock=lock)
 
     # ------------------------------------------------------------------ studies and trials
     def register_study(self, study: StudyDecl, new_version: bool = False) -> StudyInfo:
@@ -219,7 +221,7 @@ class ResultStore:
         )
 
         def op(session: Session) -> StudyInfo:
-            row = _latest_study(session, study.name, lock=True)
+            row = latest_study(session, study.name, lock=True)
             now = self._now(session)
             if row is None or new_version:
                 version = 1 if row is None else row.version + 1
@@ -251,7 +253,7 @@ class ResultStore:
                 if factors_changed:
                     _backfill_params(session, row.id, kinds)
             replace_view(session.connection(), row.view_name, row.id, kinds)
-            return _study_info(row)
+            return study_info(row)
 
         # Two processes registering the same new study at once: one insert wins, the other
         # hits the unique (name, version) constraint and, run again, finds the row.
@@ -471,14 +473,14 @@ class ResultStore:
         metrics: Mapping[str, Any],
         error: str | None = None,
         artifacts: Mapping[str, str | os.PathLike[str]] | None = None,
-        environment: Mapping[str, Any] | None = None,
+        environment: EnvironmentRecord | None = None,
     ) -> bool:
         """Store a trial's outcome; False (nothing written) if this worker no longer owns it.
 
         ``status`` is completed, failed or pruned. Metric keys with a column of their own
         (val_acc, best_epoch, n_params, stop_reason, ...) go there, others to ``extra_metrics``.
         ``artifacts`` maps a kind ("best_checkpoint", "predictions") to a path; ``environment``
-        holds versions, git revision, device name and host.
+        (versions, git revision, device name, host) is written as given.
         """
         if status not in FINISHED_STATUSES:
             raise StoreError(
@@ -521,21 +523,9 @@ class ResultStore:
                     "created_at": now,
                 }
                 session.execute(_upsert(session, Artifact, row, ["trial_id", "kind"]))
-            if environment:
-                env: dict[str, Any] = {"trial_id": trial_id, "recorded_at": now}
-                env_extra = {}
-                # Exact column names first, so that an alias never displaces one.
-                names = sorted(environment, key=lambda n: n not in ENVIRONMENT_FIELDS)
-                for name in names:
-                    value = environment[name]
-                    key = name if name in ENVIRONMENT_FIELDS else _ENV_ALIASES.get(name, name)
-                    if key == "git_dirty" and key not in env:
-                        env[key] = None if value is None else bool(value)
-                    elif key in ENVIRONMENT_FIELDS and key not in env:
-                        env[key] = None if value is None else str(value)
-                    else:
-                        env_extra[name] = _json_value(value)
-                env["extra"] = env_extra or None
+            if environment is not None:
+                env = {"trial_id": trial_id, "recorded_at": now, **environment.columns()}
+                env["extra"] = _json_value(environment.extra) or None
                 session.execute(_upsert(session, Environment, env, ["trial_id"]))
             return True
 
@@ -588,7 +578,7 @@ class ResultStore:
     # ------------------------------------------------------------------ reading
     def load_study(self, name: str) -> StudyInfo:
         """The current version of study ``name``."""
-        return self._transact(lambda s: _study_info(self._study_row(s, name)), write=False)
+        return self._transact(lambda s: study_info(self._study_row(s, name)), write=False)
 
     def trial_records(self, name: str) -> list[TrialRecord]:
         """Every trial of the study's current version, as an adaptive sampler sees them."""
@@ -596,65 +586,34 @@ class ResultStore:
 
     def list_studies(self) -> pd.DataFrame:
         """Every study version: name, version, design, trials by status, last update."""
-        from ablate.store._read import list_studies
+        return studies_frame(self.study_summaries())
 
-        return list_studies(self)
+    def study_summaries(self) -> list[dict[str, Any]]:
+        """The rows of :meth:`list_studies` as plain dicts, without pandas (a fast `ablate ls`)."""
+        return self._transact(study_summaries, write=False)
 
     def load_trials(self, name: str) -> pd.DataFrame:
         """One row per trial of the study's current version (see :func:`ablate.store.load_trials`)."""
-        from ablate.store._read import load_trials
-
-        return load_trials(name, self)
+        return self._transact(lambda s: trials_frame(s, self._study_row(s, name)), write=False)
 
     def load_epochs(self, name: str, *, trial_ids: Iterable[int] | None = None) -> pd.DataFrame:
         """One row per recorded epoch (see :func:`ablate.store.load_epochs`)."""
-        from ablate.store._read import load_epochs
-
-        return load_epochs(name, self, trial_ids=trial_ids)
+        return self._transact(
+            lambda s: epochs_frame(s, self._study_row(s, name), trial_ids), write=False
+        )
 
     def load_artifacts(self, name: str) -> pd.DataFrame:
         """The files the study's trials produced: trial_id, number, kind, path."""
-        from ablate.store._read import load_artifacts
-
-        return load_artifacts(name, self)
+        return self._transact(lambda s: artifacts_frame(s, self._study_row(s, name)), write=False)
 
     def load_environments(self, name: str) -> pd.DataFrame:
         """Where each trial of the study ran: trial_id, number and the environments columns."""
-        from ablate.store._read import load_environments
-
-        return load_environments(name, self)
+        return self._transact(
+            lambda s: environments_frame(s, self._study_row(s, name)), write=False
+        )
 
 
 # ---------------------------------------------------------------------- helpers
-def _latest_study(session: Session, name: str, *, lock: bool = False) -> Study | None:
-    query = select(Study).where(Study.name == name).order_by(Study.version.desc()).limit(1)
-    if lock:
-        # PostgreSQL: writers of one study queue here. SQLite ignores it: BEGIN IMMEDIATE
-        # already holds the database's write lock.
-        query = query.with_for_update()
-    return session.scalars(query).first()
-
-
-def _study_info(row: Study) -> StudyInfo:
-    return StudyInfo(
-        study_id=row.id,
-        name=row.name,
-        version=row.version,
-        design=row.design,
-        metric=row.metric,
-        direction=row.direction,
-        factors=list(row.factors),
-        seeds=[int(s) for s in row.seeds],
-        baseline=dict(row.baseline) if row.baseline is not None else None,
-        definition=dict(row.definition),
-        description=row.description,
-        view_name=row.view_name,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        factor_kinds=dict(row.factors),
-    )
-
-
 def _claimable(session: Session, study_id: int, now: datetime) -> Trial | None:
     base = select(Trial).where(Trial.study_id == study_id)
     order = (Trial.replicate, Trial.number)

@@ -11,6 +11,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ablate.store import EnvironmentRecord
+
 
 def _version(package: str) -> str | None:
     try:
@@ -71,23 +73,33 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment() -> dict[str, Any]:
-    """torch/torchvision/timm versions, device name, CUDA version, git revision of the working
-    directory (None outside a repository), hostname and CPU count."""
+def environment(
+    study_file: str | os.PathLike[str] | None = None, *, device: str | None = None
+) -> EnvironmentRecord:
+    """Where a result is produced, as the store records it: python/torch/torchvision/timm
+    versions, CUDA version, device name (``device``, else the first GPU's or the CPU's name),
+    hostname and platform, the code's provenance (:func:`code_provenance` of ``study_file``),
+    and in ``extra`` the GPU count, CPU count and torch's thread count."""
     import torch
 
     cuda = torch.cuda.is_available()
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": _version("torchvision"),
-        "timm": _version("timm"),
-        "device": torch.cuda.get_device_name(0) if cuda else _cpu_name(),
-        "cuda": torch.version.cuda if cuda else None,
-        "gpu_count": torch.cuda.device_count() if cuda else 0,
-        "git_revision": _git_revision(),
-        "hostname": socket.gethostname(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-    }
+    code = code_provenance(study_file)
+    return EnvironmentRecord(
+        python=platform.python_version(),
+        torch=str(torch.__version__),
+        torchvision=_version("torchvision"),
+        timm=_version("timm"),
+        cuda=torch.version.cuda if cuda else None,
+        git_revision=code["git_revision"],
+        git_dirty=code["git_dirty"],
+        ablate_version=code["ablate_version"],
+        study_sha256=code["study_sha256"],
+        device_name=device or (torch.cuda.get_device_name(0) if cuda else _cpu_name()),
+        hostname=socket.gethostname(),
+        platform=platform.platform(),
+        extra={
+            "gpu_count": torch.cuda.device_count() if cuda else 0,
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+        },
+    )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -13,7 +13,7 @@ import ablate
 from ablate.report import build_report
 from ablate.report._provenance import collect_provenance, provenance_lines
 from ablate.run import run_study
-from ablate.store import ResultStore, load_environments, load_trials
+from ablate.store import EnvironmentRecord, ResultStore, load_environments, load_trials
 from ablate.study import Study
 from ablate.train._env import code_provenance
 
@@ -104,7 +104,7 @@ def test_a_run_stores_the_provenance_of_its_study_file_clean_then_dirty(
         assert p.revisions == {revision: 4}
 
 
-def _finish_all(store: ResultStore, study: Study, envs: list[dict[str, Any]]) -> None:
+def _finish_all(store: ResultStore, study: Study, envs: list[EnvironmentRecord]) -> None:
     """Run ``study``'s trials through the store, the i-th finished with environment ``envs[i]``."""
     store.register_study(study)
     store.add_trials(study, study.validate())
@@ -116,8 +116,8 @@ def _finish_all(store: ResultStore, study: Study, envs: list[dict[str, Any]]) ->
         i += 1
 
 
-ENV = {"torch": "2.5.1", "timm": "1.0.11", "python": "3.11.9", "device": "NVIDIA A100", "ablate_version": "0.1.0",
-       "git_revision": "a" * 40, "git_dirty": False, "study_sha256": "b" * 64}
+ENV = EnvironmentRecord(torch="2.5.1", timm="1.0.11", python="3.11.9", device_name="NVIDIA A100",
+                        ablate_version="0.1.0", git_revision="a" * 40, git_dirty=False, study_sha256="b" * 64)
 
 
 def test_one_code_and_one_device_give_no_warning(db_url: str) -> None:
@@ -132,7 +132,7 @@ def test_one_code_and_one_device_give_no_warning(db_url: str) -> None:
 
 def test_trials_on_different_code_or_hardware_are_warned_about_in_the_report(db_url: str, tmp_path: Path) -> None:
     study = Study(name="mixed", factors=dict(lr=[0.1, 0.01]), seeds=[0, 1])
-    later = {**ENV, "git_revision": "c" * 40, "git_dirty": True, "device": "NVIDIA H100"}
+    later = replace(ENV, git_revision="c" * 40, git_dirty=True, device_name="NVIDIA H100")
     with ResultStore(db_url) as store:
         _finish_all(store, study, [ENV, ENV, ENV, later])
     index = build_report("mixed", db=db_url, out=tmp_path / "out")

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import text
 
 from ablate import Study
-from ablate.store import ResultStore, TrialRecord
+from ablate.store import EnvironmentRecord, ResultStore, TrialRecord
 from ablate.study import TrialSpec
 
 ctx = multiprocessing.get_context("fork")
@@ -83,7 +83,7 @@ def register_and_work(url: str, index: int) -> list[int]:
                 assert store.heartbeat(c.trial_id, worker, 120, epoch=epoch)
             assert store.finish_trial(
                 c.trial_id, worker, status="completed", metrics={"val_acc": 0.5, "epochs_run": EPOCHS},
-                environment={"hostname": "h", "torch": "x"}, artifacts={"last_checkpoint": f"/c/{c.trial_id}.pt"},
+                environment=EnvironmentRecord(hostname="h", torch="x"), artifacts={"last_checkpoint": f"/c/{c.trial_id}.pt"},
             )  # fmt: skip
     return claimed_ids
 

@@ -11,7 +11,14 @@ import pytest
 from sqlalchemy import text
 
 from ablate import StoreError, Study, StudyError
-from ablate.store import ResultStore, TrialRecord, load_epochs, load_study, load_trials
+from ablate.store import (
+    EnvironmentRecord,
+    ResultStore,
+    TrialRecord,
+    load_epochs,
+    load_study,
+    load_trials,
+)
 from ablate.study import TrialSpec
 
 
@@ -170,7 +177,9 @@ def test_results_only_from_the_owner(store: ResultStore) -> None:
         metrics={"epochs_run": 1},
         error="RuntimeError: CUDA out of memory",
         artifacts={"last_checkpoint": "/ckpt/last.pt"},
-        environment={"torch": "2.14.1", "hostname": "box", "cudnn": 90100, "device": "NVIDIA H100"},
+        environment=EnvironmentRecord(
+            torch="2.14.1", hostname="box", device_name="NVIDIA H100", extra={"cudnn": 90100}
+        ),
     )
     # finished: no more heartbeats or second finishes, even from the owner
     assert not store.heartbeat(claimed.trial_id, "w1", 60)

@@ -215,8 +215,9 @@ def test_channels_last_for_conv_models_only() -> None:
 
 def test_environment_describes_the_machine() -> None:
     env = environment()
-    assert env["torch"] == torch.__version__ and env["cpu_count"] >= 1
-    assert {"torchvision", "timm", "device", "cuda", "git_revision", "hostname"} <= set(env)
+    assert env.torch == torch.__version__ and env.extra["cpu_count"] >= 1
+    assert env.device_name and env.hostname and env.python and env.ablate_version
+    assert environment(device="cuda:0 Test GPU").device_name == "cuda:0 Test GPU"
 
 
 SEED_STUDIES: list[dict[str, Any]] = [
