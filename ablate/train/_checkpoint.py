@@ -1,4 +1,4 @@
-"""Checkpoint files of a trial, written atomically (temporary file + ``os.replace``).
+"""Checkpoint files of a trial, written atomically (:func:`ablate.files.write_atomic`).
 
 ``checkpoint_dir`` holds:
 
@@ -16,19 +16,14 @@ A write that fails leaves no temporary file behind; a full disk is raised as
 
 from __future__ import annotations
 
-import errno
-import os
 import random
-import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ablate.errors import DiskFullError
+from ablate.files import write_atomic
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -38,37 +33,8 @@ REPORTED = "reported.txt"
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file next to ``path``, then rename over it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    # Our own file object: closed even when torch's writer fails halfway (else the descriptor
-    # of the removed temporary file would keep its disk space taken).
-    with _written(tmp, path, lambda: _nbytes(obj)), open(tmp, "wb") as f:
-        torch.save(obj, f)
-    os.replace(tmp, path)
-
-
-@contextmanager
-def _written(tmp: Path, path: Path, needed_bytes: Callable[[], int]) -> Iterator[None]:
-    """Remove ``tmp`` if the write fails; name a full disk as such."""
-    try:
-        yield
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, (OSError, RuntimeError)) and _disk_full(e, path, needed_bytes()):
-            needed_mb = max(1, round(needed_bytes() / 2**20))
-            raise DiskFullError(f"no space left on device: {path} (needs ~{needed_mb} MB)") from e
-        raise
-
-
-def _disk_full(error: BaseException, path: Path, needed: int) -> bool:
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    # torch's zip writer reports a short write as "unexpected pos N vs M" (a RuntimeError that
-    # hides the ENOSPC): check the free space instead of trusting the message.
-    try:
-        return shutil.disk_usage(path.parent).free < needed
-    except OSError:
-        return False
+    """torch.save ``obj`` to ``path`` atomically (:func:`ablate.files.write_atomic`)."""
+    write_atomic(path, lambda f: torch.save(obj, f), needed_bytes=lambda: _nbytes(obj))
 
 
 def _nbytes(obj: Any) -> int:
@@ -120,19 +86,13 @@ def read_reported(folder: Path) -> int:
 
 
 def write_reported(folder: Path, epoch: int) -> None:
-    write_text(folder / REPORTED, str(epoch))
-
-
-def write_text(path: Path, text: str) -> None:
-    """A small text file, written atomically."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with _written(tmp, path, lambda: 4096):
-        tmp.write_text(text)
-    os.replace(tmp, path)
+    write_atomic(folder / REPORTED, str(epoch))
 
 
 def save_predictions(path: Path, **arrays: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    with _written(tmp, path, lambda: _nbytes(arrays)), open(tmp, "wb") as f:
-        np.savez(f, **arrays)  # type: ignore[arg-type]
-    os.replace(tmp, path)
+    """The sample of test images and their predictions, as one ``.npz`` written atomically."""
+    write_atomic(
+        path,
+        lambda f: np.savez(f, **arrays),  # type: ignore[arg-type]
+        needed_bytes=lambda: _nbytes(arrays),
+    )
