@@ -10,7 +10,6 @@ back as an integer and ``augment`` as text on both engines.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -18,9 +17,16 @@ from typing import Any
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import Dialect
 
-from ablate.study import Choice, IntRange, Study, Uniform
-from ablate.study._config import VIEW_METRIC_COLUMNS, VIEW_TRIAL_COLUMNS
-from ablate.study._space import level_value
+from ablate.study import (
+    VIEW_METRIC_COLUMNS,
+    VIEW_TRIAL_COLUMNS,
+    Choice,
+    IntRange,
+    Study,
+    Uniform,
+    jsonable,
+    level_value,
+)
 
 # Columns of the per-study view besides the factors. A factor with one of these names keeps its
 # name and the trial column is renamed "trial_<name>".
@@ -85,7 +91,7 @@ def param_columns(value: Any) -> dict[str, Any]:
     elif kind == "text":
         cols["value_text"] = value
     elif kind == "json":
-        cols["value_json"] = json.loads(json.dumps(value, default=str))
+        cols["value_json"] = jsonable(value)
     return cols
 
 

@@ -77,6 +77,7 @@ from ablate.store._records import (
     TrialRecord,
     config_from_json,
 )
+from ablate.study import jsonable, level_value
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -198,15 +199,13 @@ class ResultStore:
         Raises StudyError when the study exists with a different base configuration: its
         results would mix two configurations.
         """
-        from ablate.study._space import level_value
-
-        definition = _jsonable(study.definition())
+        definition = jsonable(study.definition())
         base_hash = study.base_hash()
         definition_hash = _hash(definition)
         kinds = factor_kinds(study)
         baseline = None
         if study.design == "ofat":
-            baseline = _jsonable({f: level_value(f, v) for f, v in study.baseline_levels().items()})
+            baseline = jsonable({f: level_value(f, v) for f, v in study.baseline_levels().items()})
         values = dict(
             description=study.description or "",
             design=study.design,
@@ -641,7 +640,7 @@ def _new_trial(study: Study, spec: TrialSpec, *, number: int, status: str) -> Tr
         replicate=seeds.index(spec.seed) if spec.seed in seeds else 0,
         config_hash=spec.config_hash,
         status=status,
-        config=_jsonable(spec.config.to_dict()),
+        config=jsonable(spec.config.to_dict()),
         attempt=0,
         params=[
             TrialParam(name=name, **param_columns(value)) for name, value in spec.params.items()
@@ -755,11 +754,7 @@ def _json_value(value: Any) -> Any:
             pass
     if isinstance(value, Path):
         return str(value)
-    return _jsonable(value)
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
+    return jsonable(value)
 
 
 def _hash(value: Any) -> str:

@@ -1,6 +1,13 @@
 """Declaring studies: the typed trial configuration, factor spaces, designs, study files."""
 
-from ablate.study._config import TrialConfig, config_hash, make_config
+from ablate.study._config import (
+    VIEW_METRIC_COLUMNS,
+    VIEW_TRIAL_COLUMNS,
+    TrialConfig,
+    config_hash,
+    make_config,
+)
+from ablate.study._json import jsonable
 from ablate.study._load import load_studies, select_study
 from ablate.study._models import cache_dir, check_model_name, list_model_names
 from ablate.study._overrides import describe_overrides, with_overrides
@@ -11,6 +18,7 @@ from ablate.study._space import (
     Uniform,
     choice,
     intrange,
+    level_value,
     loguniform,
     uniform,
 )
@@ -26,6 +34,8 @@ from ablate.study._study import (
 __all__ = [
     "ADAPTIVE_DESIGNS",
     "DESIGNS",
+    "VIEW_METRIC_COLUMNS",
+    "VIEW_TRIAL_COLUMNS",
     "Choice",
     "IntRange",
     "Space",
@@ -40,6 +50,8 @@ __all__ = [
     "describe_overrides",
     "intrange",
     "iter_level_counts",
+    "jsonable",
+    "level_value",
     "list_model_names",
     "load_studies",
     "loguniform",
