@@ -290,7 +290,7 @@ def main() -> None:
         "",
         f"Command: `.venv/bin/python bench/trainer.py --reps {args.reps} --batches {args.batches}`",
         "",
-        f"Machine: {environment()['device']}, {os.cpu_count()} cores, torch {torch.__version__} "
+        f"Machine: {environment().device_name}, {os.cpu_count()} cores, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), Python {platform.python_version()}. Shared with other "
         f"engineers' jobs while this ran (1-minute load average {min(loads):.1f} to {max(loads):.1f} "
         "after each repetition, on 2 cores), so absolute images/s swing with their load; the "
