@@ -485,6 +485,11 @@ class ResultStore:
             raise StoreError(
                 f"trial {trial_id}: finish status {status!r}; allowed: {', '.join(FINISHED_STATUSES)}"
             )
+        if environment is not None and not isinstance(environment, EnvironmentRecord):
+            raise StoreError(
+                f"trial {trial_id}: environment must be an ablate.store.EnvironmentRecord "
+                f"(ablate.train.environment() makes one), got {type(environment).__name__}"
+            )
         values: dict[str, Any] = {"status": status, "error": error, "lease_expires_at": None}
         extra = {}
         for key, value in metrics.items():

@@ -457,3 +457,25 @@ def test_long_study_names_get_their_own_unshortened_views(store: ResultStore) ->
             assert conn.execute(text(f'SELECT count(*) FROM "{view}"')).scalar() == 1
     with pytest.raises(StudyError, match="at most 57 characters"):
         register(store, grid(name="a" * 58, factors=dict(image_size=[8]), seeds=[0]))
+
+
+def test_an_environment_is_written_as_given_and_must_be_a_record(store: ResultStore) -> None:
+    from dataclasses import fields
+
+    from ablate.store._models import ENVIRONMENT_FIELDS
+
+    # The record is the table's shape: one field per column, the rest in extra.
+    assert [f.name for f in fields(EnvironmentRecord)] == [*ENVIRONMENT_FIELDS, "extra"]
+    study = Study(name="env", factors=dict(lr=[0.1]), seeds=[0])
+    store.register_study(study)
+    store.add_trials(study, study.validate())
+    claimed = store.claim_next_trial("env", worker="w", lease_s=60)
+    assert claimed is not None
+    with pytest.raises(StoreError, match=r"environment must be an ablate\.store\.EnvironmentRecord"):
+        store.finish_trial(claimed.trial_id, "w", status="completed", metrics={},
+                           environment={"device": "x"})  # type: ignore[arg-type]
+    record = EnvironmentRecord(device_name="NVIDIA H100", git_dirty=True, extra={"device": "alias"})
+    assert store.finish_trial(claimed.trial_id, "w", status="completed", metrics={}, environment=record)
+    env = store.load_environments("env").iloc[0]
+    assert env["device_name"] == "NVIDIA H100" and bool(env["git_dirty"]) is True
+    assert env["extra"] == {"device": "alias"} and env["hostname"] is None
