@@ -171,7 +171,7 @@ class _Reporter:
         self.curve: dict[int, float] = {}
 
     def report_epoch(self, m: Any) -> None:
-        from ablate.train._result import TrialPruned
+        from ablate.trial import TrialPruned
 
         if self.heartbeat.lost:
             raise LeaseLost
@@ -267,7 +267,7 @@ def run_worker(
     """
     # A study with its own train function never needs the built-in trainer (nor torch).
     from ablate.train._env import code_provenance, environment
-    from ablate.train._result import TrialPruned
+    from ablate.trial import TrialPruned
 
     if study.train is None:
         from ablate.train import smoke_config, train_trial

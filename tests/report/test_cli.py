@@ -58,8 +58,8 @@ def test_metric_and_baseline_options(effnet_db: str, tmp_path: Path) -> None:
     [
         (["--study", "nope"], "error: no study named 'nope' in sqlite:///"),
         (["--study", "effnet_imgsize", "--metric", "val_accuracy"],
-         "error: study 'effnet_imgsize': --metric 'val_accuracy' is not a recorded metric; allowed: val_acc, "
-         "train_acc"),
+         "error: study 'effnet_imgsize': --metric 'val_accuracy' is not a recorded metric; allowed: train_acc, "
+         "val_acc"),
         (["--study", "effnet_imgsize", "--baseline", "resolution=64"],
          "error: --baseline names 'resolution', which is not a factor; factors: image_size, augment"),
         (["--study", "effnet_imgsize", "--baseline", "image_size=96"],
