@@ -18,9 +18,8 @@ from typing import Any
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import Dialect
 
-from ablate.metrics import metric_names
 from ablate.study import Choice, IntRange, Study, Uniform
-from ablate.study._config import VIEW_TRIAL_COLUMNS
+from ablate.study._config import VIEW_METRIC_COLUMNS, VIEW_TRIAL_COLUMNS
 from ablate.study._space import level_value
 
 # Columns of the per-study view besides the factors. A factor with one of these names keeps its
@@ -150,7 +149,7 @@ def view_sql(dialect: Dialect, view_name: str, study_id: int, factors: Mapping[s
     quote = dialect.identifier_preparer.quote
     taken = set(factors)
     select = []
-    for col in VIEW_TRIAL_COLUMNS + metric_names(in_view=True):
+    for col in VIEW_TRIAL_COLUMNS + VIEW_METRIC_COLUMNS:
         source = "t.id" if col == "trial_id" else f"t.{col}"
         shown = f"trial_{col}" if col in taken else col
         select.append(f"{source} AS {quote(shown)}")
