@@ -4,11 +4,16 @@ Every list of metric names elsewhere is a query of :data:`METRICS`: the ``trials
 columns (``store``), the study view's columns, which metrics a study may optimise and a
 plateau scheduler may watch (``study``), the numbers a train result hands the store
 (``train``), and the labels, units, directions and ranges the report prints and draws
-(``report``). A metric is added by adding a :class:`Metric`; only the built-in ones have
-columns of their own in the database (the others go to ``extra_metrics`` / ``epochs.extra``).
+(``report``), and the progress line (``run``).
+
+A metric is added with ``add_metric(Metric(...))``. Without ``column=True`` its values go to
+the JSON columns ``trials.extra_metrics`` / ``epochs.extra``; a built-in one with a column of
+its own also needs that column in ``store/_models.py`` and a migration (``tests/test_metrics.py``
+checks the models against this table).
 
 The order of the table is the column order of the ``trials`` and ``epochs`` tables, the study
-view and :func:`~ablate.store.load_trials`; every query keeps it. Nothing here imports torch.
+view and :func:`~ablate.store.load_trials`; every query keeps it, and so do the lists of
+allowed names in error messages. Nothing here imports torch.
 """
 
 from __future__ import annotations
