@@ -246,13 +246,9 @@ KNOWN_PRIVATE = {
     ("ablate.cli._run", "ablate.run._dispatch"),
     ("ablate.cli._run", "ablate.run._progress"),
     ("ablate.data._sources", "ablate.study._config"),
-    ("ablate.run._custom", "ablate.store._models"),
     ("ablate.run._status", "ablate.store._models"),
-    ("ablate.run._worker", "ablate.train._result"),
-    ("ablate.run._worker", "ablate.train._env"),
     ("ablate.train._checks", "ablate.study._config"),
     ("ablate.train._models", "ablate.study._models"),
-    ("ablate.train._trainer", "ablate.study._config"),
 }
 
 

@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ablate.metrics import metric_names
 from ablate.report._trials import MAX_LEVELS, format_level, level_order, levels_of
 
 if TYPE_CHECKING:
     from ablate.report._table import AblationTable
 
 #: Per-epoch series drawn as learning curves.
-CURVE_SERIES = ("train_acc", "val_acc", "train_loss", "val_loss")
+CURVE_SERIES = metric_names(curve=True)
 
 
 # ------------------------------------------------------------------------- learning curves

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 
+from ablate.metrics import METRICS
 from ablate.report._tables import metric_label, time_unit
 
 if TYPE_CHECKING:
@@ -83,13 +84,9 @@ def config_colors(config_hashes: Sequence[str]) -> dict[str, Any]:
 
 
 def axis_label(metric: str) -> str:
-    """An axis label with its unit: accuracies are fractions of 1, losses are nats."""
-    name = metric_label(metric)
-    if "acc" in metric or "top5" in metric:
-        return f"{name} (fraction)"
-    if "loss" in metric:
-        return f"{name} (nats)"
-    return name
+    """An axis label with the metric table's unit: accuracies are fractions of 1, losses are nats."""
+    unit = METRICS.get(metric, where="report").unit if metric in METRICS else ""
+    return metric_label(metric, unit or None)
 
 
 def _wrap(text: str, width: int = 14) -> str:

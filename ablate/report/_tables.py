@@ -16,21 +16,10 @@ import numpy as np
 import pandas as pd
 
 from ablate.errors import StudyError
+from ablate.metrics import METRICS
 from ablate.report._stats import IDENTICAL, NO_SPREAD, PAIRED, POWER, SINGLE, WELCH
 from ablate.report._table import AblationTable
 from ablate.report._trials import NO_METRIC, format_level, formatted_levels
-
-METRIC_NAMES = {
-    "train_acc": "final train acc",
-    "train_loss": "final train loss",
-    "val_acc": "final val acc",
-    "val_loss": "final val loss",
-    "val_top5": "final val top-5",
-    "best_val_acc": "best val acc",
-    "test_acc": "test acc",
-    "test_loss": "test loss",
-    "duration_s": "train time",
-}
 
 
 class Cell(NamedTuple):
@@ -64,7 +53,8 @@ def time_unit(seconds: pd.Series) -> tuple[str, float]:
 
 
 def metric_label(metric: str, unit: str | None = None) -> str:
-    name = METRIC_NAMES.get(metric, metric.replace("_", " "))
+    """The metric table's label of ``metric`` ("final val acc"), with ``unit`` in brackets."""
+    name = METRICS.get(metric, where="report").label if metric in METRICS else metric.replace("_", " ")
     return f"{name} ({unit})" if unit else name
 
 

@@ -16,23 +16,13 @@ import numpy as np
 import pandas as pd
 
 from ablate.errors import StudyError
+from ablate.metrics import METRICS, default_direction, metric_names
 
 COMPLETED = "completed"
 #: Columns a report may rank configurations by (``--metric``).
-METRIC_COLUMNS = (
-    "val_acc",
-    "val_loss",
-    "val_top5",
-    "best_val_acc",
-    "train_acc",
-    "train_loss",
-    "test_acc",
-    "test_loss",
-)
+METRIC_COLUMNS = metric_names(rankable=True)
 #: Columns of the ablation table, in this order (those without any value are left out).
-TABLE_METRICS = ("train_acc", "val_acc", "best_val_acc", "test_acc", "duration_s")
-#: Metrics bounded to [0, 1]: intervals of their means are clipped to that range.
-BOUNDED_METRICS = ("train_acc", "val_acc", "val_top5", "best_val_acc", "test_acc")
+TABLE_METRICS = metric_names(table=True)
 #: Numeric factors with more distinct values than this are continuous (binned, or drawn as a scatter).
 MAX_LEVELS = 8
 #: Why a completed trial is left out of the table when it has no value of the study metric.
@@ -40,18 +30,19 @@ NO_METRIC = "completed without a value of the metric"
 
 
 def metric_direction(metric: str, *, study_metric: str | None = None, study_direction: str | None = None) -> str:
-    """``maximize`` or ``minimize`` for a column: the study's own direction for its metric."""
+    """``maximize`` or ``minimize`` for a column: the study's own direction for its metric,
+    else the metric table's."""
     if metric == study_metric and study_direction:
         return study_direction
-    return "minimize" if "loss" in metric or metric in ("duration_s", "peak_mem_mb") else "maximize"
+    return default_direction(metric)
 
 
 def metric_range(metric: str) -> tuple[float, float]:
-    """The values a metric can take: [0, 1] for accuracies, [0, inf) for losses and times."""
-    if metric in BOUNDED_METRICS:
-        return 0.0, 1.0
-    if "loss" in metric or metric in ("duration_s", "peak_mem_mb"):
-        return 0.0, math.inf
+    """The values a metric can take (intervals of its means are clipped to them): [0, 1] for
+    accuracies, [0, inf) for losses and times, as the metric table says."""
+    if metric in METRICS:
+        m = METRICS.get(metric, where="report")
+        return float(m.low), float(m.high)
     return -math.inf, math.inf
 
 

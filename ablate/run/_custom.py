@@ -3,7 +3,8 @@
 The function is user code: it may return None or a list, metrics that are text, NaN or integers
 no database column holds, report epochs the store cannot take, or call ``sys.exit``. Each of
 these raises :class:`CustomTrainError` with one line saying what was wrong, which the worker
-records as that trial's failure before going on with the next trial.
+records as that trial's failure before going on with the next trial. What the function may
+call and return is the contract in :mod:`ablate.trial`.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ablate.store._models import EPOCH_METRICS, INT_METRICS, TRIAL_METRICS
+from ablate.metrics import METRICS
+from ablate.trial import EpochMetrics, epoch_values
 
 # The largest integer a BIGINT column (and SQLite's INTEGER) holds.
 INT64_MAX = 2**63 - 1
-# Keys the database stores in numeric columns.
-_NUMERIC_KEYS = (set(TRIAL_METRICS) | set(EPOCH_METRICS) | {"epoch"}) - {"stop_reason"}
+# Keys the database stores in numeric columns, and those of them that hold integers.
+_NUMERIC_KEYS = {name for name, m in METRICS.items() if m.column and m.dtype != "text"} | {"epoch"}
+_INT_KEYS = {name for name, m in METRICS.items() if m.column and m.is_int}
 
 
 class CustomTrainError(Exception):
@@ -75,7 +78,7 @@ def _check_value(what: str, key: str, value: Any) -> None:
         raise CustomTrainError(f"{what} is {number}; only finite numbers can be stored")
     if isinstance(number, int) and abs(number) > INT64_MAX:
         raise CustomTrainError(f"{what} is {number}, too large to store in 64 bits")
-    if key in INT_METRICS and isinstance(number, float) and not number.is_integer():
+    if key in _INT_KEYS and isinstance(number, float) and not number.is_integer():
         raise CustomTrainError(f"{what} is {number}, not a whole number")
 
 
@@ -107,12 +110,12 @@ class _CheckedReporter:
         self._name = name
 
     def report_epoch(self, m: Any) -> None:
-        as_dict = getattr(m, "as_dict", None)
-        values = as_dict() if callable(as_dict) else m
-        if not isinstance(values, Mapping):
+        try:
+            values = epoch_values(m)
+        except TypeError:
             raise CustomTrainError(
-                f"{self._name}() reported {_shown(m)} as an epoch; report an EpochMetrics"
-            )
+                f"{self._name}() reported {_shown(m)} as an epoch; report a dict or an EpochMetrics"
+            ) from None
         epoch = values.get("epoch")
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
             raise CustomTrainError(
@@ -122,7 +125,8 @@ class _CheckedReporter:
             if isinstance(value, float) and not math.isfinite(value):
                 continue  # a diverged loss: stored as NULL for that epoch, as the trainer's are
             _check_value(f"{self._name}() reported {key!r} at epoch {epoch}", str(key), value)
-        self._reporter.report_epoch(m if callable(as_dict) else _Epoch(dict(values)))
+        # The worker's reporter reads as_dict(): a dict gets one.
+        self._reporter.report_epoch(m if isinstance(m, EpochMetrics) else _Epoch(values))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._reporter, name)

@@ -12,6 +12,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, TextIO
 
+from ablate.metrics import default_direction, metric_names
+
 
 def format_duration(seconds: float) -> str:
     """A time left as a person says it: "less than a minute", "about 12 min", "about 2 h 05 min"."""
@@ -28,8 +30,8 @@ def _params(params: Mapping[str, Any]) -> str:
 
 
 def _metrics(values: Mapping[str, Any]) -> str:
-    keys = ("train_loss", "train_acc", "val_loss", "val_acc")
-    return " ".join(f"{k}={values[k]:.4f}" for k in keys if values.get(k) is not None)
+    # The metrics drawn as learning curves: train_loss, train_acc, val_loss, val_acc.
+    return " ".join(f"{k}={values[k]:.4f}" for k in metric_names(curve=True) if values.get(k) is not None)
 
 
 # Statuses that count as done ("lost" and "handed back" trials run again elsewhere).
@@ -103,7 +105,7 @@ class PlainProgress:
         if found is None:
             return False
         metric, value = found
-        lower_is_better = metric.endswith("loss")
+        lower_is_better = default_direction(metric) == "minimize"
         if self.best is None or (value < self.best[1] if lower_is_better else value > self.best[1]):
             self.best = (metric, value, number)
             return True

@@ -173,7 +173,7 @@ class _Reporter:
         self.curve: dict[int, float] = {}
 
     def report_epoch(self, m: Any) -> None:
-        from ablate.train._result import TrialPruned
+        from ablate.trial import TrialPruned
 
         if self.heartbeat.lost:
             raise LeaseLost
@@ -265,8 +265,8 @@ def run_worker(
     of this run, so ``max_trials`` holds across processes.
     """
     # A study with its own train function never needs the built-in trainer (nor torch).
-    from ablate.train._env import environment
-    from ablate.train._result import TrialPruned
+    from ablate.train import environment
+    from ablate.trial import TrialPruned
 
     if study.train is None:
         from ablate.train import smoke_config, train_trial

@@ -29,6 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from ablate.metrics import METRICS, metric_names
+
 STATUSES = ("queued", "running", "completed", "failed", "pruned")
 FINISHED_STATUSES = ("completed", "failed", "pruned")
 
@@ -266,20 +268,16 @@ class Environment(Base):
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-TRIAL_METRICS = (
-    "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "best_val_acc", "best_epoch",
-    "test_acc", "test_loss", "epochs_run", "duration_s", "images_per_s", "peak_mem_mb",
-    "n_params", "n_trainable_params", "n_train", "n_val", "n_test", "stop_reason",
-)  # fmt: skip
+# The metric columns of `trials` and `epochs`, from the metric table (tests/test_metrics.py
+# checks the models above hold exactly these, typed as the table says).
+TRIAL_METRICS = metric_names(per_trial=True, column=True)
 # JSON values stored as they are (not numbers).
 TRIAL_JSON = ("data",)
 EPOCH_JSON = ("group_lrs",)
-EPOCH_METRICS = (
-    "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "lr", "seconds",
-    "images_per_s", "peak_mem_mb",
-)  # fmt: skip
+EPOCH_METRICS = metric_names(per_epoch=True, column=True)
 ENVIRONMENT_FIELDS = (
     "python", "torch", "torchvision", "timm", "cuda", "git_revision", "git_dirty", "ablate_version",
     "study_sha256", "device_name", "hostname", "platform",
 )  # fmt: skip
-INT_METRICS = ("best_epoch", "epochs_run", "n_params", "n_trainable_params", "n_train", "n_val", "n_test")
+# Metric columns holding integers.
+INT_METRICS = tuple(name for name, m in METRICS.items() if m.column and m.is_int)

@@ -19,28 +19,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ablate.errors import StudyError
+from ablate.metrics import metric_names
 
 DATASETS = ("digits", "cifar10", "cifar100", "synthetic", "imagefolder:<path>")
 AUGMENT_PRESETS = ("none", "basic", "heavy")
 AUTO_AUGMENT = ("none", "randaugment", "trivialaugment")
 NORMALIZE = ("dataset", "computed", "imagenet", "custom", "none")
 RESIZE_MODES = ("auto", "crop", "squash", "none")
-PLATEAU_METRICS = ("study", "val_acc", "val_loss", "train_acc", "train_loss")
+# "study": the study metric's epoch value; or a per-epoch metric of the table.
+PLATEAU_METRICS = ("study", *metric_names(plateau=True))
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULERS = ("none", "step", "multistep", "plateau", "cosine", "cosine_restarts", "onecycle")
 AMP_MODES = ("auto", "off", "fp16", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 CNN_ORGANISATION = ("same", "double", "half")
 CNN_ACTIVATIONS = ("relu", "gelu", "silu", "mish")
-METRICS = ("val_acc", "val_loss", "val_top5", "train_acc", "train_loss", "test_acc")
+# What a study may name as its metric.
+METRICS = metric_names(objective=True)
 # The columns every study's SQL view has besides its factors (the store builds the view; a
 # study checks its factor names against them before anything is written).
 VIEW_TRIAL_COLUMNS = ("trial_id", "number", "seed", "replicate", "status")
-VIEW_METRIC_COLUMNS = (
-    "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "best_val_acc", "best_epoch",
-    "test_acc", "test_loss", "epochs_run", "duration_s", "images_per_s", "peak_mem_mb",
-    "n_params", "stop_reason",
-)  # fmt: skip
+VIEW_METRIC_COLUMNS = metric_names(in_view=True)
 
 _IMAGEFOLDER = re.compile(r"^imagefolder:.+$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")

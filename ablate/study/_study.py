@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ablate.errors import StudyError
+from ablate.metrics import default_direction
 from ablate.study._config import (
     FIELDS,
     METRICS,
@@ -95,7 +96,7 @@ class Study:
         self.seeds = list(self.seeds)
         self.constraints = list(self.constraints)
         if self.direction is None:
-            self.direction = "minimize" if self.metric.endswith("loss") else "maximize"
+            self.direction = default_direction(self.metric)
 
     # ----------------------------------------------------------------- validation
     @property

@@ -7,8 +7,8 @@ resumable.
 
 from ablate.train._checks import check_model_config, smoke_config
 from ablate.train._env import environment
-from ablate.train._result import EpochMetrics, TrainResult, TrialPruned
 from ablate.train._trainer import train_trial
+from ablate.trial import EpochMetrics, TrainResult, TrialPruned
 
 __all__ = [
     "EpochMetrics",

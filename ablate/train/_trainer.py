@@ -34,13 +34,12 @@ from ablate.data import (
     stored_side,
 )
 from ablate.errors import StudyError
+from ablate.metrics import METRICS, default_direction, metric_names
 from ablate.study import TrialConfig
-from ablate.study._config import METRICS
 from ablate.train import _checkpoint as ckpt
 from ablate.train._mix import MixUpCutMix
 from ablate.train._models import build_model, is_conv_model, model_in_chans
 from ablate.train._optim import LRSchedule, build_optimizer
-from ablate.train._result import EpochMetrics, TrainResult, TrialPruned
 from ablate.train._stages import (
     apply_freeze,
     check_freeze,
@@ -48,6 +47,7 @@ from ablate.train._stages import (
     parameter_groups,
     resolve_stages,
 )
+from ablate.trial import EpochMetrics, TrainResult, TrialPruned
 
 # on_batch is offered at most this often (batches), never with a GPU sync of its own.
 ON_BATCH_EVERY = 10
@@ -124,7 +124,7 @@ def _peak_mem_mb(device: torch.device) -> float:
 
 def _epoch_metric(metric: str) -> str:
     # test_acc is never looked at during training: epochs are compared on val_acc instead.
-    return "val_acc" if metric == "test_acc" else metric
+    return METRICS.get(metric, where="train_trial").epoch_metric
 
 
 def train_trial(
@@ -143,8 +143,9 @@ def train_trial(
     resumed from (its epochs are not reported again).
     """
     entered = time.perf_counter()
-    if metric not in METRICS:
-        raise StudyError(f"metric {metric!r} is not a trainer metric; allowed: {', '.join(METRICS)}")
+    objectives = metric_names(objective=True)
+    if metric not in objectives:
+        raise StudyError(f"metric {metric!r} is not a trainer metric; allowed: {', '.join(objectives)}")
     if direction not in ("maximize", "minimize"):
         raise StudyError(f"direction {direction!r}; allowed: maximize, minimize")
     trial = _Trial(config, metric=metric, maximize=direction == "maximize", checkpoint_dir=checkpoint_dir)
@@ -210,7 +211,7 @@ class _Trial:
         self.optimizer = build_optimizer(config, groups)
         # ReduceLROnPlateau watches the study metric's epoch value unless plateau_metric names one.
         self.plateau_metric = self.epoch_metric if config.plateau_metric == "study" else config.plateau_metric
-        plateau_max = maximize if config.plateau_metric == "study" else config.plateau_metric.endswith("acc")
+        plateau_max = maximize if config.plateau_metric == "study" else default_direction(config.plateau_metric) == "maximize"
         self.schedule = LRSchedule(config, self.optimizer, steps_per_epoch=self.steps, maximize=plateau_max)
         self.amp_dtype, use_scaler = resolve_amp(config, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)

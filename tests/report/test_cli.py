@@ -58,15 +58,15 @@ def test_metric_and_baseline_options(effnet_db: str, tmp_path: Path) -> None:
     [
         (["--study", "nope"], "error: no study named 'nope' in sqlite:///"),
         (["--study", "effnet_imgsize", "--metric", "val_accuracy"],
-         "error: study 'effnet_imgsize': --metric 'val_accuracy' is not a recorded metric; allowed: val_acc, "
-         "train_acc"),
+         "error: study 'effnet_imgsize': --metric 'val_accuracy' is not a recorded metric; allowed: train_acc, "
+         "val_acc"),
         (["--study", "effnet_imgsize", "--baseline", "resolution=64"],
          "error: --baseline names 'resolution', which is not a factor; factors: image_size, augment"),
         (["--study", "effnet_imgsize", "--baseline", "image_size=96"],
          "error: --baseline image_size=96 is not one of its levels (64, 128)"),
         (["--study", "waiting"], "error: study 'waiting' has no completed trials to report (2 queued)"),
         (["--study", "effnet_imgsize", "--metric", "test_acc"],
-         "error: study 'effnet_imgsize': --metric 'test_acc' has no value in any completed trial; allowed: val_acc"),
+         "error: study 'effnet_imgsize': --metric 'test_acc' has no value in any completed trial; allowed: train_acc, val_acc"),
         (["--study", "effnet_imgsize", "--baseline", "image_size=64,augment=basic"],
          "error: --baseline image_size=64,augment=basic matches no configuration of the study (not planned"),
         (["--study", "effnet_imgsize", "--columns", "val_acc,accuracy"],
