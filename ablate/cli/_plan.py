@@ -185,7 +185,7 @@ def models(
     pattern: Annotated[str, typer.Argument(help="Shell-style wildcard, e.g. 'resnet*' or 'tv:*'.")] = "*",
 ) -> None:
     """List the model names a study may use (cnn, timm, tv:<torchvision>)."""
-    from ablate.study import list_model_names
+    from ablate.train import list_model_names
 
     names = list_model_names(pattern)
     for name in names:

@@ -1,8 +1,7 @@
 """Declaring studies: the typed trial configuration, factor spaces, designs, study files."""
 
-from ablate.study._config import TrialConfig, config_hash, make_config
+from ablate.study._config import TrialConfig, config_hash, make_config, split_source
 from ablate.study._load import load_studies, select_study
-from ablate.study._models import cache_dir, check_model_name, list_model_names
 from ablate.study._overrides import describe_overrides, with_overrides
 from ablate.study._space import (
     Choice,
@@ -33,18 +32,16 @@ __all__ = [
     "TrialConfig",
     "TrialSpec",
     "Uniform",
-    "cache_dir",
-    "check_model_name",
     "choice",
     "config_hash",
     "describe_overrides",
     "intrange",
     "iter_level_counts",
-    "list_model_names",
     "load_studies",
     "loguniform",
     "make_config",
     "select_study",
+    "split_source",
     "study_from_definition",
     "uniform",
     "with_overrides",
