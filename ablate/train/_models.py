@@ -92,24 +92,29 @@ def family_of(name: str) -> ModelFamily:
     return found[1]
 
 
-def _known(key: str, family: ModelFamily) -> frozenset[str]:
-    return family.names() if family.names is not None else frozenset([key])
-
-
 def list_model_names(pattern: str = "*") -> list[str]:
-    """All model names a study may use, filtered by a shell-style wildcard, sorted."""
-    names = {n for key, family in MODELS.items() for n in _known(key, family) if fnmatch.fnmatch(n, pattern)}
+    """All model names a study may use, filtered by a shell-style wildcard, sorted (a family
+    without a list of names is listed by its registered name, ``toy<width>``)."""
+    names = {
+        n for key, family in MODELS.items()
+        for n in (family.names() if family.names is not None else [key]) if fnmatch.fnmatch(n, pattern)
+    }  # fmt: skip
     return sorted(names)
 
 
 def check_model_name(name: str) -> ModelFamily:
-    """The family of model ``name``; a StudyError naming close matches when no family knows it
-    (checked against the library's own list of names, in this process)."""
+    """The family of model ``name``; a StudyError naming close matches when its family does not
+    know it (checked against the library's own list of names, in this process, not a file)."""
     found = _lookup(name) if isinstance(name, str) else None
-    known = _known(*found) if found is not None else frozenset()
-    if found is not None and name in known:
-        return found[1]
-    raise StudyError(_unknown_model(name, sorted(known)))
+    if found is None:
+        raise StudyError(_unknown_model(name, []))
+    family = found[1]
+    if family.names is None:  # the family takes every name of its form
+        return family
+    if name not in family.names():
+        # Close matches from every family: "cnm" falls to timm's catch-all but means "cnn".
+        raise StudyError(_unknown_model(name, list_model_names()))
+    return family
 
 
 def _unknown_model(name: str, known: list[str]) -> str:
@@ -195,13 +200,13 @@ def _timm_model(config: TrialConfig, in_chans: int, num_classes: int, load_weigh
     # embeddings of pretrained weights to it).
     if cfg is not None and cfg.fixed_input_size and cfg.input_size[-1] != config.image_size:
         kwargs["img_size"] = config.image_size
-    if config.pretrained and load_weights:
+    if load_weights and config.pretrained:
         weights = _timm_weights_file(config)
         kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(weights)})
     try:
         return timm.create_model(name, **kwargs)
     except (RuntimeError, ValueError, AssertionError, TypeError) as e:
-        if config.pretrained and load_weights:
+        if load_weights and config.pretrained:
             raise StudyError(
                 f"field 'weights_path': weights for model {name!r} could not be loaded ({_first_line(e)})"
             ) from e
@@ -279,7 +284,7 @@ def _torchvision_model(config: TrialConfig, num_classes: int, load_weights: bool
 
     bare = config.model[len(TORCHVISION_PREFIX) :]
     model = torchvision.models.get_model(bare, weights=None, num_classes=num_classes)
-    if not (config.pretrained and load_weights):
+    if not (load_weights and config.pretrained):
         return model
     if config.weights_path:
         path = _existing_weights(config)
