@@ -143,10 +143,14 @@ def _check_data(study: Any, specs: list[Any]) -> list[str]:
     from ablate.data import check_study_data
     from ablate.errors import AblateError, StudyError
 
+    from ablate.train import check_trial_config
+
     configs = [t.config for t in specs] or [
         study.config_for({f: sp.examples()[0] for f, sp in study.spaces.items()}, study.seeds[0])
     ]
     try:
+        for config in configs:  # stop-gap until plan and run share the pipeline (engineer `pipeline`)
+            check_trial_config(config)
         return check_study_data(configs, missing_ok=True)
     except AblateError as e:
         raise StudyError(f"{study.where}: {e}") from None
