@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ablate.data._batches import decode_image
 from ablate.data._dataset import (
     Dataset,
     DatasetMissingError,
@@ -490,8 +491,6 @@ def _folder_mean_std(ds: Dataset, *, sample: int = 500, side: int = 64) -> tuple
         return tuple(stats["mean"]), tuple(stats["std"])
     import torch
     from torchvision.transforms.v2 import functional as TF
-
-    from ablate.data._batches import decode_image
 
     pixels = torch.stack([TF.resize(decode_image(f, side), [side, side], antialias=True) for f in files])
     mean, std = _array_mean_std(pixels.permute(0, 2, 3, 1).numpy())
