@@ -143,10 +143,14 @@ def _check_data(study: Any, specs: list[Any]) -> list[str]:
     from ablate.data import check_study_data
     from ablate.errors import AblateError, StudyError
 
+    from ablate.train import check_trial_config
+
     configs = [t.config for t in specs] or [
         study.config_for({f: sp.examples()[0] for f, sp in study.spaces.items()}, study.seeds[0])
     ]
     try:
+        for config in configs:  # stop-gap until plan and run share the pipeline (engineer `pipeline`)
+            check_trial_config(config)
         return check_study_data(configs, missing_ok=True)
     except AblateError as e:
         raise StudyError(f"{study.where}: {e}") from None
@@ -185,7 +189,7 @@ def models(
     pattern: Annotated[str, typer.Argument(help="Shell-style wildcard, e.g. 'resnet*' or 'tv:*'.")] = "*",
 ) -> None:
     """List the model names a study may use (cnn, timm, tv:<torchvision>)."""
-    from ablate.study import list_model_names
+    from ablate.train import list_model_names
 
     names = list_model_names(pattern)
     for name in names:

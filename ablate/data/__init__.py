@@ -1,5 +1,8 @@
 """Datasets for the trainer: reading splits, batching them on the device, augmenting batches.
 
+Every dataset a study may name is an entry of :data:`DATASETS`, added by the :func:`dataset`
+decorator on its loader (``ablate.data._sources``); ``DATASETS.names("cifar*")`` lists them.
+
 ``load_dataset`` reads digits (shipped here as ``digits.npz``), CIFAR-10/100, synthetic images or an
 image folder into train/val/test :class:`Split` objects; :class:`InMemoryBatches` and
 :class:`LoaderBatches` turn a split into uint8 batches on the device; :class:`BatchAugment`
@@ -17,34 +20,48 @@ from ablate.data._batches import (
     resize_nhwc,
     resize_side,
 )
-from ablate.data._sources import (
+from ablate.data._dataset import (
+    DATASETS,
     Dataset,
     DatasetMissingError,
+    DatasetSource,
+    NamedSplits,
     Split,
+    dataset,
+    dataset_channels,
+    dataset_source,
+    expected_classes,
+)
+from ablate.data._sources import (
     balanced_order,
     check_data,
     check_study_data,
     data_root,
-    dataset_channels,
     load_dataset,
     stratified_split,
 )
 
 __all__ = [
+    "DATASETS",
     "BatchAugment",
     "Dataset",
     "DatasetMissingError",
+    "DatasetSource",
     "ImageDecodeError",
     "InMemoryBatches",
     "LoaderBatches",
+    "NamedSplits",
     "Split",
     "array_transforms",
     "balanced_order",
     "check_data",
     "check_study_data",
     "data_root",
+    "dataset",
     "dataset_channels",
+    "dataset_source",
     "decode_image",
+    "expected_classes",
     "folder_transforms",
     "load_dataset",
     "resize_modes",

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ablate.data._sources import Split
+from ablate.data._dataset import Split
 
 # Resize a whole in-memory split once when the result stays under this size, else per batch.
 PRESIZE_MAX_BYTES = 1 << 30

@@ -13,16 +13,25 @@ import json
 import os
 import pickle
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ablate.data._batches import decode_image
+from ablate.data._dataset import (
+    Dataset,
+    DatasetMissingError,
+    NamedSplits,
+    Split,
+    dataset,
+    dataset_source,
+)
 from ablate.errors import DataNotFoundError, StudyError
-from ablate.study import cache_dir
-from ablate.study._config import split_source
+from ablate.files import cache_dir, write_atomic
+from ablate.study import split_source
 
 if TYPE_CHECKING:
     from ablate.study import TrialConfig
@@ -32,7 +41,8 @@ SPLIT_SEED = 0
 # Fraction of digits held out as its test set (sklearn's digits ships as one set).
 DIGITS_TEST_FRACTION = 0.2
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
-IMAGEFOLDER_PREFIX = "imagefolder:"
+
+IMAGEFOLDER = "imagefolder:<path>"
 
 # Published per-channel statistics (0..1 scale); others are computed from the training images.
 CIFAR10_MEAN_STD = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
@@ -40,88 +50,9 @@ CIFAR100_MEAN_STD = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
-class DatasetMissingError(DataNotFoundError):
-    """The dataset itself is absent (no image folder, no CIFAR files): ``ablate plan`` says so and
-    goes on, ``ablate run`` refuses; other data errors are refused by both."""
-
-
-@dataclass(frozen=True)
-class Split:
-    """One split: labels plus either decoded images (N, H, W, C uint8) or image file paths."""
-
-    labels: np.ndarray
-    images: np.ndarray | None = None
-    files: tuple[str, ...] | None = None
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def subset(self, index: np.ndarray) -> Split:
-        """The images at ``index``, in that order."""
-        return Split(
-            labels=self.labels[index],
-            images=None if self.images is None else self.images[index],
-            files=None if self.files is None else tuple(self.files[i] for i in index),
-        )
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """The splits of one dataset, where each came from, and what a model and the normaliser need
-    to know of it. ``val`` is None when the study declares no validation split (val_split=0)."""
-
-    name: str
-    train: Split
-    val: Split | None
-    test: Split | None
-    class_names: tuple[str, ...]
-    channels: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    # Split name -> where its images came from ("folder val/", "20 % of train/ held out ...").
-    sources: dict[str, str] = field(default_factory=dict)
-    # How mean/std were obtained ("computed from the training split", "published CIFAR-100", ...).
-    normalization: str = ""
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def in_memory(self) -> bool:
-        """True when the images are decoded arrays (augmented per batch on the device)."""
-        return self.train.images is not None
-
-    def splits(self) -> dict[str, Split]:
-        """The splits that exist, by name (train, val, test)."""
-        out = {"train": self.train, "val": self.val, "test": self.test}
-        return {k: v for k, v in out.items() if v is not None}
-
-    def provenance(self) -> dict[str, Any]:
-        """What a trial stores about its data: each split's size, source and class counts, and
-        the normalisation."""
-        return {
-            "splits": {
-                name: {"n": len(split), "source": self.sources.get(name, ""),
-                       "per_class": np.bincount(split.labels, minlength=self.num_classes).tolist()}
-                for name, split in self.splits().items()
-            },
-            "normalization": {"how": self.normalization, "mean": list(self.mean), "std": list(self.std)},
-        }
-
-
 def data_root(config: TrialConfig) -> Path:
     """The folder datasets are read from: ``data_root``, else ``$ABLATE_DATA``, else ./data."""
     return Path(config.data_root or os.environ.get("ABLATE_DATA") or "data").expanduser()
-
-
-def dataset_channels(config: TrialConfig) -> int:
-    """Image channels of ``config.dataset`` without loading it (digits: 1, synthetic: as set)."""
-    if config.dataset == "digits":
-        return 1
-    if config.dataset == "synthetic":
-        return synthetic_channels(config)
-    return 3
 
 
 def synthetic_channels(config: TrialConfig) -> int:
@@ -226,17 +157,6 @@ def check_study_data(configs: Iterable[TrialConfig], *, missing_ok: bool) -> lis
     return lines
 
 
-@dataclass(frozen=True)
-class _Named:
-    """A dataset's own splits by name (image folders: the declared folders), before hold-outs."""
-
-    name: str
-    splits: dict[str, Split]
-    class_names: tuple[str, ...]
-    channels: int
-    describe: Callable[[str], str]  # split name -> where its images come from
-
-
 def _declared_names(config: TrialConfig) -> dict[str, str]:
     """Named splits the config uses: split name -> the field that declares it."""
     names = {config.train_split: "train_split"}
@@ -248,24 +168,12 @@ def _declared_names(config: TrialConfig) -> dict[str, str]:
 
 
 def _load_splits(config: TrialConfig, *, verify: bool) -> Dataset:
-    name = config.dataset
-    wanted = _declared_names(config)
-    if name == "digits":
-        named = _digits(config, wanted)
-    elif name in ("cifar10", "cifar100"):
-        named = _cifar(config, name, wanted)
-    elif name == "synthetic":
-        named = _synthetic(config, wanted)
-    elif name.startswith(IMAGEFOLDER_PREFIX):
-        named = _imagefolder(config, name[len(IMAGEFOLDER_PREFIX) :], wanted, verify=verify)
-    else:
-        raise StudyError(
-            f"field 'dataset' is {name!r}; allowed: digits, cifar10, cifar100, synthetic, imagefolder:<path>"
-        )
-    return _assemble(config, named)
+    source = dataset_source(config)
+    source.check(config)
+    return _assemble(config, source.load(config, config.dataset, _declared_names(config), verify))
 
 
-def _assemble(config: TrialConfig, named: _Named) -> Dataset:
+def _assemble(config: TrialConfig, named: NamedSplits) -> Dataset:
     """Train, val and test as declared: named splits as they are, fractions held out of train
     (stratified; each fraction is of the whole train split; test first, with its own seed)."""
     train = named.splits[config.train_split]
@@ -315,7 +223,8 @@ def _check_names(config: TrialConfig, what: str, wanted: dict[str, str], availab
             raise _missing_split(config, what, split, field_name, available)
 
 
-def _digits(config: TrialConfig, wanted: dict[str, str]) -> _Named:
+@dataset("digits", channels=1, classes=10)
+def _digits(config: TrialConfig, name: str, wanted: dict[str, str], verify: bool) -> NamedSplits:
     with resources.files("ablate.data").joinpath("digits.npz").open("rb") as f, np.load(f) as z:
         images, labels, names = z["images"], z["labels"], z["class_names"]
     _check_names(config, "digits", wanted, ["train", "test"])
@@ -326,7 +235,7 @@ def _digits(config: TrialConfig, wanted: dict[str, str]) -> _Named:
         "train": "digits' train set",
         "test": "digits' test set (20 % of scikit-learn's digits, fixed seed)",
     }
-    return _Named("digits", splits, tuple(str(n) for n in names), 1, describe.__getitem__)
+    return NamedSplits("digits", splits, tuple(str(n) for n in names), 1, describe.__getitem__)
 
 
 # --- CIFAR: python pickles read directly (torchvision only to download), decoded arrays cached.
@@ -338,7 +247,9 @@ _CIFAR_LAYOUT = {
 }
 
 
-def _cifar(config: TrialConfig, name: str, wanted: dict[str, str]) -> _Named:
+@dataset("cifar100", classes=100, published=("CIFAR-100", *CIFAR100_MEAN_STD))
+@dataset("cifar10", classes=10, published=("CIFAR-10", *CIFAR10_MEAN_STD))
+def _cifar(config: TrialConfig, name: str, wanted: dict[str, str], verify: bool) -> NamedSplits:
     _check_names(config, name, wanted, ["train", "test"])
     folder, train_files, test_files, meta_file, label_key, names_key = _CIFAR_LAYOUT[name]
     root = data_root(config)
@@ -347,7 +258,7 @@ def _cifar(config: TrialConfig, name: str, wanted: dict[str, str]) -> _Named:
     if not all(p.exists() for p in needed) and config.download:
         import torchvision
 
-        cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+        cls = getattr(torchvision.datasets, name.upper())  # CIFAR10, CIFAR100
         root.mkdir(parents=True, exist_ok=True)
         cls(str(root), train=True, download=True)
     missing = [p for p in needed if not p.exists()]
@@ -380,14 +291,15 @@ def _cifar(config: TrialConfig, name: str, wanted: dict[str, str]) -> _Named:
     arrays = cached_arrays(f"{name}-{_digest(stamp)}", decode)
     splits = {"train": Split(arrays["y_train"], arrays["x_train"]), "test": Split(arrays["y_test"], arrays["x_test"])}
     names = tuple(str(n) for n in arrays["class_names"])
-    return _Named(name, splits, names, 3, lambda split: f"{name}'s official {split} set ({base})")
+    return NamedSplits(name, splits, names, 3, lambda split: f"{name}'s official {split} set ({base})")
 
 
 # --- synthetic: class prototypes plus noise, deterministic, learnable in an epoch or two.
 
 
-def _synthetic(config: TrialConfig, wanted: dict[str, str]) -> _Named:
-    assert config.num_classes is not None  # enforced by make_config
+@dataset("synthetic", channels=synthetic_channels, needs_num_classes=True)
+def _synthetic(config: TrialConfig, name: str, wanted: dict[str, str], verify: bool) -> NamedSplits:
+    assert config.num_classes is not None  # enforced by DatasetSource.check (needs_num_classes)
     _check_names(config, "synthetic", wanted, ["train", "val", "test"])
     k, size, n = config.num_classes, config.image_size, config.synthetic_samples
     channels = synthetic_channels(config)
@@ -420,7 +332,7 @@ def _synthetic(config: TrialConfig, wanted: dict[str, str]) -> _Named:
     a = cached_arrays(f"synthetic-v1-{k}-{size}-{channels}-{n}", generate)
     splits = {name: Split(a[f"y{i}"], a[f"x{i}"]) for i, name in enumerate(("train", "val", "test"))}
     names = tuple(f"class_{i}" for i in range(k))
-    return _Named("synthetic", splits, names, channels, lambda split: f"synthetic {split} set ({n} images)")
+    return NamedSplits("synthetic", splits, names, channels, lambda split: f"synthetic {split} set ({n} images)")
 
 
 # --- image folders: a folder per split (train/, val/, test/ or any name), a sub-folder per class.
@@ -433,7 +345,9 @@ def imagefolder_root(config: TrialConfig, path: str) -> Path:
     return root
 
 
-def _imagefolder(config: TrialConfig, path: str, wanted: dict[str, str], *, verify: bool) -> _Named:
+@dataset(IMAGEFOLDER, in_memory=False)
+def _imagefolder(config: TrialConfig, name: str, wanted: dict[str, str], verify: bool) -> NamedSplits:
+    path = name.removeprefix(IMAGEFOLDER.split("<")[0])
     root = imagefolder_root(config, path)
     train_dir = root / config.train_split
     if not root.is_dir():
@@ -461,7 +375,7 @@ def _imagefolder(config: TrialConfig, path: str, wanted: dict[str, str], *, veri
         for listed in splits.values():
             assert listed.files is not None
             check_image_headers(listed.files)
-    return _Named(f"imagefolder:{root}", splits, tuple(classes), 3, lambda split: f"folder {root / split}/")
+    return NamedSplits(f"imagefolder:{root}", splits, tuple(classes), 3, lambda split: f"folder {root / split}/")
 
 
 def _list_split(folder: Path, classes: list[str]) -> Split:
@@ -515,7 +429,7 @@ def check_image_headers(files: tuple[str, ...]) -> None:
         for problem in pool.map(bad, files, chunksize=64):
             if problem is not None:
                 raise DataNotFoundError(problem)
-    _atomic_write_bytes(stamp, b"ok\n")
+    write_atomic(stamp, b"ok\n")
 
 
 # --- normalisation statistics.
@@ -540,10 +454,10 @@ def _normalisation(config: TrialConfig, ds: Dataset) -> tuple[tuple[float, ...],
         if c == 1:
             return (float(np.mean(mean)),), (float(np.mean(std)),), "ImageNet's (averaged over RGB)"
         return mean, std, "ImageNet's"
-    if mode == "dataset" and ds.name == "cifar10":
-        return (*CIFAR10_MEAN_STD, "published CIFAR-10 statistics")
-    if mode == "dataset" and ds.name == "cifar100":
-        return (*CIFAR100_MEAN_STD, "published CIFAR-100 statistics")
+    published = dataset_source(config).published
+    if mode == "dataset" and published is not None:
+        whose, mean, std = published
+        return mean, std, f"published {whose} statistics"
     if ds.train.images is not None:
         return (*_array_mean_std(ds.train.images), f"computed from the training split ({len(ds.train)} images)")
     mean, std = _folder_mean_std(ds)
@@ -578,11 +492,9 @@ def _folder_mean_std(ds: Dataset, *, sample: int = 500, side: int = 64) -> tuple
     import torch
     from torchvision.transforms.v2 import functional as TF
 
-    from ablate.data._batches import decode_image
-
     pixels = torch.stack([TF.resize(decode_image(f, side), [side, side], antialias=True) for f in files])
     mean, std = _array_mean_std(pixels.permute(0, 2, 3, 1).numpy())
-    _atomic_write_bytes(path, json.dumps({"mean": mean, "std": std}).encode())
+    write_atomic(path, json.dumps({"mean": mean, "std": std}))
     return mean, std
 
 
@@ -591,13 +503,6 @@ def _folder_mean_std(ds: Dataset, *, sample: int = 500, side: int = 64) -> tuple
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def cached_arrays(key: str, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -611,8 +516,8 @@ def cached_arrays(key: str, build: Callable[[], dict[str, np.ndarray]]) -> dict[
         except (OSError, ValueError):
             pass  # a damaged cache file is rebuilt below
     arrays = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)  # type: ignore[arg-type]
-    os.replace(tmp, path)
+    write_atomic(
+        path, lambda f: np.savez(f, **arrays),  # type: ignore[arg-type]
+        needed_bytes=lambda: sum(a.nbytes for a in arrays.values()),
+    )
     return arrays

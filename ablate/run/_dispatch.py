@@ -65,7 +65,7 @@ def prepare(study: Study, *, smoke: bool) -> tuple[Study, list[TrialSpec]]:
     """Validate every trial and the models they build, before anything touches the database."""
     specs = study.validate()
     if study.train is None:
-        from ablate.train import check_model_config, smoke_config
+        from ablate.train import check_trial_config, smoke_config
 
         seen = set()
         configs = [s.config for s in specs] or [
@@ -78,7 +78,7 @@ def prepare(study: Study, *, smoke: bool) -> tuple[Study, list[TrialSpec]]:
             if key not in seen:
                 seen.add(key)
                 try:
-                    check_model_config(config)
+                    check_trial_config(config)
                 except StudyError as e:
                     raise StudyError(f"{study.where}: {e}") from None
         if not smoke:  # data absent, a split contradicting the folders, a bad image: before any row

@@ -6,10 +6,10 @@ from ablate.study._config import (
     TrialConfig,
     config_hash,
     make_config,
+    split_source,
 )
 from ablate.study._json import jsonable
 from ablate.study._load import load_studies, select_study
-from ablate.study._models import cache_dir, check_model_name, list_model_names
 from ablate.study._overrides import describe_overrides, with_overrides
 from ablate.study._space import (
     Choice,
@@ -43,8 +43,6 @@ __all__ = [
     "TrialConfig",
     "TrialSpec",
     "Uniform",
-    "cache_dir",
-    "check_model_name",
     "choice",
     "config_hash",
     "describe_overrides",
@@ -52,11 +50,11 @@ __all__ = [
     "iter_level_counts",
     "jsonable",
     "level_value",
-    "list_model_names",
     "load_studies",
     "loguniform",
     "make_config",
     "select_study",
+    "split_source",
     "study_from_definition",
     "uniform",
     "with_overrides",

@@ -1,56 +1,68 @@
-"""Checks before any trial is written (``check_model_config``) and the ``--smoke`` variant of a
+"""Checks before any trial is written (``check_trial_config``) and the ``--smoke`` variant of a
 trial (``smoke_config``)."""
 
 from __future__ import annotations
 
 import dataclasses
-import functools
+import json
 
-from ablate.data import dataset_channels
+from ablate.data import dataset_source, expected_classes
 from ablate.errors import StudyError
-from ablate.study import TrialConfig
-from ablate.study._config import split_source
-from ablate.train._models import build_model, model_in_chans
+from ablate.study import TrialConfig, split_source
+from ablate.train._models import build_model, check_model_name, model_in_chans
 from ablate.train._stages import Stages, check_freeze, check_lr_groups, resolve_stages
 
 # Smoke runs: the largest batch; each split holds two batches (at least 8 images).
 SMOKE_BATCH = 4
-_KNOWN_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100}
+
+# Stage layouts by what shapes the model (see _shape_key); a study's configs share a few shapes.
+_STAGES: dict[tuple[object, ...], Stages] = {}
+_MAX_STAGES = 1024
 
 
-def expected_classes(config: TrialConfig) -> int | None:
-    """Class count of ``config.dataset`` without reading it (None: an image folder, unknown)."""
-    if config.dataset in _KNOWN_CLASSES:
-        return _KNOWN_CLASSES[config.dataset]
-    return config.num_classes
+def check_trial_config(config: TrialConfig) -> None:
+    """Raise a StudyError for what the built-in trainer would refuse, checked without reading
+    data or weights: an unknown dataset or model name (with close matches), what the dataset
+    refuses (synthetic data without num_classes), pretrained weights the model family has none
+    of, a model that does not build (on the meta device), ``freeze`` or ``lr_groups`` not
+    fitting the model's stages.
+
+    Cheap when called again for a config of the same shape: the stage layout is cached on every
+    field the model's family says shapes it, plus input channels and class count."""
+    source = dataset_source(config)
+    source.check(config)
+    family = check_model_name(config.model)
+    if config.pretrained and not family.pretrained:
+        raise StudyError(f"field 'pretrained' is true but model {config.model!r} has no pretrained weights")
+    in_chans = model_in_chans(config, source.channels_of(config))
+    classes = expected_classes(config) or 2
+    key = _shape_key(config, family.shape_fields, in_chans, classes)
+    stages = _STAGES.get(key)
+    if stages is None:
+        stages = _model_stages(config, in_chans, classes)
+        if len(_STAGES) >= _MAX_STAGES:
+            _STAGES.clear()
+        _STAGES[key] = stages
+    check_freeze(stages, config.freeze, model=config.model)
+    check_lr_groups(stages, config.lr_groups, model=config.model)
 
 
-# The fields that shape a model; check_model_config caches the stage layout on them.
-_SHAPE_FIELDS = (
-    "model", "image_size", "cifar_stem", "cnn_blocks", "cnn_filters", "cnn_organisation",
-    "cnn_activation", "cnn_batch_norm", "cnn_dense",
-)
+def _shape_key(config: TrialConfig, fields: tuple[str, ...] | None, in_chans: int, classes: int) -> tuple[object, ...]:
+    if fields is None:  # a family that may read any field: the whole config
+        return (config.model, in_chans, classes, json.dumps(dataclasses.asdict(config), sort_keys=True, default=str))
+    return (config.model, in_chans, classes, *(_hashable(getattr(config, f)) for f in fields))
 
 
-@functools.lru_cache(maxsize=256)
-def _model_stages(shape: tuple[tuple[str, object], ...], in_chans: int, num_classes: int) -> Stages:
+def _hashable(value: object) -> object:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _model_stages(config: TrialConfig, in_chans: int, num_classes: int) -> Stages:
     import torch
 
-    config = TrialConfig(**dict(shape))  # type: ignore[arg-type]
     with torch.device("meta"):
         model = build_model(config, in_chans=in_chans, num_classes=num_classes, load_weights=False)
     return resolve_stages(model)
-
-
-def check_model_config(config: TrialConfig) -> None:
-    """Raise a StudyError unless the model builds (on the meta device, no weights), ``freeze``
-    names one of its stages and ``lr_groups`` fits its stages. Data and weights are not read."""
-    in_chans = model_in_chans(config, dataset_channels(config))
-    classes = expected_classes(config) or 2
-    shape = tuple((name, getattr(config, name)) for name in _SHAPE_FIELDS)
-    stages = _model_stages(shape, in_chans, classes)
-    check_freeze(stages, config.freeze, model=config.model)
-    check_lr_groups(stages, config.lr_groups, model=config.model)
 
 
 def smoke_config(config: TrialConfig) -> TrialConfig:
@@ -64,14 +76,15 @@ def smoke_config(config: TrialConfig) -> TrialConfig:
             "(its class count is only known once the folder is read)"
         )
     extra = dict(config.extra)
-    channels = dataset_channels(config)
+    source = dataset_source(config)
+    channels = source.channels_of(config)
     if channels != 3:
         extra["synthetic_channels"] = channels
     batch = min(config.batch_size, SMOKE_BATCH)
     # Each split keeps its role (present or not) on synthetic data's own train/val/test sets: a
     # hold-out of a few dozen images could leave classes out of a split.
     # "auto" sizing means crop for image folders and squash in memory: keep the folder's.
-    folder = config.dataset.startswith("imagefolder:")
+    folder = not source.in_memory
     train_resize = "crop" if folder and config.train_resize == "auto" else config.train_resize
     eval_resize = "crop" if folder and config.eval_resize == "auto" else config.eval_resize
     val = "val" if split_source(config.val_split) is not None else None

@@ -1,4 +1,9 @@
-"""Building a model by name: the small CNN, any timm model, any torchvision model (``tv:<name>``).
+"""Building a model by name: the registry of model families and how each builds its models.
+
+A family is an entry of :data:`MODELS`: ``cnn`` (the small configurable CNN), ``tv:<torchvision
+name>`` and ``<timm name>`` (every other name); a user's own models are one more registration
+(:func:`model_family`). Names are listed with wildcards (:func:`list_model_names`) and checked
+against the libraries' own name lists (:func:`check_model_name`), never against a file on disk.
 
 Pretrained weights are only ever read from local files: ``weights_path``, else the Hugging Face
 cache (timm) or torch hub's checkpoint folder (torchvision). Nothing is downloaded; a missing file
@@ -7,7 +12,12 @@ is a :class:`~ablate.errors.DataNotFoundError` naming where it was expected.
 
 from __future__ import annotations
 
+import difflib
+import fnmatch
+import functools
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,33 +25,168 @@ import torch
 from torch import nn
 
 from ablate.errors import DataNotFoundError, StudyError
-from ablate.study._models import TORCHVISION_PREFIX
+from ablate.registry import Registry
 
 if TYPE_CHECKING:
     from ablate.study import TrialConfig
+
+# (config, in_chans, num_classes, load_weights) -> the model with a num_classes classifier.
+Builder = Callable[["TrialConfig", int, int, bool], nn.Module]
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """One registered family of models: how to build one, and every name it knows."""
+
+    build: Builder
+    # Every model name of the family as a study writes it (None: the registered name only).
+    names: Callable[[], frozenset[str]] | None = None
+    describe: str = ""  # how the error's "allowed" list names the family ("any timm name")
+    in_chans: int | None = None  # fixed input channels (grey images repeated); None: the data's
+    pretrained: bool = True  # False: the family has no pretrained weights (pretrained=True refused)
+    # The config fields (besides the model name) the built model's layout depends on; None: any.
+    # check_trial_config caches stage layouts on them.
+    shape_fields: tuple[str, ...] | None = None
+
+
+MODELS: Registry[ModelFamily] = Registry("model", field="model")
+
+
+def model_family(
+    name: str,
+    *,
+    names: Callable[[], frozenset[str]] | None = None,
+    describe: str = "",
+    in_chans: int | None = None,
+    pretrained: bool = True,
+    shape_fields: tuple[str, ...] | None = None,
+) -> Callable[[Builder], Builder]:
+    """Decorator registering a builder as model family ``name`` (an exact name such as ``cnn``,
+    or a pattern with one ``<placeholder>``: ``tv:<torchvision name>``)."""
+
+    def add(build: Builder) -> Builder:
+        MODELS.add(name, ModelFamily(build, names, describe or name, in_chans, pretrained, shape_fields))
+        return build
+
+    return add
+
+
+def _lookup(name: str) -> tuple[str, ModelFamily] | None:
+    """The registered key and family of ``name``: its exact name, else the pattern with the
+    longest matching prefix (so a family registered later is not hidden by timm's catch-all)."""
+    entries = dict(MODELS.items())
+    if name in entries:
+        return name, entries[name]
+    prefixes = [(key.split("<", 1)[0], key) for key in entries if "<" in key]
+    for prefix, key in sorted(prefixes, key=lambda p: -len(p[0])):
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return key, entries[key]
+    return None
+
+
+def family_of(name: str) -> ModelFamily:
+    """The family ``name`` belongs to by its form (whether the family knows it or not)."""
+    found = _lookup(name) if isinstance(name, str) else None
+    if found is None:
+        raise StudyError(_unknown_model(name, []))
+    return found[1]
+
+
+def list_model_names(pattern: str = "*") -> list[str]:
+    """All model names a study may use, filtered by a shell-style wildcard, sorted (a family
+    without a list of names is listed by its registered name, ``toy<width>``)."""
+    names = {
+        n for key, family in MODELS.items()
+        for n in (family.names() if family.names is not None else [key]) if fnmatch.fnmatch(n, pattern)
+    }  # fmt: skip
+    return sorted(names)
+
+
+def check_model_name(name: str) -> ModelFamily:
+    """The family of model ``name``; a StudyError naming close matches when its family does not
+    know it (checked against the library's own list of names, in this process, not a file)."""
+    found = _lookup(name) if isinstance(name, str) else None
+    if found is None:
+        raise StudyError(_unknown_model(name, []))
+    family = found[1]
+    if family.names is None:  # the family takes every name of its form
+        return family
+    if name not in family.names():
+        # Close matches from every family: "cnm" falls to timm's catch-all but means "cnn".
+        raise StudyError(_unknown_model(name, list_model_names()))
+    return family
+
+
+def _unknown_model(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    allowed = [f.describe for _, f in MODELS.items()]
+    return (
+        f"field 'model' is {name!r}, which is not a known model{hint} "
+        f"(allowed: {', '.join(allowed[:-1])}, or {allowed[-1]}; list them with `ablate models`)"
+    )
 
 
 def model_in_chans(config: TrialConfig, data_channels: int) -> int:
     """Input channels of the model: torchvision models are fixed at 3 (grey images are repeated),
     timm models and the CNN take the data's own channel count."""
-    return 3 if config.model.startswith(TORCHVISION_PREFIX) else data_channels
+    fixed = family_of(config.model).in_chans
+    return data_channels if fixed is None else fixed
 
 
 def build_model(config: TrialConfig, *, in_chans: int, num_classes: int, load_weights: bool = True) -> nn.Module:
     """The model of ``config`` with a ``num_classes`` classifier; pretrained weights loaded when
     ``config.pretrained`` and ``load_weights`` (pass False to build on the meta device)."""
-    name = config.model
-    if name == "cnn":
-        from ablate.train._cnn import SmallCNN
-
-        model: nn.Module = SmallCNN(config, in_chans=in_chans, num_classes=num_classes)
-    elif name.startswith(TORCHVISION_PREFIX):
-        model = _torchvision_model(config, num_classes, load_weights)
-    else:
-        model = _timm_model(config, in_chans, num_classes, load_weights)
+    model = family_of(config.model).build(config, in_chans, num_classes, load_weights)
     if config.cifar_stem:
-        apply_cifar_stem(model, name)
+        apply_cifar_stem(model, config.model)
     return model
+
+
+# --- the built-in families, in the order the "allowed" list of an error names them. Name lists
+# are read from the libraries once per process (timm.list_models takes ~5 ms once timm is
+# imported; both are imported anyway to build the model on the meta device).
+
+TORCHVISION_PREFIX = "tv:"
+_CNN_FIELDS = (
+    "image_size", "cnn_blocks", "cnn_filters", "cnn_organisation", "cnn_activation", "cnn_batch_norm",
+    "cnn_dense", "cnn_dropout",
+)  # fmt: skip
+
+
+@functools.cache
+def _timm_names() -> frozenset[str]:
+    import timm
+
+    return frozenset(timm.list_models())
+
+
+@functools.cache
+def _torchvision_names() -> frozenset[str]:
+    import torchvision
+
+    return frozenset(TORCHVISION_PREFIX + n for n in torchvision.models.list_models())
+
+
+@model_family("cnn", pretrained=False, shape_fields=("cifar_stem", *_CNN_FIELDS))
+def _cnn(config: TrialConfig, in_chans: int, num_classes: int, load_weights: bool) -> nn.Module:
+    from ablate.train._cnn import SmallCNN
+
+    return SmallCNN(config, in_chans=in_chans, num_classes=num_classes)
+
+
+# Every name no other family claims.
+@model_family("<timm name>", names=_timm_names, describe="any timm name", shape_fields=("image_size", "cifar_stem"))
+def _timm(config: TrialConfig, in_chans: int, num_classes: int, load_weights: bool) -> nn.Module:
+    return _timm_model(config, in_chans, num_classes, load_weights)
+
+
+@model_family(
+    TORCHVISION_PREFIX + "<torchvision name>", names=_torchvision_names, describe="tv:<torchvision name>",
+    in_chans=3, shape_fields=("cifar_stem",),
+)
+def _torchvision(config: TrialConfig, in_chans: int, num_classes: int, load_weights: bool) -> nn.Module:
+    return _torchvision_model(config, num_classes, load_weights)
 
 
 def _timm_model(config: TrialConfig, in_chans: int, num_classes: int, load_weights: bool) -> nn.Module:
@@ -55,13 +200,13 @@ def _timm_model(config: TrialConfig, in_chans: int, num_classes: int, load_weigh
     # embeddings of pretrained weights to it).
     if cfg is not None and cfg.fixed_input_size and cfg.input_size[-1] != config.image_size:
         kwargs["img_size"] = config.image_size
-    if config.pretrained and load_weights:
+    if load_weights and config.pretrained:
         weights = _timm_weights_file(config)
         kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(weights)})
     try:
         return timm.create_model(name, **kwargs)
     except (RuntimeError, ValueError, AssertionError, TypeError) as e:
-        if config.pretrained and load_weights:
+        if load_weights and config.pretrained:
             raise StudyError(
                 f"field 'weights_path': weights for model {name!r} could not be loaded ({_first_line(e)})"
             ) from e
@@ -139,7 +284,7 @@ def _torchvision_model(config: TrialConfig, num_classes: int, load_weights: bool
 
     bare = config.model[len(TORCHVISION_PREFIX) :]
     model = torchvision.models.get_model(bare, weights=None, num_classes=num_classes)
-    if not (config.pretrained and load_weights):
+    if not (load_weights and config.pretrained):
         return model
     if config.weights_path:
         path = _existing_weights(config)

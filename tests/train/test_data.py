@@ -11,9 +11,14 @@ import torch
 from PIL import Image
 
 from ablate.data import (
+    DATASETS,
+    DatasetMissingError,
     InMemoryBatches,
     LoaderBatches,
     balanced_order,
+    dataset_channels,
+    dataset_source,
+    expected_classes,
     folder_transforms,
     load_dataset,
     stratified_split,
@@ -183,3 +188,63 @@ def test_in_memory_batches_are_shuffled_per_seed_and_resized_once() -> None:
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     assert not torch.equal(first[0], other[0])
     assert sorted(torch.cat(first).tolist()) == sorted(ds.train.labels.tolist())
+
+
+# --- the dataset registry: every registered dataset loads, or is refused with one clear line.
+
+# A study's dataset name per registered entry (a pattern gets a folder made below).
+_DATASET_NAMES = {"imagefolder:<path>": "imagefolder:{tmp}/folder"}
+
+
+@pytest.mark.parametrize("entry", DATASETS.names())
+def test_every_registered_dataset_loads_or_says_what_is_missing(entry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ABLATE_CACHE", str(tmp_path / "cache"))
+    name = _DATASET_NAMES.get(entry, entry).format(tmp=tmp_path)
+    cfg = tiny(dataset=name, num_classes=None if entry != "synthetic" else 4, data_root=str(tmp_path / "none"))
+    source = dataset_source(cfg)
+    assert source is DATASETS.get(entry, where="test")
+    try:
+        ds = load_dataset(cfg)
+    except DatasetMissingError as e:  # absent here: the message names what was expected, on one line
+        assert name.split("{")[0] in str(e) and "\n" not in str(e) and "not found" in str(e)
+        assert entry not in ("digits", "synthetic")  # those never need files
+        return
+    assert ds.channels == dataset_channels(cfg) == source.channels_of(cfg)
+    assert ds.num_classes == expected_classes(cfg)
+    assert ds.in_memory == source.in_memory
+    assert ds.train.images is not None and ds.train.images.shape[-1] == ds.channels
+    if source.published is not None:
+        assert ds.mean == source.published[1]
+
+
+def test_the_registry_knows_what_loading_would_tell() -> None:
+    grey = tiny(extra={"synthetic_channels": 1})
+    assert (dataset_channels(grey), expected_classes(grey)) == (1, 4) == (load_dataset(grey).channels, 4)
+    digits = tiny(dataset="digits", num_classes=None)
+    ds = load_dataset(digits)
+    assert (dataset_channels(digits), expected_classes(digits)) == (ds.channels, ds.num_classes) == (1, 10)
+    assert expected_classes(tiny(dataset="cifar100", num_classes=None)) == 100
+    assert expected_classes(tiny(dataset="imagefolder:x", num_classes=None)) is None  # known once read
+    assert DATASETS.names("cifar*") == ["cifar10", "cifar100"]
+    assert DATASETS.names("imagefolder*") == ["imagefolder:<path>"]
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("cifar1000", "did you mean 'cifar100' or 'cifar10'?"),
+        ("digit", "did you mean 'digits'?"),
+        ("imagefolder:", "not a known dataset"),  # the pattern needs a path
+    ],
+)
+def test_an_unknown_dataset_names_its_close_matches(name: str, says: str) -> None:
+    with pytest.raises(StudyError) as err:
+        load_dataset(tiny(dataset=name))
+    msg = str(err.value)
+    assert msg.startswith(f"field 'dataset' is {name!r}") and says in msg
+    assert "(allowed: digits, cifar10, cifar100, synthetic, imagefolder:<path>)" in msg
+
+
+def test_synthetic_data_needs_a_class_count() -> None:
+    with pytest.raises(StudyError, match="field 'num_classes' must be set when dataset is 'synthetic'"):
+        load_dataset(tiny(num_classes=None))

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 from pathlib import Path
 
 import pytest
 import torch
 
 from ablate.errors import DataNotFoundError, StudyError
-from ablate.train import check_model_config, train_trial
+from ablate.study import TrialConfig
+from ablate.train import (
+    MODELS,
+    check_model_name,
+    check_trial_config,
+    list_model_names,
+    model_family,
+    train_trial,
+)
+from ablate.train._checks import _STAGES
 from ablate.train._models import build_model
 from ablate.train._stages import apply_freeze, parameter_groups, resolve_stages
 
@@ -32,7 +42,7 @@ def test_each_family_builds_resolves_its_stages_and_steps(model: str, size: int,
     cfg = tiny(model=model, image_size=size)
     net = build_model(cfg, in_chans=3, num_classes=4)
     assert resolve_stages(net).names == stages
-    check_model_config(cfg)
+    check_trial_config(cfg)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     before = [p.detach().clone() for p in net.parameters()]
     out = net(torch.randn(2, 3, size, size))
@@ -130,17 +140,17 @@ def test_lr_groups_reach_the_optimizer_and_skip_frozen_parameters(tmp_path: Path
     assert {names[id(p)].split(".")[0] for p in last} == {"layer2"}  # stem and layer1 are frozen
 
 
-def test_check_model_config_errors_name_the_stages() -> None:
-    check_model_config(tiny(**_pretrained(freeze="layer3", lr_groups=[1, 0.5, 0.25])))
+def test_check_trial_config_errors_name_the_stages() -> None:
+    check_trial_config(tiny(**_pretrained(freeze="layer3", lr_groups=[1, 0.5, 0.25])))
     with pytest.raises(StudyError) as err:
-        check_model_config(tiny(**_pretrained(freeze="layer5")))
+        check_trial_config(tiny(**_pretrained(freeze="layer5")))
     assert "stem, layer1..layer4, head" in str(err.value) and "'layer5'" in str(err.value)
     with pytest.raises(StudyError, match=r"blocks\.0\.\.blocks\.6"):
-        check_model_config(tiny(**_pretrained(model="efficientnet_b0", freeze="layer3")))
+        check_trial_config(tiny(**_pretrained(model="efficientnet_b0", freeze="layer3")))
     with pytest.raises(StudyError, match="lr_groups"):
-        check_model_config(tiny(lr_groups=[1.0] * 7, model="resnet18"))
+        check_trial_config(tiny(lr_groups=[1.0] * 7, model="resnet18"))
     with pytest.raises(StudyError, match="cifar_stem"):
-        check_model_config(tiny(model="vit_tiny_patch16_224", image_size=32, cifar_stem=True))
+        check_trial_config(tiny(model="vit_tiny_patch16_224", image_size=32, cifar_stem=True))
 
 
 def test_missing_pretrained_weights_name_where_they_were_looked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -174,3 +184,122 @@ def test_weights_that_do_not_fit_the_model_are_a_study_error(tmp_path: Path) -> 
     cfg = dataclasses.replace(tiny(**_pretrained(model="tv:mobilenet_v3_small")), weights_path=str(weights))
     with pytest.raises(StudyError, match="does not fit"):
         build_model(cfg, in_chans=3, num_classes=4)
+
+
+# --- the model registry: every family builds a tiny representative, refuses near misses, lists.
+
+# Per registered family: a tiny model of it, a near miss and its expected close match, a wildcard.
+REPRESENTATIVES = {
+    "cnn": ("cnn", "cnm", "cnn", "cn*"),
+    "<timm name>": ("resnet10t", "resnet_18", "resnet18", "resnet1*"),
+    "tv:<torchvision name>": ("tv:mobilenet_v3_small", "tv:resnet500", "tv:resnet50", "tv:resnet*"),
+}
+
+
+def test_every_family_has_a_representative() -> None:
+    assert sorted(MODELS) == sorted(REPRESENTATIVES)
+
+
+@pytest.mark.parametrize("family", REPRESENTATIVES)
+def test_each_registered_family_builds_on_the_meta_device_and_checks(family: str) -> None:
+    model = REPRESENTATIVES[family][0]
+    cfg = tiny(model=model, image_size=32)
+    assert check_model_name(model) is MODELS.get(family, where="test")
+    with torch.device("meta"):
+        net = build_model(cfg, in_chans=3, num_classes=5, load_weights=False)
+    assert next(net.parameters()).is_meta
+    assert len(resolve_stages(net).names) >= 2
+    check_trial_config(cfg)
+
+
+@pytest.mark.parametrize("family", REPRESENTATIVES)
+def test_an_unknown_name_of_each_family_names_its_close_matches(family: str) -> None:
+    _, wrong, close, _ = REPRESENTATIVES[family]
+    for check in (check_model_name, lambda name: check_trial_config(tiny(model=name))):
+        with pytest.raises(StudyError) as err:
+            check(wrong)
+        msg = str(err.value)
+        assert msg.startswith(f"field 'model' is {wrong!r}, which is not a known model; did you mean ")
+        assert repr(close) in msg and "list them with `ablate models`" in msg
+
+
+@pytest.mark.parametrize("family", REPRESENTATIVES)
+def test_wildcards_list_each_familys_names(family: str) -> None:
+    _, _, close, pattern = REPRESENTATIVES[family]
+    names = list_model_names(pattern)
+    assert close in names
+    assert names == sorted(names) and all(n.startswith(pattern.rstrip("*")) for n in names)
+    assert set(names) <= set(list_model_names())
+
+
+def test_names_are_checked_against_the_libraries_not_a_cache_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import timm
+    import torchvision
+
+    monkeypatch.setenv("ABLATE_CACHE", str(tmp_path / "cache"))
+    assert set(list_model_names("tv:*")) == {"tv:" + n for n in torchvision.models.list_models()}
+    assert set(timm.list_models()) <= set(list_model_names())
+    check_model_name(timm.list_models()[-1])
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
+
+
+def test_a_users_family_is_one_registration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(MODELS, "_entries", dict(MODELS.items()))  # registered for this test only
+
+    @model_family("toy<width>", describe="toy<width>", shape_fields=())
+    def toy(config: TrialConfig, in_chans: int, num_classes: int, load_weights: bool) -> torch.nn.Module:
+        width = int(config.model.removeprefix("toy"))
+        return torch.nn.Sequential(OrderedDict(
+            stem=torch.nn.Conv2d(in_chans, width, 3), layer1=torch.nn.Conv2d(width, width, 3),
+            pool=torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()),
+            fc=torch.nn.Linear(width, num_classes),
+        ))
+
+    check_trial_config(tiny(model="toy8", lr_groups=[1.0, 0.5]))
+    net = build_model(tiny(model="toy8"), in_chans=3, num_classes=4)
+    assert resolve_stages(net).names == ["stem", "layer1", "head"]
+    assert "toy<width>" in list_model_names("toy*")
+    with pytest.raises(StudyError, match="lr_groups"):
+        check_trial_config(tiny(model="toy8", lr_groups=[1.0] * 4))
+    with pytest.raises(StudyError, match=r"allowed: cnn, any timm name, tv:<torchvision name>, or toy<width>"):
+        check_model_name("")
+    assert check_model_name("resnet18") is MODELS.get("<timm name>", where="test")  # timm still answers the rest
+
+
+def test_the_cnn_family_has_no_pretrained_weights() -> None:
+    with pytest.raises(StudyError, match="field 'pretrained' is true but model 'cnn' has no pretrained weights"):
+        check_trial_config(tiny(model="cnn", pretrained=True))
+
+
+class _Reads:
+    """A config that records which fields are read."""
+
+    def __init__(self, config: object) -> None:
+        self.config = config
+        self.read: set[str] = set()
+
+    def __getattr__(self, name: str) -> object:
+        self.read.add(name)
+        return getattr(self.config, name)
+
+
+@pytest.mark.parametrize("family", REPRESENTATIVES)
+def test_the_stage_cache_is_keyed_on_every_field_a_family_reads(family: str) -> None:
+    model = REPRESENTATIVES[family][0]
+    reads = _Reads(tiny(model=model, image_size=32))
+    with torch.device("meta"):
+        build_model(reads, in_chans=3, num_classes=5, load_weights=False)  # type: ignore[arg-type]
+    shape_fields = MODELS.get(family, where="test").shape_fields
+    assert shape_fields is not None and reads.read <= {"model", *shape_fields}
+
+
+def test_configs_of_one_shape_are_checked_from_the_cache() -> None:
+    check_trial_config(tiny(model="cnn", cnn_blocks=3))
+    before = len(_STAGES)
+    for lr in (0.1, 0.2, 0.3):  # fields that do not shape the model: no new build
+        check_trial_config(tiny(model="cnn", cnn_blocks=3, lr=lr, epochs=3))
+    assert len(_STAGES) == before
+    check_trial_config(tiny(model="cnn", cnn_blocks=4, lr_groups=[1.0] * 4))  # a new shape is built
+    assert len(_STAGES) == before + 1
+    with pytest.raises(StudyError, match="lr_groups"):
+        check_trial_config(tiny(model="cnn", cnn_blocks=3, lr_groups=[1.0] * 4))  # 3 blocks: 3 groups at most
