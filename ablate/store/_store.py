@@ -665,6 +665,7 @@ class ResultStore:
                     .offset((n - 1) // 2)
                     .limit(2 - n % 2)
                 )
+                if d is not None
             ]
             return middle[0] if len(middle) == 1 else (middle[0] + middle[1]) / 2
 
