@@ -11,8 +11,7 @@ import pytest
 from sqlalchemy import update
 
 from ablate import Study
-from ablate.run import PruningCheck, PruningHistory
-from ablate.run import _adaptive
+from ablate.run import PruningCheck, PruningHistory, _adaptive
 from ablate.store import ResultStore
 from ablate.store._models import Epoch
 
