@@ -126,14 +126,14 @@ def worker(
     the queue); 130/143 stopped by SIGINT/SIGTERM (likewise).
     """
     from ablate.run import WorkerOptions, run_worker
-    from ablate.run._dispatch import _load_for_worker, status_counts
+    from ablate.run._dispatch import _load_for_worker
     from ablate.run._progress import make_progress
     from ablate.store import ResultStore
     from ablate.study import ADAPTIVE_DESIGNS
 
     store = ResultStore(db)
     info = store.load_study(study)
-    counts = status_counts(store, study)
+    counts = store.status_counts(study)
     total = sum(counts.values())
     if info.design in ADAPTIVE_DESIGNS:
         total = max(total, int(info.definition.get("n_trials") or 0) * len(info.seeds))

@@ -7,14 +7,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ablate.run._adaptive import PruningCheck, make_proposer
+    from ablate.run._adaptive import PruningCheck, PruningHistory, make_proposer
     from ablate.run._dispatch import (
         RunOutcome,
         prepare,
         retry_trials,
         run_study,
         smoke_study,
-        status_counts,
     )
     from ablate.run._status import StudyStatus, study_status
     from ablate.run._worker import WorkerOptions, WorkerSummary, run_worker, trial_dir
@@ -22,13 +21,13 @@ if TYPE_CHECKING:
 # Each name is imported on first use: `ablate status` needs neither the trainer nor Optuna.
 _WHERE = {
     "PruningCheck": "ablate.run._adaptive",
+    "PruningHistory": "ablate.run._adaptive",
     "make_proposer": "ablate.run._adaptive",
     "RunOutcome": "ablate.run._dispatch",
     "prepare": "ablate.run._dispatch",
     "retry_trials": "ablate.run._dispatch",
     "run_study": "ablate.run._dispatch",
     "smoke_study": "ablate.run._dispatch",
-    "status_counts": "ablate.run._dispatch",
     "StudyStatus": "ablate.run._status",
     "study_status": "ablate.run._status",
     "WorkerOptions": "ablate.run._worker",
@@ -39,6 +38,7 @@ _WHERE = {
 
 __all__ = [
     "PruningCheck",
+    "PruningHistory",
     "RunOutcome",
     "StudyStatus",
     "WorkerOptions",
@@ -49,7 +49,6 @@ __all__ = [
     "run_study",
     "run_worker",
     "smoke_study",
-    "status_counts",
     "study_status",
     "trial_dir",
 ]

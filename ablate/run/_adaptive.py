@@ -11,14 +11,23 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from ablate.study import Choice, Study, TrialSpec
+
+if TYPE_CHECKING:
+    from ablate.store import ResultStore
 
 # Tries before concluding that the sampler keeps returning configurations that already ran
 # (a small categorical space can be exhausted).
 _MAX_DUPLICATE_DRAWS = 50
 _RUNG_KEY = "completed_rung_{}"
+# PruningHistory reads again the epochs stamped this long before the newest one it has seen: a
+# row becomes visible when its transaction commits, which can be after rows stamped later were
+# read (a writer that waited for SQLite's lock, up to its 30 s busy timeout; a slow commit on
+# PostgreSQL, whose now() is the transaction's start).
+EPOCH_READ_OVERLAP = timedelta(seconds=120)
 
 
 def _quiet_optuna() -> Any:
@@ -136,8 +145,8 @@ def _sample(
 class PruningCheck:
     """Decides after each epoch whether a trial should stop, with an Optuna pruner.
 
-    ``history`` returns, for the other trials of the study, (status, {epoch: metric}) pairs;
-    the current trial's values are passed to :meth:`should_prune`.
+    ``others`` are, for the other trials of the study, (status, {epoch: metric}) pairs (see
+    :class:`PruningHistory`); the current trial's values are passed as ``current``.
     """
 
     def __init__(self, pruner: str, metric: str, direction: str) -> None:
@@ -197,3 +206,59 @@ class PruningCheck:
             attrs[_RUNG_KEY.format(rung)] = curve[3**rung]
             rung += 1
         return attrs
+
+
+class PruningHistory:
+    """The learning curves of a study's trials, as :meth:`PruningCheck.should_prune` compares
+    them, kept up to date by reading only what changed since the last read.
+
+    One per worker, across the trials it runs. Each read fetches every trial's status and the
+    epochs recorded since the previous read (plus :data:`EPOCH_READ_OVERLAP`), not the whole
+    study: the cost of a read grows with the number of trials, not with trials x epochs. The
+    only rows that disappear are those of a trial restarted from epoch 1 (``start_fresh``); that
+    happens on a later attempt, so such trials, while running or when their status or attempt
+    changed, are read whole.
+    """
+
+    def __init__(self, store: ResultStore, study: str, metric: str) -> None:
+        self.store, self.study, self.metric = store, study, metric
+        self._epochs: dict[int, dict[int, float | None]] = {}  # trial_id -> epoch -> value
+        self._states: dict[int, tuple[str, int]] = {}  # trial_id -> (status, attempt)
+        self._newest: datetime | None = None
+
+    def others(self, trial_id: int) -> list[tuple[str, dict[int, float]]]:
+        """(status, {epoch: value}) of every trial but ``trial_id`` that has recorded epochs,
+        by trial id; epochs without a value are left out of its curve."""
+        since = None if self._newest is None else self._newest - EPOCH_READ_OVERLAP
+        rows = self.store.epoch_values(self.study, self.metric, recorded_since=since)
+        states = self.store.trial_states(self.study)  # after the epochs, as a full read has them
+        whole: list[int] = []
+        if since is not None and any(t not in states for t in self._epochs):
+            # A new version of the study (or trials gone): start over, as a full read would.
+            self._epochs, self._newest = {}, None
+            rows = self.store.epoch_values(self.study, self.metric)
+        elif since is not None:
+            whole = [
+                t
+                for t, (status, attempt) in states.items()
+                if t != trial_id
+                and attempt > 1
+                and (status == "running" or self._states.get(t) != (status, attempt))
+            ]
+        self._add(rows)
+        if whole:
+            for t in whole:
+                self._epochs.pop(t, None)
+            self._add(self.store.epoch_values(self.study, self.metric, trial_ids=whole))
+        self._states = states
+        return [
+            (states.get(t, ("running", 0))[0], {e: v for e, v in sorted(curve.items()) if v is not None})
+            for t, curve in sorted(self._epochs.items())
+            if t != trial_id
+        ]
+
+    def _add(self, rows: Sequence[tuple[int, int, float | None, datetime]]) -> None:
+        for t, epoch, value, recorded_at in rows:
+            self._epochs.setdefault(t, {})[epoch] = value
+            if self._newest is None or recorded_at > self._newest:
+                self._newest = recorded_at

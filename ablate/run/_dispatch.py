@@ -12,7 +12,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ablate.errors import AblateError, InfrastructureError, StudyError
 from ablate.run._progress import PlainProgress, make_progress
@@ -26,6 +26,11 @@ from ablate.study import (
     select_study,
     with_overrides,
 )
+
+if TYPE_CHECKING:
+    from multiprocessing.sharedctypes import Synchronized
+
+    from ablate.store import ResultStore
 
 SMOKE_SUFFIX = "_smoke"
 # Adaptive studies in --smoke mode sample only this many points: enough to exercise the sampler
@@ -41,12 +46,6 @@ class RunOutcome:
     added: int
     summary: WorkerSummary
     counts: dict[str, int]
-
-
-def status_counts(store: Any, study: str) -> dict[str, int]:
-    """Trials of the study by status."""
-    trials = store.load_trials(study)
-    return {str(k): int(v) for k, v in trials["status"].value_counts().items()}
 
 
 def smoke_study(study: Study) -> Study:
@@ -103,7 +102,7 @@ def prepare(study: Study, *, smoke: bool) -> tuple[Study, list[TrialSpec]]:
 
 def _worker_process(
     study_file: str | None, study_name: str, db: str | None, options: WorkerOptions,
-    index: int, counter: Any, threads: int, gpus: list[str],
+    index: int, counter: Synchronized[int], threads: int, gpus: list[str],
 ) -> None:
     """Entry point of one worker process started by `ablate run --workers N`.
 
@@ -121,7 +120,7 @@ def _worker_process(
 
 def _work_in_process(
     study_file: str | None, study_name: str, db: str | None, options: WorkerOptions,
-    index: int, counter: Any, threads: int, gpus: list[str],
+    index: int, counter: Synchronized[int], threads: int, gpus: list[str],
 ) -> None:
     if gpus:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
@@ -139,7 +138,7 @@ def _work_in_process(
         sys.exit(2)
 
 
-def _load_for_worker(store: Any, study_file: str | None, study_name: str, smoke: bool) -> Study:
+def _load_for_worker(store: ResultStore, study_file: str | None, study_name: str, smoke: bool) -> Study:
     from ablate.study import study_from_definition
 
     base_name = study_name.removesuffix(SMOKE_SUFFIX) if smoke else study_name
@@ -168,7 +167,7 @@ def _available_gpus() -> list[str]:
 
 
 def run_workers(
-    store: Any, study: Study, study_file: str | None, db: str | None, options: WorkerOptions,
+    store: ResultStore, study: Study, study_file: str | None, db: str | None, options: WorkerOptions,
     workers: int, total: int, done: int,
 ) -> WorkerSummary:
     """Run the study's trials in this process (1 worker) or in ``workers`` processes."""
@@ -195,7 +194,7 @@ def run_workers(
     if received is not None:
         raise Stopped(received)
     summary = WorkerSummary()
-    counts = status_counts(store, study.name)
+    counts = store.status_counts(study.name)
     summary.completed = counts.get("completed", 0)
     summary.failed = counts.get("failed", 0)
     summary.pruned = counts.get("pruned", 0)
@@ -318,7 +317,7 @@ def run_study(
                 flush=True,
             )
         added = store.add_trials(study, specs) if specs else 0
-        counts = status_counts(store, study.name)
+        counts = store.status_counts(study.name)
         planned = len(specs) if study.design not in ADAPTIVE_DESIGNS else (study.n_trials or 0) * len(study.seeds)
         done = counts.get("completed", 0) + counts.get("failed", 0) + counts.get("pruned", 0)
         print(
@@ -339,14 +338,14 @@ def run_study(
         n_workers = _workers_for(study, specs, workers, planned - done, max_trials)
         summary = run_workers(store, study, source, db, options, n_workers, planned, done)
         outcomes.append(
-            RunOutcome(study.name, store.display_url, planned, added, summary, status_counts(store, study.name))
+            RunOutcome(study.name, store.display_url, planned, added, summary, store.status_counts(study.name))
         )
         if summary.errors:  # a configuration error stopped the run (exit code 2)
             raise StudyError(f"{study.name}: {summary.errors[0]}")
     return outcomes
 
 
-def _base_differs(store: Any, study: Study) -> bool:
+def _base_differs(store: ResultStore, study: Study) -> bool:
     """Whether ``study``'s base differs from its latest registered version (False if new)."""
     try:
         registered = store.load_study(study.name).definition.get("base")

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from ablate.store import ResultStore
 
 
 @dataclass
@@ -34,7 +39,7 @@ def _age(ts: datetime | None, now: datetime) -> float | None:
     return (now - ts).total_seconds()
 
 
-def study_status(store: Any, name: str) -> StudyStatus:
+def study_status(store: ResultStore, name: str) -> StudyStatus:
     """Counts by status, running trials (worker, epoch, time since their last heartbeat),
     failures with their first error line, and an estimate of the time left.
 
@@ -45,14 +50,11 @@ def study_status(store: Any, name: str) -> StudyStatus:
     from ablate.store._models import Epoch, Trial
 
     info = store.load_study(name)
+    counts = store.status_counts(name)
 
-    def read(session: Any) -> StudyStatus:
+    def read(session: Session) -> StudyStatus:
         of_study = Trial.study_id == info.study_id
-        counts = {
-            str(st): int(n)
-            for st, n in session.execute(select(Trial.status, func.count()).where(of_study).group_by(Trial.status))
-        }
-        status = StudyStatus(name, counts)
+        status = StudyStatus(name, dict(counts))
         now = datetime.now(UTC)
         running = session.execute(
             select(Trial.id, Trial.number, Trial.seed, Trial.worker, Trial.config, Trial.heartbeat_at)

@@ -9,12 +9,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ablate.errors import AblateError
 
+if TYPE_CHECKING:
+    from ablate.store import ClaimedTrial
 
-def start_run(project: str, study: str, claimed: Any, runs_dir: Path) -> Any:
+
+def start_run(project: str, study: str, claimed: ClaimedTrial, runs_dir: Path) -> Any:
     try:
         import wandb
     except ImportError as e:

@@ -14,6 +14,7 @@ hands the trial back too and stops the worker: it never marks a trial failed.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -26,14 +27,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ablate.errors import AblateError, InfrastructureError
 from ablate.files import write_atomic
-from ablate.run._adaptive import PruningCheck, make_proposer
+from ablate.run._adaptive import PruningCheck, PruningHistory, make_proposer
 from ablate.run._custom import CustomTrainError, run_custom_train
-from ablate.store import EnvironmentRecord
-from ablate.study import Study, TrialConfig
+from ablate.study import Study, TrialConfig, TrialSpec
+
+if TYPE_CHECKING:
+    from multiprocessing.sharedctypes import Synchronized
+
+    from ablate.store import ClaimedTrial, EnvironmentRecord, ResultStore, TrialRecord
 
 DEFAULT_LEASE_S = 60.0
 IDENTITY = "identity.json"
@@ -128,7 +133,7 @@ class WorkerSummary:
 class _Heartbeat:
     """Renews the lease in a background thread; remembers if the lease was lost."""
 
-    def __init__(self, store: Any, trial_id: int, worker: str, lease_s: float) -> None:
+    def __init__(self, store: ResultStore, trial_id: int, worker: str, lease_s: float) -> None:
         self.store, self.trial_id, self.worker, self.lease_s = store, trial_id, worker, lease_s
         self.epoch: int | None = None
         self.lost = False
@@ -159,7 +164,7 @@ class _Reporter:
 
     def __init__(
         self,
-        store: Any,
+        store: ResultStore,
         trial_id: int,
         heartbeat: _Heartbeat,
         progress: Progress | None,
@@ -213,7 +218,7 @@ def trial_dir(runs_dir: Path, study: str, number: int, seed: int, run_token: str
     return runs_dir / study / f"trial-{number:04d}-seed{seed}-{run_token}"
 
 
-def checkpoint_folder(runs_dir: Path, study: str, claimed: Any) -> tuple[Path, str | None]:
+def checkpoint_folder(runs_dir: Path, study: str, claimed: ClaimedTrial) -> tuple[Path, str | None]:
     """The trial's own folder, and a line saying why it is not the usual one (or None).
 
     A folder whose ``identity.json`` names another trial (copied in by hand, or of an ablate that
@@ -245,19 +250,13 @@ def _folder_token(folder: Path) -> str | None:
     return token if isinstance(token, str) else None
 
 
-def _estimate_next_s(store: Any, study: str) -> float | None:
-    trials = store.load_trials(study)
-    done = trials[trials["status"] == "completed"]["duration_s"].dropna()
-    return float(done.median()) if len(done) else None
-
-
 def run_worker(
-    store: Any,
+    store: ResultStore,
     study: Study,
     options: WorkerOptions,
     *,
     progress: Progress | None = None,
-    claim_counter: Any = None,
+    claim_counter: Synchronized[int] | None = None,
 ) -> WorkerSummary:
     """Claim and run trials of ``study`` until none is left or a limit is reached.
 
@@ -287,6 +286,11 @@ def run_worker(
     # working directory's repository may be another one, or none).
     env = environment(study.source)
     host = socket.gethostname()
+    setup = WorkerSetup(
+        store, study, options, env, progress, pruning,
+        history=PruningHistory(store, study.name, pruning.metric) if pruning is not None else None,
+        train_trial=train_trial, trial_pruned=TrialPruned,
+    )  # fmt: skip
     # Keep reconnecting to a lost database for as long as our lease would still hold.
     store.reconnect_s = options.lease_s
     with stop_on_signals():
@@ -309,22 +313,25 @@ def run_worker(
             )
             if claimed is None:
                 break
-            status, user_error = _run_one(
-                store, study, claimed, options, env, progress, pruning, train_trial, TrialPruned
-            )
+            trial = TrialRun(setup, claimed)
+            outcome = trial.train()
+            status = trial.record(outcome)
             setattr(summary, status, getattr(summary, status) + 1)
-            if user_error is not None and options.stop_on_user_error:
+            if outcome.user_error is not None and options.stop_on_user_error:
                 summary.stopped_by = "a configuration error (fix it, then `ablate retry`)"
-                summary.errors.append(user_error)
+                summary.errors.append(outcome.user_error)
                 break
     return summary
 
 
-def _over_budget(store: Any, study: Study, options: WorkerOptions, started: float, summary: WorkerSummary) -> bool:
+def _over_budget(
+    store: ResultStore, study: Study, options: WorkerOptions, started: float, summary: WorkerSummary
+) -> bool:
     if options.budget_s is None:
         return False
     elapsed = time.monotonic() - started
-    estimate = _estimate_next_s(store, study.name) or 0.0
+    # The median duration of the completed trials, aggregated by the database.
+    estimate = store.median_duration_s(study.name) or 0.0
     if elapsed + estimate > options.budget_s:
         summary.stopped_by = f"budget ({options.budget_s / 3600:g} h): next trial would take ~{estimate:.0f} s"
         return True
@@ -332,9 +339,10 @@ def _over_budget(store: Any, study: Study, options: WorkerOptions, started: floa
 
 
 def _claim_or_wait(
-    store: Any, study: Study, options: WorkerOptions, started: float, summary: WorkerSummary,
-    progress: Progress | None, *, worker: str, host: str, device: str, propose: Any,
-) -> Any:
+    store: ResultStore, study: Study, options: WorkerOptions, started: float, summary: WorkerSummary,
+    progress: Progress | None, *, worker: str, host: str, device: str,
+    propose: Callable[[list[TrialRecord]], TrialSpec | None] | None,
+) -> ClaimedTrial | None:
     """The next trial; None when none is left. While none is queued but other workers' trials
     are running, wait: a lease that expires (its worker died) makes that trial ours to resume."""
     said = None
@@ -358,99 +366,127 @@ def _claim_or_wait(
         time.sleep(min(WAIT_POLL_S, options.lease_s / 3, left + 0.2))
 
 
-def _run_one(
-    store: Any,
-    study: Study,
-    claimed: Any,
-    options: WorkerOptions,
-    env: EnvironmentRecord,
-    progress: Progress | None,
-    pruning: PruningCheck | None,
-    train_trial: Callable[..., Any],
-    trial_pruned: type[Exception],
-) -> tuple[str, str | None]:
-    """Run one claimed trial; return its final status and the user error that failed it, if any."""
-    config: TrialConfig = claimed.config
-    try:
-        directory, resumed = _prepare_folder(store, study, claimed, options, progress)
-    except KeyboardInterrupt:
-        _hand_back(store, claimed.trial_id, options.worker)
-        raise
-    if progress is not None:
-        progress.trial_started(claimed.number, claimed.seed, claimed.params, config.epochs, resumed)
-    wandb_run = _start_wandb(options, study, claimed) if options.wandb_project else None
+@dataclass
+class WorkerSetup:
+    """What every trial of one worker shares, built once by :func:`run_worker`."""
 
-    def history() -> list[tuple[str, dict[int, float]]]:
-        epochs = store.load_epochs(study.name)
-        trials = store.load_trials(study.name)
-        status = dict(zip(trials["trial_id"], trials["status"], strict=True))
-        out = []
-        for trial_id, rows in epochs.groupby("trial_id"):
-            if trial_id == claimed.trial_id or pruning is None:
-                continue
-            curve = {int(e): float(v) for e, v in zip(rows["epoch"], rows[pruning.metric], strict=True) if v == v}
-            out.append((status.get(trial_id, "running"), curve))
-        return out
+    store: ResultStore
+    study: Study
+    options: WorkerOptions
+    # Versions, code provenance and device, stored with each finished trial.
+    environment: EnvironmentRecord
+    progress: Progress | None
+    pruning: PruningCheck | None
+    history: PruningHistory | None
+    # The built-in trainer's train_trial (None for a study with its own train function).
+    train_trial: Callable[..., Any] | None
+    trial_pruned: type[Exception]
 
-    environment = replace(env, device_name=_device_name(config)) if study.train is None else env
-    user_error = None
-    with _Heartbeat(store, claimed.trial_id, options.worker, options.lease_s) as beat:
-        reporter = _Reporter(store, claimed.trial_id, beat, progress, pruning, history, wandb_run)
+
+@dataclass
+class TrialOutcome:
+    """How a trial's training ended: what :meth:`TrialRun.record` stores."""
+
+    status: str  # completed, failed or pruned; lost: another worker took the trial over
+    metrics: dict[str, Any] = field(default_factory=dict)  # a pruned trial's has its stop_reason
+    error: str | None = None
+    artifacts: dict[str, str] = field(default_factory=dict)
+    # A configuration problem (missing data, missing weights): every trial like this one will
+    # fail the same way, so the worker stops and says what to fix.
+    user_error: str | None = None
+
+
+class TrialRun:
+    """One claimed trial, from its checkpoint folder to its stored outcome.
+
+    :meth:`train` runs it under a heartbeat and turns each way training can end into a
+    :class:`TrialOutcome`; :meth:`record` stores it. A signal or a database or disk fault is no
+    outcome: the trial goes back to the queue (checkpoint kept) and the exception goes on, so
+    that the worker stops without marking the trial failed.
+    """
+
+    def __init__(self, setup: WorkerSetup, claimed: ClaimedTrial) -> None:
+        self.setup, self.claimed = setup, claimed
+        self.directory: Path | None = None
+        self.environment: EnvironmentRecord = setup.environment
+        self.wandb_run: Any = None
+
+    def train(self) -> TrialOutcome:
+        """Prepare the trial's folder and train it; how it ended."""
+        setup, claimed = self.setup, self.claimed
+        store, study, options, progress = setup.store, setup.study, setup.options, setup.progress
         try:
-            if study.train is not None:
-                metrics = run_custom_train(study.train, config, reporter, study.metric)
-                status, error, artifacts = "completed", None, {}
-            else:
-                result = train_trial(
-                    config, reporter=reporter, checkpoint_dir=directory,
-                    metric=study.metric, direction=study.direction,
-                )
-                metrics = result.metrics_dict()
-                status, error, artifacts = result.status, result.error, result.artifacts
-        except (KeyboardInterrupt, InfrastructureError) as e:
-            # Stopped on purpose (a signal), or the database or the disk failed rather than the
-            # trial: give it back now (if the database still answers; else its lease expires) so
-            # that it resumes from its checkpoint, never marked failed, and stop this worker.
+            self.directory, resumed = _prepare_folder(store, study, claimed, options, progress)
+        except KeyboardInterrupt:
             _hand_back(store, claimed.trial_id, options.worker)
-            _finish_wandb(wandb_run, "interrupted")
-            if progress is not None:
-                why = "stopped by a signal; checkpoint kept" if isinstance(e, KeyboardInterrupt) else str(e).splitlines()[0]
-                progress.trial_finished(claimed.number, "handed back", why)
             raise
-        except LeaseLost:
-            _finish_wandb(wandb_run, "lost")
+        if progress is not None:
+            progress.trial_started(claimed.number, claimed.seed, claimed.params, claimed.config.epochs, resumed)
+        self.wandb_run = _start_wandb(options, study, claimed) if options.wandb_project else None
+        env = setup.environment
+        self.environment = replace(env, device_name=_device_name(claimed.config)) if study.train is None else env
+        history = None if setup.history is None else functools.partial(setup.history.others, claimed.trial_id)
+        with _Heartbeat(store, claimed.trial_id, options.worker, options.lease_s) as beat:
+            reporter = _Reporter(store, claimed.trial_id, beat, progress, setup.pruning, history, self.wandb_run)
+            try:
+                return self._run_trainer(reporter, self.directory)
+            except (KeyboardInterrupt, InfrastructureError) as e:
+                # Stopped on purpose (a signal), or the database or the disk failed rather than
+                # the trial: give it back now (if the database still answers; else its lease
+                # expires) so that it resumes from its checkpoint, and stop this worker.
+                _hand_back(store, claimed.trial_id, options.worker)
+                _finish_wandb(self.wandb_run, "interrupted")
+                if progress is not None:
+                    why = "stopped by a signal; checkpoint kept" if isinstance(e, KeyboardInterrupt) else str(e).splitlines()[0]
+                    progress.trial_finished(claimed.number, "handed back", why)
+                raise
+            except LeaseLost:
+                return TrialOutcome("lost")
+            except setup.trial_pruned as e:
+                return TrialOutcome("pruned", {"stop_reason": "pruned"}, str(e))
+            except CustomTrainError as e:  # this trial's result was unusable; the next may be fine
+                return TrialOutcome("failed", error=str(e))
+            except AblateError as e:
+                return TrialOutcome("failed", error=str(e), user_error=str(e))
+            except Exception as e:
+                text = "".join(traceback.format_exception_only(type(e), e)).strip()
+                return TrialOutcome("failed", error=text + "\n" + traceback.format_exc(limit=-8))
+
+    def _run_trainer(self, reporter: _Reporter, directory: Path) -> TrialOutcome:
+        study, config = self.setup.study, self.claimed.config
+        if study.train is not None:
+            return TrialOutcome("completed", run_custom_train(study.train, config, reporter, study.metric))
+        assert self.setup.train_trial is not None
+        result = self.setup.train_trial(
+            config, reporter=reporter, checkpoint_dir=directory, metric=study.metric, direction=study.direction,
+        )
+        return TrialOutcome(result.status, result.metrics_dict(), result.error, result.artifacts)
+
+    def record(self, outcome: TrialOutcome) -> str:
+        """Store the outcome as the trial's result; return its final status, which is "lost"
+        when another worker took the trial over (then nothing is written)."""
+        setup, claimed, progress = self.setup, self.claimed, self.setup.progress
+        if outcome.status == "lost":
+            _finish_wandb(self.wandb_run, "lost")
             if progress is not None:
                 progress.trial_finished(claimed.number, "lost", "another worker took it over")
-            return "lost", None
-        except trial_pruned as e:
-            metrics, status, error, artifacts = {"stop_reason": "pruned"}, "pruned", str(e), {}
-        except CustomTrainError as e:  # this trial's result was unusable; the next may be fine
-            metrics, status, error, artifacts = {}, "failed", str(e), {}
-        except AblateError as e:
-            # A configuration problem (missing data, missing weights): every trial like it will
-            # fail the same way, so the run stops and says what to fix.
-            metrics, status, error, artifacts = {}, "failed", str(e), {}
-            user_error = str(e)
-        except Exception as e:
-            metrics, status, error, artifacts = {}, "failed", "".join(
-                traceback.format_exception_only(type(e), e)
-            ).strip() + "\n" + traceback.format_exc(limit=-8), {}
-    if options.smoke:
-        artifacts = _drop_checkpoints(directory, artifacts)
-    finished = store.finish_trial(
-        claimed.trial_id, options.worker, status=status, metrics=metrics, error=error,
-        artifacts=artifacts, environment=environment,
-    )
-    _finish_wandb(wandb_run, status, metrics)
-    if not finished:
-        status = "lost"
-    if progress is not None:
-        progress.trial_finished(claimed.number, status, _summary_line(study.metric, metrics, error))
-    return status, user_error
+            return "lost"
+        artifacts = outcome.artifacts
+        if setup.options.smoke and self.directory is not None:
+            artifacts = _drop_checkpoints(self.directory, artifacts)
+        finished = setup.store.finish_trial(
+            claimed.trial_id, setup.options.worker, status=outcome.status, metrics=outcome.metrics,
+            error=outcome.error, artifacts=artifacts, environment=self.environment,
+        )
+        _finish_wandb(self.wandb_run, outcome.status, outcome.metrics)
+        status = outcome.status if finished else "lost"
+        if progress is not None:
+            progress.trial_finished(claimed.number, status, _summary_line(setup.study.metric, outcome.metrics, outcome.error))
+        return status
 
 
 def _prepare_folder(
-    store: Any, study: Study, claimed: Any, options: WorkerOptions, progress: Progress | None
+    store: ResultStore, study: Study, claimed: ClaimedTrial, options: WorkerOptions, progress: Progress | None
 ) -> tuple[Path, bool]:
     """The trial's checkpoint folder and whether it resumes from it; a fresh start first drops
     the epochs of earlier attempts and records why, when there were any."""
@@ -475,7 +511,7 @@ def _prepare_folder(
     return directory, resumed
 
 
-def _hand_back(store: Any, trial_id: int, worker: str) -> None:
+def _hand_back(store: ResultStore, trial_id: int, worker: str) -> None:
     """Release the trial to the queue, quickly; if the database does not answer, its lease
     expiring hands it back instead."""
     reconnect_s, store.reconnect_s = store.reconnect_s, min(store.reconnect_s, 5.0)
@@ -506,7 +542,7 @@ def _summary_line(metric: str, metrics: Mapping[str, Any], error: str | None) ->
     return " ".join(parts)
 
 
-def _start_wandb(options: WorkerOptions, study: Study, claimed: Any) -> Any:
+def _start_wandb(options: WorkerOptions, study: Study, claimed: ClaimedTrial) -> Any:
     from ablate.run._wandb import start_run
 
     return start_run(options.wandb_project or "", study.name, claimed, options.runs_dir)

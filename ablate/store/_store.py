@@ -616,6 +616,110 @@ class ResultStore:
             lambda s: environments_frame(s, self._study_row(s, name)), write=False
         )
 
+    # ------------------------------------------------------------------ what workers read often
+    # Asked on every claim and every epoch by ablate.run: counts and aggregates in SQL, and only
+    # the epochs that are new, never the whole study in a DataFrame.
+    def status_counts(self, name: str) -> dict[str, int]:
+        """How many trials of the study's current version are in each status, in the order of
+        the statuses (queued, running, completed, failed, pruned); a status no trial has is left
+        out."""
+
+        def op(session: Session) -> dict[str, int]:
+            row = self._study_row(session, name)
+            counts = dict(
+                session.execute(
+                    select(Trial.status, func.count())
+                    .where(Trial.study_id == row.id)
+                    .group_by(Trial.status)
+                ).all()
+            )
+            ordered = [s for s in STATUSES if s in counts] + sorted(set(counts) - set(STATUSES))
+            return {str(s): int(counts[s]) for s in ordered}
+
+        return self._transact(op, write=False, doing=f"counting the trials of study {name!r}")
+
+    def median_duration_s(self, name: str) -> float | None:
+        """The median ``duration_s`` of the study's completed trials (None when none has one):
+        what the next trial is expected to take. Two small queries, however many trials."""
+
+        def op(session: Session) -> float | None:
+            row = self._study_row(session, name)
+            timed = (Trial.study_id == row.id, Trial.status == "completed", Trial.duration_s.is_not(None))
+            n = int(session.scalar(select(func.count()).where(*timed)) or 0)
+            if n == 0:
+                return None
+            middle = [
+                float(d)
+                for d in session.scalars(
+                    select(Trial.duration_s)
+                    .where(*timed)
+                    .order_by(Trial.duration_s)
+                    .offset((n - 1) // 2)
+                    .limit(2 - n % 2)
+                )
+                if d is not None
+            ]
+            return middle[0] if len(middle) == 1 else (middle[0] + middle[1]) / 2
+
+        return self._transact(op, write=False, doing=f"reading the durations of study {name!r}")
+
+    def trial_states(self, name: str) -> dict[int, tuple[str, int]]:
+        """Every trial of the study's current version as trial_id -> (status, attempt)."""
+
+        def op(session: Session) -> dict[int, tuple[str, int]]:
+            row = self._study_row(session, name)
+            rows = session.execute(
+                select(Trial.id, Trial.status, Trial.attempt)
+                .where(Trial.study_id == row.id)
+                .order_by(Trial.id)
+            )
+            return {int(t): (str(status), int(attempt or 0)) for t, status, attempt in rows}
+
+        return self._transact(op, write=False, doing=f"reading the trials of study {name!r}")
+
+    def epoch_values(
+        self,
+        name: str,
+        metric: str,
+        *,
+        recorded_since: datetime | None = None,
+        trial_ids: Iterable[int] | None = None,
+    ) -> list[tuple[int, int, float | None, datetime]]:
+        """One epoch metric of the study's current version, as (trial_id, epoch, value,
+        recorded_at) ordered by trial and epoch; value None where it is missing or not a number.
+
+        ``recorded_since`` keeps only the epochs recorded (or replaced) at or after that time, so
+        that a reader that keeps what it read fetches only what is new; ``trial_ids`` only those
+        trials' epochs. ``metric`` is an epoch column (val_acc, ...) or a key of ``extra``.
+        """
+        column = getattr(Epoch, metric) if metric in EPOCH_METRICS else Epoch.extra
+
+        def op(session: Session) -> list[tuple[int, int, float | None, datetime]]:
+            row = self._study_row(session, name)
+            query = (
+                select(Epoch.trial_id, Epoch.epoch, column, Epoch.recorded_at)
+                .join(Trial, Trial.id == Epoch.trial_id)
+                .where(Trial.study_id == row.id)
+                .order_by(Epoch.trial_id, Epoch.epoch)
+            )
+            if recorded_since is not None:
+                query = query.where(Epoch.recorded_at >= recorded_since)
+            if trial_ids is not None:
+                query = query.where(Epoch.trial_id.in_(sorted({int(t) for t in trial_ids})))
+            out = []
+            for trial_id, epoch, value, at in session.execute(query):
+                if metric not in EPOCH_METRICS:
+                    value = (value or {}).get(metric)
+                number = (
+                    float(value)
+                    if isinstance(value, int | float) and not isinstance(value, bool)
+                    else None
+                )
+                out.append((int(trial_id), int(epoch), None if number != number else number, at))
+            return out
+
+        return self._transact(op, write=False, doing=f"reading the epochs of study {name!r}")
+
 
 # ---------------------------------------------------------------------- helpers
 def _claimable(session: Session, study_id: int, now: datetime) -> Trial | None:
