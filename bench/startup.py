@@ -81,7 +81,9 @@ def main() -> None:
 
     modules = {name: _modules(command, work, env) for name, command in commands.items()}
     bare = statistics.median(times["python -c pass"])
-    targets = {"ablate --help": 1.0, "ablate sql": 0.5, "ablate status": 0.5, "ablate ls": 0.5, "ablate report": 2.5}
+    targets = {
+        "ablate --help": 1.0, "ablate sql": 0.5, "ablate status": 0.5, "ablate ls": 0.5, "ablate report": 2.5,
+    }
     lines = [
         "# Start-up time (bench/startup.py)",
         "",
