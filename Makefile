@@ -1,14 +1,16 @@
-# Two commands for a fresh machine (see README.md):
+# Commands for a fresh machine (see README.md):
 #   make demo   set up .venv, run the digits study on the CPU and write its report
 #   make test   set up .venv if needed and run the whole test suite
-# Re-running either is quick: .venv is rebuilt only when pyproject.toml changes.
+#   make test-fast  the tests that neither train, start processes nor need PostgreSQL
+#                   (-m "not slow and not postgres"): well under a minute, no services to start
+# Re-running any of them is quick: .venv is rebuilt only when pyproject.toml changes.
 
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint setup services versions clean-demo
+.PHONY: demo test test-fast lint setup services versions clean-demo
 
 setup: $(STAMP)
 
@@ -30,6 +32,10 @@ services:
 # Two test processes on one thread each keep both cores busy without oversubscribing them.
 test: $(STAMP) services
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --durations=15
+
+# The inner loop: no training, no new processes, no PostgreSQL, so no `services` first.
+test-fast: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 -m "not slow and not postgres"
 
 # The versions the suite passed with, next to the ranges in pyproject.toml.
 versions: $(STAMP)

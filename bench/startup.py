@@ -4,7 +4,9 @@ Every command runs as a fresh process (``python -m ablate ...``, this checkout f
 as a user types it. The rounds are interleaved (bare, sql, status, ls, report, bare, sql, ...),
 so load on a shared machine hits every command alike; each figure is the median over rounds,
 quoted as seconds over ``python -c pass`` and as a ratio to it. Targets (issue 15): ``sql``,
-``status`` and ``ls`` within 0.5 s of the bare interpreter, the demo's report within 2.5 s.
+``status`` and ``ls`` within 0.5 s of the bare interpreter, the demo's report within 2.5 s;
+``--help`` within 1 s (issue 14: the threshold the test suite asserted before it moved here,
+as a wall-clock figure on a shared machine is a measurement, not a test).
 
 The database is the digits demo, run once with ``--set epochs=1`` into a temporary folder
 (about a minute), unless ``--db`` names one that has the digits_quick study already.
@@ -65,6 +67,7 @@ def main() -> None:
     commands = {
         "python -c pass": [sys.executable, "-c", "pass"],
         "ablate --version": [*ablate, "--version"],
+        "ablate --help": [*ablate, "--help"],
         'ablate sql "select 1"': [*ablate, "sql", "select 1", "--db", db],
         "ablate status digits_quick": [*ablate, "status", "digits_quick", "--db", db],
         "ablate ls": [*ablate, "ls", "--db", db],
@@ -78,7 +81,9 @@ def main() -> None:
 
     modules = {name: _modules(command, work, env) for name, command in commands.items()}
     bare = statistics.median(times["python -c pass"])
-    targets = {"ablate sql": 0.5, "ablate status": 0.5, "ablate ls": 0.5, "ablate report": 2.5}
+    targets = {
+        "ablate --help": 1.0, "ablate sql": 0.5, "ablate status": 0.5, "ablate ls": 0.5, "ablate report": 2.5,
+    }
     lines = [
         "# Start-up time (bench/startup.py)",
         "",

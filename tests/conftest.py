@@ -3,7 +3,9 @@
 ``db_url`` runs a test once per engine. The PostgreSQL variant gets its own schema on the real
 server (127.0.0.1:5432, database ``test``, user ``postgres``, or ``$ABLATE_TEST_PG``), selected
 through ``search_path`` in the URL and dropped afterwards. PostgreSQL tests never skip: a
-server that does not answer fails them with a message saying how to start it.
+server that does not answer fails them with a message saying how to start it. Every test that
+needs the server carries the ``postgres`` marker (``-m "not postgres"`` leaves them out): the
+PostgreSQL ``db_url`` by its param, every user of ``pg_url`` from the hook below.
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ def _pg_admin_dsn() -> str:
 def pg_schema_url(schema: str) -> str:
     """The SQLAlchemy URL of ``schema`` on the test server."""
     return f"{PG_SERVER}?options=-csearch_path%3D{schema}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test that asks for ``pg_url`` (itself or through another fixture) ``postgres``."""
+    for item in items:
+        if "pg_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
 
 
 @pytest.fixture

@@ -57,6 +57,7 @@ def test_version_and_short_help() -> None:
     assert "--install-completion" in invoke("-h").output
 
 
+@pytest.mark.slow
 def test_shell_completion_completes_command_names() -> None:
     env = {**os.environ, "_ABLATE_COMPLETE": "complete_bash", "COMP_WORDS": "ablate st", "COMP_CWORD": "1"}
     done = subprocess.run([sys.executable, "-m", "ablate"], env=env, capture_output=True, text=True, check=False)
@@ -73,6 +74,7 @@ def test_commands_in_workflow_order_with_whole_summaries_at_40_columns() -> None
     assert "claim and run trials until none is left." in " ".join(commands.split())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -75,7 +75,10 @@ def grid_outcome(tmp: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def grid_report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """A 2 x 2 grid with 3 seeds in SQLite, reported once (with SVG) for every test below."""
+    """A 2 x 2 grid with 3 seeds in SQLite, reported once (with SVG) for every test below.
+
+    Reporting it takes seconds, so the tests using it are slow.
+    """
     tmp = tmp_path_factory.mktemp("grid")
     url = f"sqlite:///{tmp / 'ablate.db'}"
     study = Study(name="grid_demo", base=BASE, factors=dict(image_size=[16, 24], augment=["none", "basic"]),
@@ -90,6 +93,7 @@ def grid_report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     yield url, out
 
 
+@pytest.mark.slow
 def test_every_output_file_is_written_and_every_plot_is_a_real_image(grid_report: tuple[str, Path]) -> None:
     _, out = grid_report
     for name in ("index.html", "report.md", "table.md", "table.csv", "table.tex"):
@@ -104,6 +108,7 @@ def test_every_output_file_is_written_and_every_plot_is_a_real_image(grid_report
     assert "Two-way ANOVA" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_table_numbers_rederive_from_the_database(grid_report: tuple[str, Path]) -> None:
     url, out = grid_report
     trials = load_trials("grid_demo", db=url)
@@ -126,6 +131,7 @@ def test_table_numbers_rederive_from_the_database(grid_report: tuple[str, Path])
     assert "Constant: dataset = synthetic, num_classes = 10, model = cnn, epochs = 4. Seeds: 0, 1, 2." in md
 
 
+@pytest.mark.slow
 def test_html_is_self_contained_and_loads_without_console_errors(grid_report: tuple[str, Path], tmp_path: Path) -> None:
     _, out = grid_report
     page = (out / "index.html").read_text()
@@ -137,6 +143,7 @@ def test_html_is_self_contained_and_loads_without_console_errors(grid_report: tu
     assert_real_image(shot)
 
 
+@pytest.mark.slow
 def test_the_console_check_catches_a_broken_page(tmp_path: Path) -> None:
     bad = tmp_path / "bad.html"
     bad.write_text("<html><body><script>console.error('boom'); notDefined();</script></body></html>")
@@ -144,6 +151,7 @@ def test_the_console_check_catches_a_broken_page(tmp_path: Path) -> None:
     assert any("boom" in m for m in messages) and any("notDefined" in m for m in messages)
 
 
+@pytest.mark.slow
 def test_markdown_links_the_plots_next_to_it(grid_report: tuple[str, Path]) -> None:
     _, out = grid_report
     md = (out / "report.md").read_text()
@@ -152,6 +160,7 @@ def test_markdown_links_the_plots_next_to_it(grid_report: tuple[str, Path]) -> N
     assert all((out / link).exists() for link in links)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_effnet_ofat_study_from_the_store(engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     url = request.getfixturevalue("sqlite_url" if engine == "sqlite" else "pg_url")
@@ -172,6 +181,7 @@ def test_effnet_ofat_study_from_the_store(engine: str, request: pytest.FixtureRe
             assert_real_image(tmp_path / "out" / f"{plot}.png")
 
 
+@pytest.mark.slow
 def test_adaptive_study_gets_importance_and_binned_effects(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     rows = []
@@ -206,6 +216,7 @@ def test_a_study_without_varying_factors_still_reports(tmp_path: Path) -> None:
     assert index.exists() and (tmp_path / "learning_curves.png").exists()
 
 
+@pytest.mark.slow
 def test_drawing_in_forked_workers_writes_the_same_plots(tmp_path: Path) -> None:
     rows = [dict(lr=lr, act=act, seed=s, val_acc=0.5 + lr + s / 100, train_acc=0.7, duration_s=20.0 + s)
             for lr in (0.1, 0.2) for act in ("relu", "gelu") for s in (0, 1)]
@@ -227,6 +238,7 @@ def test_drawing_in_forked_workers_writes_the_same_plots(tmp_path: Path) -> None
             assert np.array_equal(np.asarray(a), np.asarray(b)), name
 
 
+@pytest.mark.slow
 def test_large_grid_keeps_its_figures_readable(tmp_path: Path) -> None:
     """4 x 4 x 4 configurations: heatmap cells show the mean alone (the caption says so), the
     keys name configurations by their levels under one line of factor names."""
@@ -252,6 +264,7 @@ def test_large_grid_keeps_its_figures_readable(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.svg"))
 
 
+@pytest.mark.slow
 def test_every_table_csv_cell_rederives_from_plain_sql(grid_report: tuple[str, Path]) -> None:
     """Plain SQL on the study's view, scipy and statsmodels: no ablate function in the loop."""
     import sqlite3

@@ -30,6 +30,7 @@ def effnet_db(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
+@pytest.mark.slow
 def test_report_prints_the_table_and_the_page(effnet_db: str, tmp_path: Path) -> None:
     out = tmp_path / "effnet"
     result = runner.invoke(app, ["report", "--study", "effnet_imgsize", "--db", effnet_db, "--out", str(out)],
@@ -42,6 +43,7 @@ def test_report_prints_the_table_and_the_page(effnet_db: str, tmp_path: Path) ->
     assert list(out.glob("*.png")) and not list(out.glob("*.svg")), "PNG only unless --svg"
 
 
+@pytest.mark.slow
 def test_metric_and_baseline_options(effnet_db: str, tmp_path: Path) -> None:
     out = tmp_path / "r"
     result = runner.invoke(app, ["report", "-s", "effnet_imgsize", "--db", effnet_db, "--out", str(out), "--svg",
@@ -88,6 +90,7 @@ def test_missing_database_file_is_an_error_not_a_new_file(tmp_path: Path) -> Non
     assert not db.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("columns", [80, 160])
 def test_the_terminal_table_fits_the_terminal(effnet_db: str, tmp_path: Path, columns: int) -> None:
     grid = Study(name="grid_terminal", base=dict(dataset="synthetic", num_classes=10),
@@ -124,6 +127,7 @@ def test_the_terminal_table_fits_the_terminal(effnet_db: str, tmp_path: Path, co
         assert "test " in header and "final train acc" in header
 
 
+@pytest.mark.slow
 def test_best_baseline_is_labelled_post_hoc_and_columns_choose_the_table(effnet_db: str, tmp_path: Path) -> None:
     out = tmp_path / "best"
     result = runner.invoke(app, ["report", "-s", "effnet_imgsize", "--db", effnet_db, "--out", str(out),

@@ -130,6 +130,7 @@ def test_one_code_and_one_device_give_no_warning(db_url: str) -> None:
     assert "ablate 0.1.0" in lines and "torch 2.5.1" in lines and "NVIDIA A100" in lines and "a" * 12 in lines
 
 
+@pytest.mark.slow
 def test_trials_on_different_code_or_hardware_are_warned_about_in_the_report(db_url: str, tmp_path: Path) -> None:
     study = Study(name="mixed", factors=dict(lr=[0.1, 0.01]), seeds=[0, 1])
     later = replace(ENV, git_revision="c" * 40, git_dirty=True, device_name="NVIDIA H100")

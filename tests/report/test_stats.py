@@ -84,6 +84,7 @@ def test_every_cell_matches_an_independent_recomputation(drop: int | None) -> No
     assert_interval_agrees_with_star(table.rows)
 
 
+@pytest.mark.slow
 def test_family_wise_error_under_the_global_null_is_at_most_alpha() -> None:
     # The statistics ablation_table runs on each row (compare_to_baseline, then adjust_family
     # for the family), on arrays: 3,000 studies in a few seconds instead of minutes of frames.

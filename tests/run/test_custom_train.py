@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from ablate.run import run_study
 from ablate.store import load_trials
@@ -68,6 +69,7 @@ EXPECTED = {
 }
 
 
+@pytest.mark.slow
 def test_each_misbehaving_train_fails_only_its_trial(db_url: str, tmp_path: Path) -> None:
     study_file = tmp_path / "custom.py"
     study_file.write_text(STUDY)

@@ -17,6 +17,8 @@ from ablate.store import load_epochs, load_trials
 
 from .processes import wait_for_epochs, write_boom_study
 
+pytestmark = pytest.mark.slow  # every test here trains or starts ablate in a new process
+
 HERE = Path(__file__).parent
 STUDIES = HERE / "studies"
 ROOT = HERE.parents[1]
@@ -27,7 +29,6 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "ABLATE_TEST_LOG": str(tmp_path / "executions.log"), **extra}
 
 
-@pytest.mark.slow
 def test_four_workers_run_every_trial_exactly_once(db_url: str, tmp_path: Path) -> None:
     env = _env(tmp_path, ABLATE_TEST_SLEEP="0.05")
     proc = subprocess.run(
@@ -89,7 +90,6 @@ def test_max_trials_and_seed_order(sqlite_url: str, tmp_path: Path, monkeypatch:
     assert set(done["seed"]) == {0}
 
 
-@pytest.mark.slow
 def test_killed_worker_trial_resumes_from_checkpoint(db_url: str, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     env = {**os.environ, "ABLATE_LEASE_S": "2"}
@@ -197,7 +197,6 @@ def test_wandb_offline_writes_a_run_directory(sqlite_url: str, tmp_path: Path, m
 SEED_STUDIES = sorted((ROOT / "studies").glob("*.py"))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("study_file", SEED_STUDIES, ids=[p.stem for p in SEED_STUDIES])
 def test_smoke_runs_every_configuration_of_every_seed_study(study_file: Path, tmp_path: Path) -> None:
     from ablate.report import build_report

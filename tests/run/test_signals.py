@@ -16,8 +16,9 @@ from ablate.store import ResultStore, load_trials
 from .processes import ABLATE, STUDIES, wait_for_epochs, write_boom_study
 from .processes import clean_env as _env
 
+pytestmark = pytest.mark.slow  # every test here starts ablate in a new process
 
-@pytest.mark.slow
+
 def test_sigterm_hands_the_trial_back_and_the_next_run_resumes_it(db_url: str, tmp_path: Path) -> None:
     runs = str(tmp_path / "runs")
     cmd = [*ABLATE, "run", str(STUDIES / "tiny_train.py"), "--db", db_url, "--runs-dir", runs]
@@ -35,7 +36,6 @@ def test_sigterm_hands_the_trial_back_and_the_next_run_resumes_it(db_url: str, t
     check_completed_trials("tiny_train", db_url)
 
 
-@pytest.mark.slow
 def test_sigterm_to_the_parent_of_two_workers_stops_them_all(sqlite_url: str, tmp_path: Path) -> None:
     cmd = [*ABLATE, "run", str(STUDIES / "short_train.py"), "--db", sqlite_url, "--workers", "2",
            "--runs-dir", str(tmp_path / "runs")]
@@ -68,7 +68,6 @@ def test_sigterm_to_the_parent_of_two_workers_stops_them_all(sqlite_url: str, tm
     assert not alive.strip(), f"processes left in the session: {alive}"
 
 
-@pytest.mark.slow
 def test_a_worker_waits_for_a_trial_under_a_live_lease_and_takes_it_over(db_url: str, tmp_path: Path) -> None:
     from ablate.study import load_studies
 

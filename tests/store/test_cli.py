@@ -170,6 +170,7 @@ def test_password_never_printed() -> None:
     assert "hunter2" not in result.output and "postgres:***@" in result.output  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_real_process(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'p.db'}"
     filled(url)
@@ -273,6 +274,7 @@ def test_read_only_commands_refuse_an_old_schema_and_leave_it_old(tmp_path: Path
         assert current_revisions(store.engine) == (old,)
 
 
+@pytest.mark.slow
 def test_sql_streams_csv_and_json(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
     filled(url)

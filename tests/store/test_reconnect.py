@@ -36,6 +36,8 @@ def _terminate(app: str) -> int:
     return len(rows)
 
 
+@pytest.mark.postgres
+@pytest.mark.slow
 def test_store_calls_survive_their_sessions_being_ended(pg_url: str) -> None:
     app = f"ablate-test-{uuid.uuid4().hex[:8]}"
     store = ResultStore(f"{pg_url}&application_name={app}")
@@ -52,6 +54,7 @@ def test_store_calls_survive_their_sessions_being_ended(pg_url: str) -> None:
     assert list(load_trials("drops", db=pg_url)["status"]) == ["completed", "queued", "queued"]
 
 
+@pytest.mark.slow
 def test_a_server_that_stays_away_is_an_infrastructure_error_after_the_window() -> None:
     engine = make_engine(resolve_url("postgresql://postgres@127.0.0.1:1/test"))  # nothing listens
     started = time.monotonic()
@@ -62,6 +65,7 @@ def test_a_server_that_stays_away_is_an_infrastructure_error_after_the_window() 
     assert caught.value.exit_code == 3 and "unreachable for" in str(caught.value)
 
 
+@pytest.mark.postgres
 def test_a_wrong_database_name_is_not_retried(pg_url: str) -> None:
     engine = make_engine(resolve_url("postgresql://postgres@127.0.0.1:5432/no_such_db_here"))
     started = time.monotonic()
@@ -87,6 +91,7 @@ study = Study(name="dropped", factors=dict(x=[0, 1, 2, 3]), train=slow)
 """
 
 
+@pytest.mark.postgres
 @pytest.mark.slow
 def test_two_workers_finish_every_trial_through_bursts_of_dropped_connections(pg_url: str, tmp_path: Path) -> None:
     app = f"ablate-test-{uuid.uuid4().hex[:8]}"
@@ -178,6 +183,7 @@ LONG_STUDY = STUDY.replace("range(1, 7)", "range(1, 41)").replace("0.15", "0.3")
     'name="dropped"', 'name="cut_off"')
 
 
+@pytest.mark.postgres
 @pytest.mark.slow
 def test_a_database_gone_past_the_lease_stops_the_worker_with_code_3_and_fails_nothing(pg_url: str, tmp_path: Path) -> None:
     proxy = _Proxy()

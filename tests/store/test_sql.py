@@ -315,6 +315,7 @@ COUNT_ENDLESS = {
 }
 
 
+@pytest.mark.slow
 def test_rows_stream_and_a_long_query_times_out(db_url: str) -> None:
     filled(db_url)
     engine = "sqlite" if db_url.startswith("sqlite") else "postgresql"

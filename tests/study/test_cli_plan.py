@@ -1,4 +1,7 @@
-"""`ablate plan` through Typer's runner and as a real subprocess; help stays fast."""
+"""`ablate plan` through Typer's runner and as a real subprocess; help imports no torch.
+
+How fast `ablate --help` starts is measured by bench/startup.py, not asserted here.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +27,7 @@ def test_every_study_file_plans(path: Path) -> None:
     assert result.exit_code == 0, result.output
     plan = json.loads(result.output)
     assert plan["n_trials"] >= 1
-    assert plan["study"] == path.stem or plan["study"]
+    assert plan["study"] == path.stem
 
 
 def test_plan_json_lists_trials_and_level_counts() -> None:
@@ -69,6 +71,7 @@ def test_missing_file_is_one_line() -> None:
     assert result.output.strip() == "error: nope/x.py: no such study file"
 
 
+@pytest.mark.slow
 def test_subprocess_plan_and_error_exit_codes(tmp_path: Path) -> None:
     ok = subprocess.run([*ABLATE, "plan", "studies/digits_quick.py", "--json"], cwd=ROOT,
                         capture_output=True, text=True, check=False)
@@ -81,22 +84,18 @@ def test_subprocess_plan_and_error_exit_codes(tmp_path: Path) -> None:
     assert "Traceback" not in err.stderr and "field 'lr' must be a number" in err.stderr
 
 
-def test_help_is_fast_and_imports_no_torch() -> None:
+@pytest.mark.slow
+def test_help_imports_no_torch() -> None:
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     code = (
-        "import sys, time; t = time.perf_counter();"
+        "import sys;"
         "from typer.testing import CliRunner; from ablate.cli import app;"
         "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output;"
         "[CliRunner().invoke(app, [c.name, '--help']) for c in app.registered_commands];"
         "assert 'torch' not in sys.modules and 'pandas' not in sys.modules, 'heavy import on --help'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
-    times = []
-    for _ in range(3):  # best of three: the suite runs in parallel on a shared machine
-        start = time.perf_counter()
-        subprocess.run([*ABLATE, "--help"], check=True, capture_output=True)
-        times.append(time.perf_counter() - start)
-    assert min(times) < 1.0, times
+    subprocess.run([*ABLATE, "--help"], check=True, capture_output=True)
 
 
 def test_every_command_has_help_text() -> None:

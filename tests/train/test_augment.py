@@ -136,6 +136,7 @@ def test_grayscale_jitter_and_rotation() -> None:
     assert (rotated[big, 0, 0, 0] < 0.5).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["none", "basic", "heavy"])
 def test_presets_train_a_model(preset: str) -> None:
     from ablate.train import train_trial
@@ -145,6 +146,7 @@ def test_presets_train_a_model(preset: str) -> None:
     assert math.isfinite(result.train_loss)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["randaugment", "trivialaugment"])
 def test_auto_augment_runs_per_image_through_the_loader_path(policy: str) -> None:
     from ablate.data import LoaderBatches

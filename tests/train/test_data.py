@@ -152,6 +152,7 @@ def test_imagefolder_without_val_holds_out_a_stratified_split(tmp_path: Path, mo
     assert x.shape == (4, 16, 16, 3) and x.dtype == torch.uint8 and y.tolist() == [0, 0, 1, 1]
 
 
+@pytest.mark.slow
 def test_imagefolder_trains_through_dataloader_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ABLATE_CACHE", str(tmp_path / "cache"))
     _write_folder(tmp_path / "f", {"train": 8, "val": 2, "test": 2})

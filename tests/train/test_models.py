@@ -52,6 +52,7 @@ def test_each_family_builds_resolves_its_stages_and_steps(model: str, size: int,
     assert any(not torch.equal(b, p) for b, p in zip(before, net.parameters(), strict=True))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["resnet18", "tv:resnet18"])
 def test_timm_and_torchvision_models_train_in_a_trial(model: str) -> None:
     result = train_trial(tiny(model=model, image_size=8, synthetic_samples=32, epochs=1, cifar_stem=True))
@@ -102,6 +103,7 @@ def test_freeze_up_to_a_stage_and_head_only() -> None:
     assert [n for n, p in net.named_parameters() if p.requires_grad] == ["fc.weight", "fc.bias"]
 
 
+@pytest.mark.slow
 def test_frozen_stages_keep_their_batchnorm_statistics(tmp_path: Path) -> None:
     weights = tmp_path / "r18.pth"
     torch.save(build_model(tiny(model="resnet18"), in_chans=3, num_classes=1000).state_dict(), weights)

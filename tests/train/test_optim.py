@@ -100,6 +100,7 @@ def test_optimizers_and_their_knobs() -> None:
         build_optimizer(tiny(nesterov=True, momentum=0.0), groups)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_each_optimizer_trains(optimizer: str) -> None:
     lr = 0.05 if optimizer == "sgd" else 3e-3
@@ -120,6 +121,7 @@ SCHEDULE_KNOBS: dict[str, dict[str, Any]] = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheduler", list(SCHEDULE_KNOBS))
 def test_each_schedule_drives_the_trainer(scheduler: str) -> None:
     cfg = tiny(scheduler=scheduler, epochs=3, warmup_epochs=1, lr=0.1, **SCHEDULE_KNOBS[scheduler])

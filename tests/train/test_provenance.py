@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from ablate.run import run_study
 from ablate.train import train_trial
 
 from .helpers import tiny
+
+pytestmark = pytest.mark.slow  # every test here trains
 
 
 def test_stored_per_trial_and_per_epoch(db_url: str, tmp_path: Path) -> None:

@@ -64,6 +64,7 @@ def test_inat_layout_holds_out_20_percent_of_train_and_keeps_val_folder_as_test(
     assert other.val is not None and other.val.files != ds.val.files
 
 
+@pytest.mark.slow
 def test_no_test_image_is_decoded_before_the_final_evaluation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import ablate.data._batches as batches
     from ablate.train import _trainer
@@ -89,6 +90,7 @@ def test_no_test_image_is_decoded_before_the_final_evaluation(tmp_path: Path, mo
     assert (result.metrics_dict()["n_train"], result.metrics_dict()["n_val"], result.metrics_dict()["n_test"]) == (15, 3, 6)
 
 
+@pytest.mark.slow
 def test_imagenet100_layout_val_folder_as_validation_and_no_test(tmp_path: Path) -> None:
     root = write_tree(tmp_path / "imagenet100", {"train": 4, "val": 2})
     cfg = folder_config(root, val_split="val", test_split=None, epochs=1, prediction_samples=3)
@@ -100,6 +102,7 @@ def test_imagenet100_layout_val_folder_as_validation_and_no_test(tmp_path: Path)
     assert "test" not in result.data["splits"]
 
 
+@pytest.mark.slow
 def test_hw2p2_layout_three_folders_at_native_size(tmp_path: Path) -> None:
     root = write_tree(tmp_path / "hw2p2", {"train": 4, "dev": 2, "test": 2}, side=16)
     cfg = folder_config(root, val_split="dev", test_split="test", train_resize="none", eval_resize="none", epochs=1)
@@ -114,6 +117,7 @@ def test_hw2p2_layout_three_folders_at_native_size(tmp_path: Path) -> None:
         train_trial(cfg)
 
 
+@pytest.mark.slow
 def test_val_split_zero_trains_on_all_of_train_and_selects_nothing() -> None:
     cfg = tiny(dataset="digits", num_classes=None, val_split=0, epochs=2, image_size=8)
     result = train_trial(cfg, metric="test_acc")
@@ -126,6 +130,7 @@ def test_val_split_zero_trains_on_all_of_train_and_selects_nothing() -> None:
             make_config({**cfg.to_dict(), **bad}, where="test")
 
 
+@pytest.mark.slow
 def test_a_corrupt_image_met_in_training_fails_that_trial_naming_the_file(tmp_path: Path) -> None:
     root = write_tree(tmp_path / "f", {"train": 4, "val": 2})
     bad = root / "train" / "dog" / "1.png"
@@ -238,6 +243,7 @@ def test_validation_metric_or_tpe_on_test_images_is_refused(tmp_path: Path) -> N
         Study(name="s", base=no_val, factors=dict(lr=[0.1]), metric="test_acc", pruner="median").validate()
 
 
+@pytest.mark.slow
 def test_a_corrupt_image_fails_each_trial_that_meets_it_and_the_study_goes_on(tmp_path: Path) -> None:
     from ablate.run import run_study
     from ablate.store import load_trials

@@ -43,6 +43,7 @@ class Recorder:
         self.batches.append((epoch, batch, n_batches, loss))
 
 
+@pytest.mark.slow
 def test_learns_synthetic_data_well_above_chance(tmp_path: Path) -> None:
     rec = Recorder()
     result = train_trial(tiny(synthetic_samples=128, epochs=4), reporter=rec, checkpoint_dir=tmp_path)
@@ -59,6 +60,7 @@ def test_learns_synthetic_data_well_above_chance(tmp_path: Path) -> None:
     assert result.startup_s is not None and result.startup_s > 0 and result.duration_s > 0
 
 
+@pytest.mark.slow
 def test_metrics_dict_holds_the_numbers_for_the_database() -> None:
     result = train_trial(tiny(epochs=1))
     metrics = result.metrics_dict()
@@ -77,12 +79,14 @@ def test_metrics_dict_holds_the_numbers_for_the_database() -> None:
     assert nan.metrics_dict()["train_loss"] is None
 
 
+@pytest.mark.slow
 def test_top5_with_more_than_five_classes() -> None:
     result = train_trial(tiny(num_classes=8, epochs=1))
     assert result.val_top5 is not None and result.val_acc is not None
     assert result.val_top5 >= result.val_acc
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_identical_metrics_and_another_seed_does_not() -> None:
     cfg = tiny(augment="heavy", mixup_alpha=0.4, cutmix_alpha=0.4, cnn_dropout=0.3, label_smoothing=0.1)
     a, b = train_trial(cfg), train_trial(cfg)
@@ -98,6 +102,7 @@ RESUME_CONFIG = dict(
 )
 
 
+@pytest.mark.slow
 def test_resumed_trial_ends_exactly_like_an_uninterrupted_one(tmp_path: Path) -> None:
     cfg = tiny(**RESUME_CONFIG)
     whole = train_trial(cfg, checkpoint_dir=tmp_path / "whole")
@@ -117,6 +122,7 @@ def test_resumed_trial_ends_exactly_like_an_uninterrupted_one(tmp_path: Path) ->
     assert np.array_equal(p1["preds"], p2["preds"])
 
 
+@pytest.mark.slow
 def test_epochs_checkpointed_but_not_reported_are_reported_on_resume(tmp_path: Path) -> None:
     cfg = tiny(epochs=3)
     train_trial(cfg, checkpoint_dir=tmp_path)  # no reporter: nothing was delivered
@@ -127,6 +133,7 @@ def test_epochs_checkpointed_but_not_reported_are_reported_on_resume(tmp_path: P
     assert result.epochs_run == 3
 
 
+@pytest.mark.slow
 def test_a_crash_between_last_and_best_keeps_the_pending_best(tmp_path: Path) -> None:
     cfg = tiny(epochs=2)
     train_trial(cfg, checkpoint_dir=tmp_path)
@@ -138,12 +145,14 @@ def test_a_crash_between_last_and_best_keeps_the_pending_best(tmp_path: Path) ->
     assert result.best_epoch == best["epoch"]
 
 
+@pytest.mark.slow
 def test_checkpoint_dir_of_another_trial_is_refused(tmp_path: Path) -> None:
     train_trial(tiny(epochs=1), checkpoint_dir=tmp_path)
     with pytest.raises(StudyError, match="another trial"):
         train_trial(tiny(epochs=1, lr=0.01), checkpoint_dir=tmp_path)
 
 
+@pytest.mark.slow
 def test_checkpoint_files_and_predictions(tmp_path: Path) -> None:
     rec = Recorder()
     cfg = tiny(dataset="digits", num_classes=None, image_size=16, epochs=1, prediction_samples=30, batch_size=64)
@@ -163,6 +172,7 @@ def test_checkpoint_files_and_predictions(tmp_path: Path) -> None:
     assert all(isinstance(loss, float) for *_, loss in rec.batches)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_the_trial_as_diverged(tmp_path: Path) -> None:
     rec = Recorder()
     result = train_trial(tiny(lr=1e12, epochs=3, scheduler="none"), reporter=rec, checkpoint_dir=tmp_path)
@@ -171,6 +181,7 @@ def test_non_finite_loss_stops_the_trial_as_diverged(tmp_path: Path) -> None:
     assert result.epochs_run == len(rec.epochs) < 3
 
 
+@pytest.mark.slow
 def test_early_stopping_on_the_study_metric() -> None:
     # A vanishing learning rate never improves the metric after the first epoch.
     result = train_trial(tiny(lr=1e-12, epochs=6, early_stopping=2, scheduler="none", val_split="val"))
@@ -178,6 +189,7 @@ def test_early_stopping_on_the_study_metric() -> None:
     assert result.epochs_run == 3 and result.best_epoch == 1
 
 
+@pytest.mark.slow
 def test_minimised_metric_picks_the_lowest_epoch() -> None:
     result = train_trial(tiny(epochs=3), metric="val_loss", direction="minimize")
     losses = [m.val_loss for m in result.history]
@@ -186,11 +198,13 @@ def test_minimised_metric_picks_the_lowest_epoch() -> None:
         train_trial(tiny(), metric="accuracy")
 
 
+@pytest.mark.slow
 def test_time_limit_stops_after_the_epoch_that_reached_it() -> None:
     result = train_trial(tiny(epochs=5, time_limit_s=1e-6))
     assert result.stop_reason == "time_limit" and result.epochs_run == 1 and result.status == "completed"
 
 
+@pytest.mark.slow
 def test_explicit_amp_on_cpu_and_no_cuda_device() -> None:
     for amp in ("bf16", "fp16"):
         result = train_trial(tiny(amp=amp, epochs=1, synthetic_samples=32))
@@ -237,6 +251,7 @@ SEED_STUDIES: list[dict[str, Any]] = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("values", SEED_STUDIES, ids=["effnet", "cifar100", "hw2p2", "inat_cnn"])
 def test_smoke_config_runs_the_same_trial_on_synthetic_data(values: dict[str, Any]) -> None:
     cfg = make_config(values, where="test")
