@@ -15,6 +15,7 @@ from ablate.run._custom import CustomTrainError, run_custom_train
 from ablate.trial import EpochMetrics, Reporter, TrainResult, TrialPruned, epoch_values
 
 
+@pytest.mark.slow  # starts an interpreter
 def test_importing_the_contract_imports_no_torch_nor_the_trainer() -> None:
     code = (
         "import sys, ablate.trial; "
