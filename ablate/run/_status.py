@@ -43,6 +43,7 @@ def study_status(store: Any, name: str) -> StudyStatus:
     from sqlalchemy import func, select
 
     from ablate.store._models import Epoch, Trial
+    from ablate.study import study_from_definition
 
     info = store.load_study(name)
 
@@ -84,8 +85,9 @@ def study_status(store: Any, name: str) -> StudyStatus:
             select(func.avg(Trial.duration_s)).where(of_study, Trial.status == "completed")
         )
         left = counts.get("queued", 0) + counts.get("running", 0)
-        if info.design in ("random", "tpe"):
-            n_total = (info.definition.get("n_trials") or 0) * len(info.seeds)
+        stored = study_from_definition(info.definition)
+        if stored.strategy.adaptive:
+            n_total = stored.strategy.planned_trials(stored)
             left = max(left, n_total - sum(counts.get(s, 0) for s in ("completed", "failed", "pruned")))
         if mean_duration is not None and left:
             workers = max(1, len(status.running))

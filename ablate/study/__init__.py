@@ -1,6 +1,15 @@
-"""Declaring studies: the typed trial configuration, factor spaces, designs, study files."""
+"""Declaring studies: the typed trial configuration, factor spaces, designs (a registry), study files."""
 
 from ablate.study._config import TrialConfig, config_hash, make_config
+from ablate.study._designs import (
+    DESIGNS,
+    Design,
+    GridDesign,
+    OfatDesign,
+    RandomDesign,
+    TpeDesign,
+    design_for,
+)
 from ablate.study._load import load_studies, select_study
 from ablate.study._models import cache_dir, check_model_name, list_model_names
 from ablate.study._overrides import describe_overrides, with_overrides
@@ -15,8 +24,6 @@ from ablate.study._space import (
     uniform,
 )
 from ablate.study._study import (
-    ADAPTIVE_DESIGNS,
-    DESIGNS,
     Study,
     TrialSpec,
     iter_level_counts,
@@ -24,12 +31,16 @@ from ablate.study._study import (
 )
 
 __all__ = [
-    "ADAPTIVE_DESIGNS",
     "DESIGNS",
     "Choice",
+    "Design",
+    "GridDesign",
     "IntRange",
+    "OfatDesign",
+    "RandomDesign",
     "Space",
     "Study",
+    "TpeDesign",
     "TrialConfig",
     "TrialSpec",
     "Uniform",
@@ -38,6 +49,7 @@ __all__ = [
     "choice",
     "config_hash",
     "describe_overrides",
+    "design_for",
     "intrange",
     "iter_level_counts",
     "list_model_names",
