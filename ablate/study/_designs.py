@@ -27,9 +27,10 @@ class Design:
     proposes them one at a time from the results so far (``adaptive = True``: Optuna's samplers).
     Designs hold no state; each method is given the study. They are called in this order:
 
-    1. :meth:`check` by :meth:`Study.validate` (so by ``ablate plan`` and ``ablate run`` alike),
-       after the fields and every level are checked and before any trial is built: it refuses
-       what this design cannot do (a range in a grid, a search without ``n_trials``).
+    1. :meth:`check_factor` by :meth:`Study.validate` (so by ``ablate plan`` and ``ablate run``
+       alike) for each factor before its levels are checked, then :meth:`check` once all are,
+       before any trial is built: they refuse what this design cannot do (a range in a grid, a
+       search without ``n_trials``).
     2. :meth:`plan` right after, by the same call: the trials written to the database before any
        runs. A fixed design returns all of them (constraints applied, seed-major); an adaptive
        design returns ``[]``, its trials being proposed later.
@@ -48,6 +49,9 @@ class Design:
 
     adaptive: ClassVar[bool] = False
     selects_on_metric: ClassVar[bool] = False
+
+    def check_factor(self, study: Study, factor: str, space: Space) -> None:
+        """Raise a StudyError for a factor this design cannot vary so."""
 
     def check(self, study: Study, spaces: dict[str, Space]) -> None:
         """Raise a StudyError for a declaration this design cannot run."""
@@ -75,13 +79,14 @@ DESIGNS: Registry[type[Design]] = Registry("design")
 class _FixedDesign(Design):
     """Every trial planned up front from the declared levels."""
 
+    def check_factor(self, study: Study, factor: str, space: Space) -> None:
+        if not space.discrete:
+            raise StudyError(
+                f"{study.where}: factor {factor!r} is {space.describe()}, but design {study.design!r} "
+                f"needs a list of levels (ranges are for design {_adaptive_names()})"
+            )
+
     def check(self, study: Study, spaces: dict[str, Space]) -> None:
-        for factor, space in spaces.items():
-            if not space.discrete:
-                raise StudyError(
-                    f"{study.where}: factor {factor!r} is {space.describe()}, but design {study.design!r} "
-                    f"needs a list of levels (ranges are for design {_adaptive_names()})"
-                )
         sizes = [len(space.levels()) for space in spaces.values()]
         configs, shape = self.size(sizes)
         trials = configs * len(study.seeds)

@@ -150,9 +150,9 @@ class Study:
             check_field_name(factor, where=f"{w}: factors", allow_extra=allow_extra)
             if isinstance(space, Choice):
                 self._check_distinct_levels(factor, space)
-            if design.adaptive or space.discrete:  # a range in a fixed design: design.check says so
-                for level in space.examples():
-                    self._check_level(factor, level, allow_extra)
+            design.check_factor(self, factor, space)
+            for level in space.examples():
+                self._check_level(factor, level, allow_extra)
         design.check(self, spaces)
         if design.adaptive:
             for config in self.example_configs():
