@@ -33,9 +33,9 @@ def plan(
         ),
     ] = None,
 ) -> None:
-    """Show the trials a study expands to, after validating every one of them."""
+    """Show the trials a study expands to, after validating every one of them as `ablate run` does."""
+    from ablate.run import plan_trials
     from ablate.study import (
-        ADAPTIVE_DESIGNS,
         describe_overrides,
         iter_level_counts,
         load_studies,
@@ -47,12 +47,11 @@ def plan(
     chosen = [select_study(studies, study, source=str(study_file))] if study else studies
     overrides = parse_overrides(set_fields)
     chosen = [with_overrides(s, overrides) for s in chosen]
-    payload = []
-    data_lines: dict[str, list[str]] = {}
-    for s in chosen:
-        specs = s.validate()
-        payload.append((s, specs, _in_database(db, s.name, specs) if db else None))
-        data_lines[s.name] = _check_data(s, specs)
+    # The pipeline of `ablate run`, but a dataset absent from this machine is a line, not an error.
+    planned = [plan_trials(s, missing_data_ok=True) for s in chosen]
+    payload = [(p.study, p.specs, _in_database(db, p.study.name, p.specs) if db else None) for p in planned]
+    data_lines = {p.study.name: p.data for p in planned}
+    counts = {p.study.name: p.planned for p in planned}
     if as_json:
         out = []
         for s, specs, stored in payload:
@@ -63,7 +62,7 @@ def plan(
                 "metric": s.metric,
                 "direction": s.direction,
                 "seeds": list(s.seeds),
-                "n_trials": len(specs) if s.design not in ADAPTIVE_DESIGNS else (s.n_trials or 0) * len(s.seeds),
+                "n_trials": counts[s.name],
                 "base": definition["base"],
                 "factors": definition["factors"],  # the form the database stores: lists, not sets
                 "data": data_lines[s.name],
@@ -89,17 +88,16 @@ def plan(
         console.print(f"[bold]{escape(s.name)}[/bold]  ({escape(s.source)}, design {s.design}, metric {s.metric}, {s.direction})")
         if overrides:
             console.print(f"base with {escape(describe_overrides(overrides))}")
-        if s.design in ADAPTIVE_DESIGNS:
+        if s.strategy.adaptive:
             table = Table("factor", "space")
             for name, space in s.spaces.items():
                 table.add_row(name, escape(space.describe()))
             console.print(table)
             for line in data_lines[s.name]:
                 console.print(line, highlight=False)
-            assert s.n_trials is not None
             console.print(
                 f"{s.n_trials} points sampled by Optuna ({s.design}) x {len(s.seeds)} seed(s) = "
-                f"{s.n_trials * len(s.seeds)} trials"
+                f"{counts[s.name]} trials"
             )
             continue
         for line in data_lines[s.name]:
@@ -133,27 +131,6 @@ def _in_database(db: str, study: str, specs: Any) -> dict[tuple[str, int], str]:
         except StudyError:  # not registered there yet: every trial is new
             return {}
     return {(str(h), int(seed)): str(st) for h, seed, st in zip(trials["config_hash"], trials["seed"], trials["status"], strict=True)}
-
-
-def _check_data(study: Any, specs: list[Any]) -> list[str]:
-    """What each split of the study's data holds (the folders read, image headers checked); an
-    absent dataset is a line, not an error: `ablate run` refuses it, `--smoke` needs none."""
-    if study.train is not None:
-        return []
-    from ablate.data import check_study_data
-    from ablate.errors import AblateError, StudyError
-
-    from ablate.train import check_trial_config
-
-    configs = [t.config for t in specs] or [
-        study.config_for({f: sp.examples()[0] for f, sp in study.spaces.items()}, study.seeds[0])
-    ]
-    try:
-        for config in configs:  # stop-gap until plan and run share the pipeline (engineer `pipeline`)
-            check_trial_config(config)
-        return check_study_data(configs, missing_ok=True)
-    except AblateError as e:
-        raise StudyError(f"{study.where}: {e}") from None
 
 
 def _cell(value: Any) -> str:

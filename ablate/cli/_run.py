@@ -129,14 +129,15 @@ def worker(
     from ablate.run._dispatch import _load_for_worker
     from ablate.run._progress import make_progress
     from ablate.store import ResultStore
-    from ablate.study import ADAPTIVE_DESIGNS
+    from ablate.study import study_from_definition
 
     store = ResultStore(db)
     info = store.load_study(study)
     counts = store.status_counts(study)
     total = sum(counts.values())
-    if info.design in ADAPTIVE_DESIGNS:
-        total = max(total, int(info.definition.get("n_trials") or 0) * len(info.seeds))
+    stored = study_from_definition(info.definition)
+    if stored.strategy.adaptive:
+        total = max(total, stored.strategy.planned_trials(stored))
     done = sum(counts.get(s, 0) for s in ("completed", "failed", "pruned"))
     smoke = study.endswith("_smoke")
     the_study = _load_for_worker(store, str(study_file) if study_file else None, study, smoke)

@@ -41,10 +41,11 @@ from ablate.report._trials import (
     sorted_levels,
     split_factors,
 )
+from ablate.study import DESIGNS
 
 #: ``--baseline best``: the best row, picked after the results (labelled post hoc).
 BEST = "best"
-ADAPTIVE = ("random", "tpe")
+ADAPTIVE = tuple(name for name, design in DESIGNS.items() if design.adaptive)
 
 
 @dataclass

@@ -8,13 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ablate.run._adaptive import PruningCheck, PruningHistory, make_proposer
-    from ablate.run._dispatch import (
-        RunOutcome,
-        prepare,
-        retry_trials,
-        run_study,
-        smoke_study,
-    )
+    from ablate.run._dispatch import RunOutcome, retry_trials, run_study
+    from ablate.run._prepare import PlannedStudy, plan_trials, smoke_study
     from ablate.run._status import StudyStatus, study_status
     from ablate.run._worker import WorkerOptions, WorkerSummary, run_worker, trial_dir
 
@@ -24,10 +19,11 @@ _WHERE = {
     "PruningHistory": "ablate.run._adaptive",
     "make_proposer": "ablate.run._adaptive",
     "RunOutcome": "ablate.run._dispatch",
-    "prepare": "ablate.run._dispatch",
     "retry_trials": "ablate.run._dispatch",
     "run_study": "ablate.run._dispatch",
-    "smoke_study": "ablate.run._dispatch",
+    "PlannedStudy": "ablate.run._prepare",
+    "plan_trials": "ablate.run._prepare",
+    "smoke_study": "ablate.run._prepare",
     "StudyStatus": "ablate.run._status",
     "study_status": "ablate.run._status",
     "WorkerOptions": "ablate.run._worker",
@@ -37,6 +33,7 @@ _WHERE = {
 }
 
 __all__ = [
+    "PlannedStudy",
     "PruningCheck",
     "PruningHistory",
     "RunOutcome",
@@ -44,7 +41,7 @@ __all__ = [
     "WorkerOptions",
     "WorkerSummary",
     "make_proposer",
-    "prepare",
+    "plan_trials",
     "retry_trials",
     "run_study",
     "run_worker",

@@ -105,10 +105,7 @@ def _sample(
     spaces = study.spaces
     distributions = {name: space.optuna_distribution(name) for name, space in spaces.items()}
     seed = _study_seed(study.name, len(existing))
-    if study.design == "tpe":
-        sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=5)
-    else:
-        sampler = optuna.samplers.RandomSampler(seed=seed)
+    sampler = study.strategy.sampler(study, seed)
     ostudy = optuna.create_study(direction=study.direction, sampler=sampler)
     for record in existing:
         if _field(record, "seed") != study.seeds[0]:

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ablate.errors import AblateError, InfrastructureError, StudyError
+from ablate.run._prepare import SMOKE_SUFFIX, plan_trials, smoke_study
 from ablate.run._progress import PlainProgress, make_progress
 from ablate.run._worker import Stopped, WorkerOptions, WorkerSummary, run_worker, stop_exit_code
 from ablate.study import (
-    ADAPTIVE_DESIGNS,
     Study,
     TrialSpec,
     describe_overrides,
@@ -32,11 +32,6 @@ if TYPE_CHECKING:
 
     from ablate.store import ResultStore
 
-SMOKE_SUFFIX = "_smoke"
-# Adaptive studies in --smoke mode sample only this many points: enough to exercise the sampler
-# with history, few enough for a CPU check of every study in CI.
-SMOKE_ADAPTIVE_TRIALS = 3
-
 
 @dataclass
 class RunOutcome:
@@ -48,56 +43,6 @@ class RunOutcome:
     counts: dict[str, int]
 
 
-def smoke_study(study: Study) -> Study:
-    """The same study under another name, for one short epoch per configuration on synthetic data.
-
-    Only the first seed runs: other seeds are replicates that take the same code path, and a
-    smoke run is a check of the code path, quick enough to run before every GPU session.
-    """
-    n_trials = min(study.n_trials or 0, SMOKE_ADAPTIVE_TRIALS) or None
-    return dataclasses.replace(
-        study, name=study.name + SMOKE_SUFFIX, n_trials=n_trials, seeds=list(study.seeds[:1])
-    )
-
-
-def prepare(study: Study, *, smoke: bool) -> tuple[Study, list[TrialSpec]]:
-    """Validate every trial and the models they build, before anything touches the database."""
-    specs = study.validate()
-    if study.train is None:
-        from ablate.train import check_trial_config, smoke_config
-
-        seen = set()
-        configs = [s.config for s in specs] or [
-            study.config_for(
-                {f: sp.examples()[0] for f, sp in study.spaces.items()}, study.seeds[0]
-            )
-        ]
-        for config in configs:
-            key = (config.model, config.freeze, tuple(config.lr_groups), config.cifar_stem, config.num_classes)
-            if key not in seen:
-                seen.add(key)
-                try:
-                    check_trial_config(config)
-                except StudyError as e:
-                    raise StudyError(f"{study.where}: {e}") from None
-        if not smoke:  # data absent, a split contradicting the folders, a bad image: before any row
-            from ablate.data import check_study_data
-
-            try:
-                check_study_data(configs, missing_ok=False)
-            except AblateError as e:
-                raise StudyError(f"{study.where}: {e}") from None
-        if smoke:
-            specs = [
-                dataclasses.replace(s, config=smoke_config(s.config))
-                for s in specs
-                if s.seed == study.seeds[0]
-            ]
-    elif smoke:
-        raise StudyError(f"{study.where}: --smoke needs the built-in trainer (this study has train=...)")
-    if smoke:
-        study = smoke_study(study)
-    return study, specs
 
 
 def _worker_process(
@@ -299,7 +244,7 @@ def run_study(
     studies = load_studies(study_file)
     chosen = [select_study(studies, study_name, source=source)] if study_name else studies
     chosen = [with_overrides(s, overrides or {}) for s in chosen]
-    prepared = [prepare(s, smoke=smoke) for s in chosen]  # everything validated before any write
+    prepared = [plan_trials(s, smoke=smoke) for s in chosen]  # everything validated before any write
     if workers < 1:
         raise StudyError(f"--workers must be >= 1, got {workers}")
     from ablate.run._preflight import check_runs_dir
@@ -307,7 +252,8 @@ def run_study(
     check_runs_dir(runs_dir if runs_dir is not None else WorkerOptions().runs_dir)
     store = ResultStore(db)
     outcomes = []
-    for study, specs in prepared:
+    for planned_study in prepared:
+        study, specs = planned_study.study, planned_study.specs
         base_changed = bool(overrides) and _base_differs(store, study)
         info = store.register_study(study, new_version=new_version or base_changed)
         if base_changed:
@@ -318,7 +264,7 @@ def run_study(
             )
         added = store.add_trials(study, specs) if specs else 0
         counts = store.status_counts(study.name)
-        planned = len(specs) if study.design not in ADAPTIVE_DESIGNS else (study.n_trials or 0) * len(study.seeds)
+        planned = planned_study.planned
         done = counts.get("completed", 0) + counts.get("failed", 0) + counts.get("pruned", 0)
         print(
             f"{study.name}: {planned} trials planned, {added} new, {done} already finished "

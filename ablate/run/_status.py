@@ -48,6 +48,7 @@ def study_status(store: ResultStore, name: str) -> StudyStatus:
     from sqlalchemy import func, select
 
     from ablate.store._models import Epoch, Trial
+    from ablate.study import study_from_definition
 
     info = store.load_study(name)
     counts = store.status_counts(name)
@@ -86,8 +87,9 @@ def study_status(store: ResultStore, name: str) -> StudyStatus:
             select(func.avg(Trial.duration_s)).where(of_study, Trial.status == "completed")
         )
         left = counts.get("queued", 0) + counts.get("running", 0)
-        if info.design in ("random", "tpe"):
-            n_total = (info.definition.get("n_trials") or 0) * len(info.seeds)
+        stored = study_from_definition(info.definition)
+        if stored.strategy.adaptive:
+            n_total = stored.strategy.planned_trials(stored)
             left = max(left, n_total - sum(counts.get(s, 0) for s in ("completed", "failed", "pruned")))
         if mean_duration is not None and left:
             workers = max(1, len(status.running))

@@ -274,7 +274,7 @@ def run_worker(
 
     summary = WorkerSummary()
     started = time.monotonic()
-    adaptive = study.design in ("random", "tpe")
+    adaptive = study.strategy.adaptive
     transform = smoke_config if options.smoke else None
     propose = make_proposer(study, transform=transform) if adaptive else None
     pruning = (

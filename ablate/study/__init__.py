@@ -1,4 +1,4 @@
-"""Declaring studies: the typed trial configuration, factor spaces, designs, study files."""
+"""Declaring studies: the typed trial configuration, factor spaces, designs (a registry), study files."""
 
 from ablate.study._config import (
     VIEW_METRIC_COLUMNS,
@@ -7,6 +7,15 @@ from ablate.study._config import (
     config_hash,
     make_config,
     split_source,
+)
+from ablate.study._designs import (
+    DESIGNS,
+    Design,
+    GridDesign,
+    OfatDesign,
+    RandomDesign,
+    TpeDesign,
+    design_for,
 )
 from ablate.study._json import jsonable
 from ablate.study._load import load_studies, select_study
@@ -23,8 +32,6 @@ from ablate.study._space import (
     uniform,
 )
 from ablate.study._study import (
-    ADAPTIVE_DESIGNS,
-    DESIGNS,
     Study,
     TrialSpec,
     iter_level_counts,
@@ -32,20 +39,25 @@ from ablate.study._study import (
 )
 
 __all__ = [
-    "ADAPTIVE_DESIGNS",
     "DESIGNS",
     "VIEW_METRIC_COLUMNS",
     "VIEW_TRIAL_COLUMNS",
     "Choice",
+    "Design",
+    "GridDesign",
     "IntRange",
+    "OfatDesign",
+    "RandomDesign",
     "Space",
     "Study",
+    "TpeDesign",
     "TrialConfig",
     "TrialSpec",
     "Uniform",
     "choice",
     "config_hash",
     "describe_overrides",
+    "design_for",
     "intrange",
     "iter_level_counts",
     "jsonable",

@@ -384,10 +384,12 @@ def _check_splits(config: TrialConfig, where: str) -> None:
             )
 
 
-def check_selection(config: TrialConfig, *, metric: str, design: str, pruner: str, where: str) -> None:
+def check_selection(
+    config: TrialConfig, *, metric: str, design: str, selects_on_metric: bool, pruner: str, where: str
+) -> None:
     """Refuse a study that would compare or stop trials on images they are not meant to see:
     a validation metric without a validation split, a test metric without a test split, and
-    test images used to choose configurations (Optuna's samplers, pruners)."""
+    test images used to choose configurations (designs that select on the metric, pruners)."""
     if metric.startswith("val_") and not has_val_split(config):
         raise StudyError(
             f"{where}: metric {metric!r} needs a validation split but val_split is {config.val_split!r}; "
@@ -395,7 +397,7 @@ def check_selection(config: TrialConfig, *, metric: str, design: str, pruner: st
         )
     if metric.startswith("test_") and not has_test_split(config):
         raise StudyError(f"{where}: metric {metric!r} needs a test split but test_split is {config.test_split!r}")
-    if metric.startswith("test_") and design in ("random", "tpe"):
+    if metric.startswith("test_") and selects_on_metric:
         raise StudyError(
             f"{where}: design {design!r} chooses the next configurations by the metric; metric "
             f"{metric!r} would select them on test images; use a validation metric (val_acc)"
@@ -499,6 +501,8 @@ def _check_cross_fields(config: TrialConfig, where: str) -> None:
         )
     if any(m <= 0 for m in config.lr_groups):
         raise StudyError(f"{where}: field 'lr_groups' must hold multipliers > 0, got {config.lr_groups}")
+    if config.optimizer == "sgd" and config.nesterov and config.momentum <= 0:
+        raise StudyError(f"{where}: field 'nesterov' is true but 'momentum' is 0; Nesterov needs momentum > 0")
     if config.scheduler == "multistep" and not config.milestones:
         raise StudyError(f"{where}: field 'milestones' must list epochs when scheduler is 'multistep'")
     if config.warmup_epochs >= config.epochs and config.warmup_epochs > 0:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import math
 import re
@@ -26,10 +25,9 @@ from ablate.study._config import (
     did_you_mean,
     make_config,
 )
+from ablate.study._designs import Design, design_for
 from ablate.study._space import Choice, IntRange, Space, Uniform, as_space, level_value
 
-DESIGNS = ("grid", "ofat", "random", "tpe")
-ADAPTIVE_DESIGNS = ("random", "tpe")
 PRUNERS = ("none", "median", "sha")
 # Study names become a SQL view (study_<name>, within PostgreSQL's 63-character identifiers, so
 # never shortened and never shared) and a folder under runs/: fullmatch, so no trailing newline.
@@ -38,9 +36,6 @@ _NAME = re.compile(rf"[a-z][a-z0-9_]{{0,{MAX_STUDY_NAME - 1}}}")
 # Factor names become columns of that view: identifiers within the same limit.
 MAX_FACTOR_NAME = 63
 _FACTOR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# More trials than this is a mistake (a grid with one factor too many), refused before the
-# combinations are built rather than after they fill the memory.
-MAX_PLANNED_TRIALS = 100_000
 INT64_MAX = 2**63 - 1
 
 Constraint = Callable[[TrialConfig], bool]
@@ -68,8 +63,9 @@ class Study:
     ``base`` holds the constant configuration; ``factors`` maps a field name to its levels (a list,
     or a space from :func:`choice`, :func:`uniform`, ...). A level may also be a dict of fields
     that change together (``dict(model="resnet50", batch_size=64)``), standing for the factor's
-    own value in it. ``design`` is ``grid`` (every combination), ``ofat`` (the baseline, then one
-    factor changed at a time), ``random`` or ``tpe`` (Optuna samplers, ``n_trials`` points).
+    own value in it. ``design`` names a registered :class:`Design`: ``grid`` (every combination),
+    ``ofat`` (the baseline, then one factor changed at a time), ``random`` or ``tpe`` (Optuna
+    samplers, ``n_trials`` points).
     ``constraints`` drop combinations: each is called with a trial's config and keeps it when it
     returns true. ``train`` replaces the built-in trainer with your own function.
     """
@@ -104,6 +100,11 @@ class Study:
         return f"{self.source}: study {self.name!r}"
 
     @property
+    def strategy(self) -> Design:
+        """The registered :class:`Design` named by ``design`` (StudyError with close matches if none)."""
+        return design_for(self.design, where=self.where)
+
+    @property
     def spaces(self) -> dict[str, Space]:
         return {name: as_space(name, value) for name, value in self.factors.items()}
 
@@ -120,11 +121,7 @@ class Study:
                 f"underscores, starting with a letter, at most {MAX_STUDY_NAME} characters (it "
                 "names a SQL view and a folder)"
             )
-        if self.design not in DESIGNS:
-            raise StudyError(
-                f"{w}: design {self.design!r}{did_you_mean(str(self.design), DESIGNS)}; "
-                f"allowed: {', '.join(DESIGNS)}"
-            )
+        design = self.strategy
         if self.metric not in METRICS:
             raise StudyError(
                 f"{w}: metric {self.metric!r}{did_you_mean(str(self.metric), METRICS)}; "
@@ -154,26 +151,15 @@ class Study:
             check_field_name(factor, where=f"{w}: factors", allow_extra=allow_extra)
             if isinstance(space, Choice):
                 self._check_distinct_levels(factor, space)
-            if self.design not in ADAPTIVE_DESIGNS and not space.discrete:
-                raise StudyError(
-                    f"{w}: factor {factor!r} is {space.describe()}, but design {self.design!r} "
-                    "needs a list of levels (ranges are for design 'random' or 'tpe')"
-                )
+            design.check_factor(self, factor, space)
             for level in space.examples():
                 self._check_level(factor, level, allow_extra)
-        if self.design in ADAPTIVE_DESIGNS:
-            if self.baseline is not None:
-                raise StudyError(f"{w}: baseline is used by designs 'grid' and 'ofat', not {self.design!r}")
-            if not isinstance(self.n_trials, int) or self.n_trials < 1:
-                raise StudyError(f"{w}: design {self.design!r} needs n_trials >= 1, got {self.n_trials!r}")
-            if not spaces:
-                raise StudyError(f"{w}: design {self.design!r} needs at least one factor to search")
-            for factor, space in spaces.items():
-                for level in space.examples():
-                    self._check_selection(self.config_for({factor: level}, self.seeds[0]))
-            return []
-        self._check_plan_size(spaces)
-        specs = self.expand()
+        design.check(self, spaces)
+        if design.adaptive:
+            for config in self.example_configs():
+                self._check_selection(config)
+            return design.plan(self)
+        specs = design.plan(self)
         if not specs:
             raise StudyError(f"{w}: the constraints drop every trial; nothing to run")
         if self.baseline is not None:
@@ -190,7 +176,10 @@ class Study:
 
     def _check_selection(self, config: TrialConfig) -> None:
         if self.train is None:  # a custom train function decides itself what it evaluates on
-            check_selection(config, metric=self.metric, design=self.design, pruner=self.pruner, where=self.where)
+            check_selection(
+                config, metric=self.metric, design=self.design,
+                selects_on_metric=self.strategy.selects_on_metric, pruner=self.pruner, where=self.where,
+            )
 
     def _check_factor_names(self, spaces: Mapping[str, Space]) -> None:
         # A factor named like a view column takes the name and the column becomes trial_<name>;
@@ -236,22 +225,6 @@ class Study:
                 )
             seen[key] = level
 
-    def _check_plan_size(self, spaces: Mapping[str, Space]) -> None:
-        sizes = [len(space.levels()) for space in spaces.values()]
-        if self.design == "grid":
-            configs = math.prod(sizes)
-            shape = " x ".join(map(str, sizes)) or "1"
-        else:  # ofat: the baseline, then each other level of each factor
-            configs = 1 + sum(n - 1 for n in sizes)
-            shape = f"1 + {' + '.join(str(n - 1) for n in sizes)}" if sizes else "1"
-        trials = configs * len(self.seeds)
-        if trials > MAX_PLANNED_TRIALS:
-            raise StudyError(
-                f"{self.where}: the {self.design} has {shape} = {configs:,} configurations x "
-                f"{len(self.seeds)} seeds = {trials:,} trials; at most {MAX_PLANNED_TRIALS:,} "
-                "can be planned (drop levels, or use design 'random' / 'tpe' with n_trials)"
-            )
-
     def _check_level(self, factor: str, level: Any, allow_extra: bool) -> None:
         where = f"{self.where}: factor {factor!r}"
         check_storable(level, where=f"{where} level")
@@ -289,14 +262,16 @@ class Study:
 
     def level_combinations(self) -> list[dict[str, Any]]:
         """The factor-level combinations of a grid or OFAT design, before constraints."""
-        spaces = self.spaces
-        levels = {name: space.levels() for name, space in spaces.items()}
-        if self.design == "grid":
-            names = list(levels)
-            return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*levels.values())]
-        if self.design == "ofat":
-            return self._ofat_combinations(levels)
-        raise StudyError(f"{self.where}: design {self.design!r} has no fixed plan")
+        return self.strategy.combinations(self)
+
+    def example_configs(self) -> list[TrialConfig]:
+        """The configs an adaptive design is checked on before it proposes any: each factor's
+        levels and bounds, one factor at a time, the others at the base (or their default)."""
+        return [
+            self.config_for({factor: level}, self.seeds[0])
+            for factor, space in self.spaces.items()
+            for level in space.examples()
+        ]
 
     def baseline_levels(self) -> dict[str, Any]:
         """The baseline (grid or OFAT) as declared levels: ``baseline`` values, else each factor's first level."""
@@ -323,16 +298,6 @@ class Study:
             else:
                 result[factor] = space.values[0]
         return result
-
-    def _ofat_combinations(self, levels: dict[str, list[Any]]) -> list[dict[str, Any]]:
-        base = self.baseline_levels()
-        combos = [dict(base)]
-        for factor, values in levels.items():
-            for value in values:
-                if level_value(factor, value) == level_value(factor, base[factor]):
-                    continue
-                combos.append({**base, factor: value})
-        return combos
 
     def expand(self) -> list[TrialSpec]:
         """Every trial of a grid/OFAT design: configs in declaration order, seed-major.

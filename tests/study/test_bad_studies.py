@@ -1,4 +1,5 @@
-"""A corpus of broken study files: each must fail `ablate plan` with one line naming the field."""
+"""A corpus of broken study files: each must fail `ablate plan` and `ablate run` with the same
+line naming the field (both run the one validation pipeline, `ablate.run.plan_trials`)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,8 @@ def test_corpus_is_large_enough() -> None:
     assert len(BAD) >= 20
 
 
-@pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
-def test_bad_study_is_one_line_naming_the_field(path: Path) -> None:
-    result = CliRunner().invoke(app, ["plan", str(path)])
+def _one_line(command: list[str], path: Path) -> str:
+    result = CliRunner().invoke(app, command)
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1, result.output
@@ -32,7 +32,18 @@ def test_bad_study_is_one_line_naming_the_field(path: Path) -> None:
     assert line.startswith("error: ")
     assert "Traceback" not in result.output
     assert path.name in line  # names the study file
-    assert expected(path) in line
+    return line
+
+
+@pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
+def test_bad_study_is_one_line_naming_the_field_for_plan_and_run(path: Path, tmp_path: Path) -> None:
+    """`ablate plan` refuses exactly what `ablate run` refuses, with the same line, before any write."""
+    db = tmp_path / "r.db"
+    planned = _one_line(["plan", str(path)], path)
+    assert expected(path) in planned
+    ran = _one_line(["run", str(path), "--db", str(db), "--runs-dir", str(tmp_path / "runs")], path)
+    assert ran == planned
+    assert not db.exists()
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,18 @@
-"""Expansion of each design: counts, OFAT rows, constraints, seed order, coupled levels."""
+"""Expansion of each design: counts, OFAT rows, constraints, seed order, coupled levels; and the
+contract every registered design keeps."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
+from optuna.samplers import BaseSampler
+from typer.testing import CliRunner
 
 from ablate import Study, StudyError, choice, intrange, loguniform, uniform
-from ablate.study import iter_level_counts
+from ablate.cli import app
+from ablate.study import DESIGNS, Design, iter_level_counts
 
 
 def test_grid_is_the_full_factorial_seed_major() -> None:
@@ -133,3 +140,61 @@ def test_study_rebuilds_from_its_stored_definition() -> None:
     rebuilt = study_from_definition(json.loads(json.dumps(study.definition())))
     assert rebuilt.definition() == study.definition()
     assert rebuilt.spaces == study.spaces
+
+
+# ----------------------------------------------------------------- contract of every registered design
+def _tiny(design: str, **kw: object) -> Study:
+    return Study(
+        name="tiny", factors=dict(lr=[0.1, 0.01], image_size=[8, 16]), seeds=[0, 1], design=design,
+        n_trials=3, **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize("name", DESIGNS.names())
+def test_every_design_plans_what_it_counts(name: str) -> None:
+    study = _tiny(name)
+    design = study.strategy
+    assert isinstance(design, Design) and type(design) is DESIGNS.get(name, where="test")
+    specs = study.validate()
+    assert design.plan(study) == specs
+    planned = design.planned_trials(study, specs)
+    assert planned == design.planned_trials(study) > 0
+    if design.adaptive:
+        assert specs == [] and planned == 3 * 2
+        assert isinstance(design.sampler(study, 7), BaseSampler)
+        with pytest.raises(StudyError, match="has no fixed plan"):
+            study.level_combinations()
+    else:
+        assert planned == len(specs) == len(study.level_combinations()) * 2
+        assert [s.number for s in specs] == list(range(planned))
+        with pytest.raises(StudyError, match="proposes none"):
+            design.sampler(study, 7)
+
+
+@pytest.mark.parametrize("name", DESIGNS.names())
+def test_every_design_is_counted_alike_by_ablate_plan(name: str, tmp_path: Path) -> None:
+    path = tmp_path / "tiny.py"
+    path.write_text(
+        "from ablate import Study\n"
+        f"study = Study(name='tiny', factors=dict(lr=[0.1, 0.01], image_size=[8, 16]), seeds=[0, 1], "
+        f"design={name!r}, n_trials=3)\n"
+    )
+    result = CliRunner().invoke(app, ["plan", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["n_trials"] == _tiny(name).strategy.planned_trials(_tiny(name))
+
+
+@pytest.mark.parametrize("name", DESIGNS.names())
+def test_a_design_that_selects_on_the_metric_refuses_a_test_metric(name: str) -> None:
+    study = _tiny(name, metric="test_acc", base=dict(test_split=0.2))
+    if study.strategy.selects_on_metric:
+        with pytest.raises(StudyError, match="would select them on test images"):
+            study.validate()
+    else:
+        study.validate()
+
+
+def test_an_unknown_design_names_the_close_matches() -> None:
+    with pytest.raises(StudyError, match=r"design 'tpee', which is not a known design; did you mean 'tpe'\?") as e:
+        _tiny("tpee").validate()
+    assert "allowed: grid, ofat, random, tpe" in str(e.value)
