@@ -44,6 +44,7 @@ class _AblateGroup(TyperGroup):
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         """Click's usage errors (unknown option, missing argument) as one line and exit code 2."""
+        _coerce_plain_values_without_pydantic(self)
         standalone_mode = kwargs.get("standalone_mode", True)
         kwargs.setdefault("prog_name", "ablate")
         kwargs["standalone_mode"] = False
@@ -69,6 +70,21 @@ class _AblateGroup(TyperGroup):
             return code
         sys.exit(code if isinstance(code, int) else 0)
 
+    def get_help_option(self, ctx: Any) -> Any:
+        # -h is made per command on first use, after main() has seen the parameters.
+        option = super().get_help_option(ctx)
+        if option is not None:
+            _plain_value_coercion(option)
+        return option
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None and hasattr(command, "get_help_option"):
+            option = command.get_help_option(ctx)  # made now (and kept) to set its coercion
+            if option is not None:
+                _plain_value_coercion(option)
+        return name, command, rest
+
     def list_commands(self, ctx: Any) -> list[str]:
         names = list(self.commands)
         return sorted(names, key=lambda n: WORKFLOW_ORDER.index(n) if n in WORKFLOW_ORDER else len(names))
@@ -84,6 +100,52 @@ class _AblateGroup(TyperGroup):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+class _PlainValueCoercion:
+    """Typer's coercion of one parameter, without importing pydantic for values that need none.
+
+    Typer (0.29) checks every value, defaults and plain strings included, with a pydantic
+    TypeAdapter: importing pydantic is 90 modules, a tenth of a second or more, paid by every
+    command before it starts. A value that already is what its annotation says (a string for a
+    ``str``, a ``None`` default, a float default within its bounds) comes back unchanged from
+    those adapters, so it is returned as is here; every other value (a number or path typed on
+    the command line, a list) goes to Typer's own coercion, with its own error messages.
+    """
+
+    def __init__(self) -> None:
+        self._typer: Any = None
+
+    def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
+        descriptor = param.type_descriptor
+        if value is None and not (param.multiple or param.nargs == -1):
+            return None
+        annotation, info = descriptor.annotation, descriptor.parameter_info
+        if annotation in (str, bool) and type(value) is annotation:
+            return value
+        if annotation in (int, float) and type(value) is annotation and not info.clamp:
+            if (info.min is None or value >= info.min) and (info.max is None or value <= info.max):
+                return value
+        if self._typer is None:
+            from typer._coercion import build_runtime_param
+
+            self._typer = build_runtime_param(descriptor)
+        return self._typer.coerce(value, param=param, ctx=ctx)
+
+
+def _coerce_plain_values_without_pydantic(command: Any) -> None:
+    """Give every parameter of ``command`` and its subcommands :class:`_PlainValueCoercion`."""
+    for param in command.params:
+        _plain_value_coercion(param)
+    for sub in getattr(command, "commands", {}).values():
+        _coerce_plain_values_without_pydantic(sub)
+
+
+def _plain_value_coercion(param: Any) -> None:
+    # Typer builds each parameter's coercion on first use (``_runtime_param`` None until then);
+    # a Typer without that hook is left alone: this is start-up time, not behaviour.
+    if getattr(param, "_runtime_param", False) is None and hasattr(param, "type_descriptor"):
+        param._runtime_param = _PlainValueCoercion()
 
 
 def _show_version(value: bool) -> None:

@@ -1,0 +1,210 @@
+"""A read-only DB-API connection to a result database, for the commands that only read.
+
+`ablate sql` needs a connection that cannot write and the database's schema revision, not the
+ORM models, Alembic or (for a SQLite file) even SQLAlchemy, whose import alone is a third of a
+second: a SQLite file named by a path or a plain ``sqlite:///`` URL is opened with :mod:`sqlite3`
+directly; anything else (PostgreSQL, URLs with a query or escapes) goes through a read-only
+SQLAlchemy engine. Either way the connection is the one the query runs on, with the same
+guarantees as :func:`ablate.store._engine.make_engine` gives a read-only engine, and the schema
+is checked with one query on the version table.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from ablate.errors import NotAblateDatabaseError, StoreError
+from ablate.store._schema import VERSION_TABLE, require_head
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
+DEFAULT_URL = "sqlite:///ablate.db"
+# How long SQLite waits for a lock before it reports "database is locked" (ms).
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_SQLITE_PREFIX = "sqlite:///"
+
+
+@dataclass(frozen=True)
+class ReadOnlyConnection:
+    """A driver connection (sqlite3 or psycopg) that cannot write, and how to name it."""
+
+    connection: Any
+    dialect: str  # "sqlite" or "postgresql"
+    display_url: str  # the URL with any password masked, as ResultStore.display_url
+
+
+def connect_sqlite_read_only(path: Path) -> sqlite3.Connection:
+    """A sqlite3 connection to ``path`` that cannot write, whoever asks it to.
+
+    The OS-level guarantee is ``mode=ro`` (sqlite3 itself refuses every write); ``query_only``
+    says so again, and no ATTACH is allowed, because ATTACH is not bound by ``mode=ro`` and
+    would create the named file.
+    """
+    uri = f"file:{quote(path.resolve().as_posix())}?mode=ro"
+    connection = sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+    connection.isolation_level = None  # no implicit BEGIN: reads need no transaction
+    for pragma in (f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}", "PRAGMA query_only=ON"):
+        connection.execute(pragma).fetchall()
+    connection.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+    return connection
+
+
+def plain_sqlite_file(db: str | os.PathLike[str] | None) -> Path | None:
+    """The SQLite file ``db`` names (``None``: ``$ABLATE_DB`` or ./ablate.db) when it is a plain
+    path or ``sqlite:///path``; None when the text needs SQLAlchemy's URL parser (another
+    backend, a query string, %-escapes, a memory database)."""
+    raw = os.fspath(db) if db is not None else os.environ.get("ABLATE_DB") or DEFAULT_URL
+    if "://" in raw:
+        if not raw.startswith(_SQLITE_PREFIX):
+            return None
+        raw = raw[len(_SQLITE_PREFIX) :]
+    special = any(c in raw for c in "%?#") or "password=" in raw.lower()
+    if not raw or raw == ":memory:" or raw.startswith("file:") or special:
+        return None
+    return Path(raw)
+
+
+@contextmanager
+def read_only_connection(
+    db: str | os.PathLike[str] | None, *, statement_timeout_s: float | None = None
+) -> Iterator[ReadOnlyConnection]:
+    """A connection to ``db`` that cannot write, once the database is known to hold ablate's
+    current schema (NotAblateDatabaseError otherwise: nothing is created or migrated).
+
+    ``statement_timeout_s`` cancels long statements on PostgreSQL (set at connection start);
+    on SQLite the caller installs a progress handler, as :mod:`ablate.store._sql` does.
+    The connection is rolled back and closed on exit.
+    """
+    path = plain_sqlite_file(db)
+    if path is None:
+        with _through_sqlalchemy(db, statement_timeout_s) as opened:
+            yield opened
+        return
+    path = path.resolve()
+    shown = _SQLITE_PREFIX + quote(str(path), safe=" +/")  # as SQLAlchemy renders the URL
+    if not path.exists():
+        raise NotAblateDatabaseError(
+            f"no database at {path}; run a study first, or pass --db / set ABLATE_DB "
+            "to the database to use"
+        )
+    try:
+        connection = connect_sqlite_read_only(path)
+    except sqlite3.Error as e:
+        raise _sqlite_error(e, shown) from e
+    try:
+        try:
+            revisions = schema_revisions(connection, "sqlite")
+        except sqlite3.Error as e:
+            raise _sqlite_error(e, shown) from e
+        require_head(revisions, shown)
+        yield ReadOnlyConnection(connection, "sqlite", shown)
+    finally:
+        connection.rollback()
+        connection.close()
+
+
+def schema_revisions(connection: Any, dialect: str) -> tuple[str, ...]:
+    """The revisions in the database's version table; empty when it has none (not ablate's)."""
+    cursor = connection.cursor()
+    try:
+        cursor.execute(f"SELECT version_num FROM {VERSION_TABLE}")
+        return tuple(sorted(str(r[0]) for r in cursor.fetchall()))
+    except Exception as e:
+        if not _is_missing_table(e, dialect):
+            raise
+        if dialect == "postgresql":
+            connection.rollback()  # the failed statement aborted the transaction
+        return ()
+    finally:
+        cursor.close()
+
+
+def _is_missing_table(error: Exception, dialect: str) -> bool:
+    if dialect == "sqlite":
+        return isinstance(error, sqlite3.OperationalError) and str(error).startswith(
+            "no such table"
+        )
+    return getattr(error, "sqlstate", None) == "42P01"  # undefined_table
+
+
+def _sqlite_error(error: sqlite3.Error, shown: str) -> StoreError:
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    # SQLite says so of a file that is not a SQLite database at all (a CSV, a text file).
+    if "file is not a database" in str(error):
+        return NotAblateDatabaseError(
+            f"{shown}: not an ablate database: the file is not a SQLite database at all"
+        )
+    return StoreError(f"database {shown} while reading the schema version: {message}")
+
+
+@contextmanager
+def _through_sqlalchemy(
+    db: str | os.PathLike[str] | None, statement_timeout_s: float | None
+) -> Iterator[ReadOnlyConnection]:
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+    from ablate.store._engine import is_sqlite, make_engine, mask_url, resolve_url, sqlite_path
+
+    url = resolve_url(db)
+    if is_sqlite(url):
+        path = sqlite_path(url)
+        if path is None:
+            raise StoreError(
+                f"{mask_url(url)}: an in-memory SQLite database is not shared between "
+                "connections or worker processes; use a file, e.g. sqlite:///ablate.db"
+            )
+        url = url.set(database=str(path.resolve()))
+        if not Path(url.database or "").exists():
+            raise NotAblateDatabaseError(
+                f"no database at {url.database}; run a study first, or pass --db / set "
+                "ABLATE_DB to the database to use"
+            )
+    dialect = "sqlite" if is_sqlite(url) else "postgresql"
+    shown = mask_url(url)
+    engine = make_engine(url, read_only=True, statement_timeout_s=statement_timeout_s)
+    try:
+        try:
+            pooled = engine.raw_connection()
+        except SQLAlchemyError as e:
+            raise _opening_error(e.orig if isinstance(e, DBAPIError) else e, url) from e
+        try:
+            connection = pooled.driver_connection
+            try:
+                revisions = schema_revisions(connection, dialect)
+            except _driver_error(dialect) as e:
+                raise _opening_error(e, url) from e
+            require_head(revisions, shown)
+            yield ReadOnlyConnection(connection, dialect, shown)
+        finally:
+            pooled.rollback()
+            pooled.close()
+    finally:
+        engine.dispose()
+
+
+def _opening_error(error: BaseException, url: URL) -> StoreError:
+    from ablate.store._engine import mask_url, scrub
+
+    shown = mask_url(url)
+    if "file is not a database" in str(error):
+        return NotAblateDatabaseError(
+            f"{shown}: not an ablate database: the file is not a SQLite database at all"
+        )
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return StoreError(f"database {shown} while reading the schema version: {scrub(first, url)}")
+
+
+def _driver_error(dialect: str) -> type[Exception]:
+    if dialect == "sqlite":
+        return sqlite3.Error
+    import psycopg
+
+    return psycopg.Error
