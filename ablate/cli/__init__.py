@@ -123,9 +123,9 @@ class _PlainValueCoercion:
         annotation, info = descriptor.annotation, descriptor.parameter_info
         if annotation in (str, bool) and type(value) is annotation:
             return value
-        if annotation in (int, float) and type(value) is annotation and not info.clamp:
-            if (info.min is None or value >= info.min) and (info.max is None or value <= info.max):
-                return value
+        in_range = type(value) is annotation and not info.clamp and annotation in (int, float)
+        if in_range and (info.min is None or value >= info.min) and (info.max is None or value <= info.max):
+            return value
         if self._typer is None:
             from typer._coercion import build_runtime_param
 

@@ -174,7 +174,8 @@ def _through_sqlalchemy(
         try:
             pooled = engine.raw_connection()
         except SQLAlchemyError as e:
-            raise _opening_error(e.orig if isinstance(e, DBAPIError) else e, url) from e
+            orig = e.orig if isinstance(e, DBAPIError) else None
+            raise _opening_error(orig or e, url) from e
         try:
             connection = pooled.driver_connection
             try:

@@ -26,7 +26,7 @@ def script_location() -> Path:
     wheel ships the same folder as the ``ablate._migrations`` subpackage. Finding none is a
     packaging bug, never a database at "revision empty".
     """
-    package = Path(__file__).resolve().parents[1]  # ablate/, this file being ablate/store/_schema.py
+    package = Path(__file__).resolve().parents[1]  # ablate/, this being ablate/store/_schema.py
     checkout = package.parent / "alembic"
     if _has_migrations(checkout):
         return checkout
