@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         load_study,
         load_trials,
     )
+    from ablate.store._readonly import ReadOnlyConnection, read_only_connection, study_summaries
     from ablate.store._records import ClaimedTrial, StudyInfo, TrialRecord
     from ablate.store._sql import (
         QueryResult,
@@ -41,6 +42,9 @@ _WHERE = {
     "load_epochs": "ablate.store._read",
     "load_study": "ablate.store._read",
     "load_trials": "ablate.store._read",
+    "ReadOnlyConnection": "ablate.store._readonly",
+    "read_only_connection": "ablate.store._readonly",
+    "study_summaries": "ablate.store._readonly",
     "ClaimedTrial": "ablate.store._records",
     "StudyInfo": "ablate.store._records",
     "TrialRecord": "ablate.store._records",
@@ -56,6 +60,7 @@ __all__ = [
     "ClaimedTrial",
     "QueryResult",
     "QueryStream",
+    "ReadOnlyConnection",
     "ResultStore",
     "StudyInfo",
     "TrialRecord",
@@ -67,9 +72,11 @@ __all__ = [
     "load_study",
     "load_trials",
     "mask_url",
+    "read_only_connection",
     "read_only_query",
     "resolve_url",
     "run_read_only_query",
+    "study_summaries",
 ]
 
 

@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -209,3 +210,53 @@ def _driver_error(dialect: str) -> type[Exception]:
     import psycopg
 
     return psycopg.Error
+
+
+# Trial statuses, in the order `ablate ls` shows them (ablate.store._models.STATUSES; a test
+# checks that they agree).
+STATUSES = ("queued", "running", "completed", "failed", "pruned")
+
+
+def study_summaries(opened: ReadOnlyConnection) -> list[dict[str, Any]]:
+    """Every version of every study with its trials by status, as plain dicts (``ablate ls``).
+
+    The same rows as :func:`ablate.store._read.study_summaries`, read with two plain queries on
+    the driver connection, so that ``ablate ls`` starts without SQLAlchemy's ORM.
+    """
+    cursor = opened.connection.cursor()
+    try:
+        cursor.execute(
+            "SELECT id, name, version, design, metric, updated_at FROM studies "
+            "ORDER BY name, version"
+        )
+        studies = cursor.fetchall()
+        cursor.execute("SELECT study_id, status, count(*) FROM trials GROUP BY study_id, status")
+        counts: dict[int, dict[str, int]] = {}
+        for study_id, status, n in cursor.fetchall():
+            counts.setdefault(study_id, {})[status] = int(n)
+    finally:
+        cursor.close()
+    records = []
+    for study_id, name, version, design, metric, updated in studies:
+        c = counts.get(study_id, {})
+        records.append(
+            {
+                "name": name,
+                "version": version,
+                "design": design,
+                "metric": metric,
+                "trials": sum(c.values()),
+                **{s: c.get(s, 0) for s in STATUSES},
+                "updated_at": _utc(updated),
+            }
+        )
+    return records
+
+
+def _utc(value: Any) -> datetime | None:
+    # As the store's UTCDateTime reads it: SQLite keeps naive UTC text, PostgreSQL timestamptz.
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
