@@ -174,7 +174,8 @@ def _through_sqlalchemy(
     try:
         try:
             pooled = engine.raw_connection()
-        except SQLAlchemyError as e:
+        except (SQLAlchemyError, _driver_error(dialect)) as e:
+            # raw_connection() passes the driver's own errors through, unwrapped
             orig = e.orig if isinstance(e, DBAPIError) else None
             raise _opening_error(orig or e, url) from e
         try:

@@ -138,3 +138,13 @@ def test_light_commands_do_not_import_heavy_libraries(command: list[str], tmp_pa
     assert not top & set(HEAVY), sorted(top & set(HEAVY))
     if command[0] in ("sql", "ls", "--version"):  # a SQLite file: not even SQLAlchemy
         assert "sqlalchemy" not in top
+
+
+def test_an_unreachable_server_is_named_as_the_store_names_it() -> None:
+    url = "postgresql://postgres:hunter2@127.0.0.1:1/test"
+    with pytest.raises(StoreError) as ours, read_only_connection(url):
+        pass
+    with pytest.raises(StoreError) as theirs:
+        ResultStore(url, read_only=True)
+    assert str(ours.value) == str(theirs.value)
+    assert "hunter2" not in str(ours.value) and "\n" not in str(ours.value)
