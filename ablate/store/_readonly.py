@@ -92,19 +92,16 @@ def read_only_connection(
     path = path.resolve()
     shown = _SQLITE_PREFIX + quote(str(path), safe=" +/")  # as SQLAlchemy renders the URL
     if not path.exists():
-        raise NotAblateDatabaseError(
-            f"no database at {path}; run a study first, or pass --db / set ABLATE_DB "
-            "to the database to use"
-        )
+        raise _no_database(path)
     try:
         connection = connect_sqlite_read_only(path)
     except sqlite3.Error as e:
-        raise _sqlite_error(e, shown) from e
+        raise _opening_error(e, shown) from e
     try:
         try:
             revisions = schema_revisions(connection, "sqlite")
         except sqlite3.Error as e:
-            raise _sqlite_error(e, shown) from e
+            raise _opening_error(e, shown) from e
         require_head(revisions, shown)
         yield ReadOnlyConnection(connection, "sqlite", shown)
     finally:
@@ -136,14 +133,26 @@ def _is_missing_table(error: Exception, dialect: str) -> bool:
     return getattr(error, "sqlstate", None) == "42P01"  # undefined_table
 
 
-def _sqlite_error(error: sqlite3.Error, shown: str) -> StoreError:
-    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+def _no_database(path: Path | str) -> NotAblateDatabaseError:
+    return NotAblateDatabaseError(
+        f"no database at {path}; run a study first, or pass --db / set ABLATE_DB "
+        "to the database to use"
+    )
+
+
+def _opening_error(error: BaseException, shown: str, url: URL | None = None) -> StoreError:
+    """One line for a failure to open or read the version table, password masked (with ``url``)."""
     # SQLite says so of a file that is not a SQLite database at all (a CSV, a text file).
     if "file is not a database" in str(error):
         return NotAblateDatabaseError(
             f"{shown}: not an ablate database: the file is not a SQLite database at all"
         )
-    return StoreError(f"database {shown} while reading the schema version: {message}")
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if url is not None:
+        from ablate.store._engine import scrub
+
+        first = scrub(first, url)
+    return StoreError(f"database {shown} while reading the schema version: {first}")
 
 
 @contextmanager
@@ -162,12 +171,10 @@ def _through_sqlalchemy(
                 f"{mask_url(url)}: an in-memory SQLite database is not shared between "
                 "connections or worker processes; use a file, e.g. sqlite:///ablate.db"
             )
-        url = url.set(database=str(path.resolve()))
-        if not Path(url.database or "").exists():
-            raise NotAblateDatabaseError(
-                f"no database at {url.database}; run a study first, or pass --db / set "
-                "ABLATE_DB to the database to use"
-            )
+        path = path.resolve()
+        url = url.set(database=str(path))
+        if not path.exists():
+            raise _no_database(path)
     dialect = "sqlite" if is_sqlite(url) else "postgresql"
     shown = mask_url(url)
     engine = make_engine(url, read_only=True, statement_timeout_s=statement_timeout_s)
@@ -177,13 +184,13 @@ def _through_sqlalchemy(
         except (SQLAlchemyError, _driver_error(dialect)) as e:
             # raw_connection() passes the driver's own errors through, unwrapped
             orig = e.orig if isinstance(e, DBAPIError) else None
-            raise _opening_error(orig or e, url) from e
+            raise _opening_error(orig or e, shown, url) from e
         try:
             connection = pooled.driver_connection
             try:
                 revisions = schema_revisions(connection, dialect)
             except _driver_error(dialect) as e:
-                raise _opening_error(e, url) from e
+                raise _opening_error(e, shown, url) from e
             require_head(revisions, shown)
             yield ReadOnlyConnection(connection, dialect, shown)
         finally:
@@ -191,18 +198,6 @@ def _through_sqlalchemy(
             pooled.close()
     finally:
         engine.dispose()
-
-
-def _opening_error(error: BaseException, url: URL) -> StoreError:
-    from ablate.store._engine import mask_url, scrub
-
-    shown = mask_url(url)
-    if "file is not a database" in str(error):
-        return NotAblateDatabaseError(
-            f"{shown}: not an ablate database: the file is not a SQLite database at all"
-        )
-    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return StoreError(f"database {shown} while reading the schema version: {scrub(first, url)}")
 
 
 def _driver_error(dialect: str) -> type[Exception]:
