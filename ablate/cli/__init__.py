@@ -121,6 +121,8 @@ class _PlainValueCoercion:
         if value is None and not (param.multiple or param.nargs == -1):
             return None
         annotation, info = descriptor.annotation, descriptor.parameter_info
+        if info.parser is not None:  # a parser of our own: Typer calls it
+            annotation = None
         if annotation in (str, bool) and type(value) is annotation:
             return value
         in_range = type(value) is annotation and not info.clamp and annotation in (int, float)
