@@ -164,11 +164,11 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """List the studies in the database with their trials by status."""
-    from ablate.store import read_only_connection, study_summaries
+    from ablate.store import read_only_connection, read_study_summaries
 
     # Plain SQL on the driver's connection: no ORM, no pandas, no SQLAlchemy for a SQLite file.
     with read_only_connection(db) as opened:
-        summaries = study_summaries(opened)
+        summaries = read_study_summaries(opened)
     if as_json:
         typer.echo(json.dumps(summaries, indent=2, default=_json_value))
         return

@@ -20,7 +20,11 @@ if TYPE_CHECKING:
         load_study,
         load_trials,
     )
-    from ablate.store._readonly import ReadOnlyConnection, read_only_connection, study_summaries
+    from ablate.store._readonly import (
+        ReadOnlyConnection,
+        read_only_connection,
+        read_study_summaries,
+    )
     from ablate.store._records import ClaimedTrial, StudyInfo, TrialRecord
     from ablate.store._sql import (
         QueryResult,
@@ -44,7 +48,7 @@ _WHERE = {
     "load_trials": "ablate.store._read",
     "ReadOnlyConnection": "ablate.store._readonly",
     "read_only_connection": "ablate.store._readonly",
-    "study_summaries": "ablate.store._readonly",
+    "read_study_summaries": "ablate.store._readonly",
     "ClaimedTrial": "ablate.store._records",
     "StudyInfo": "ablate.store._records",
     "TrialRecord": "ablate.store._records",
@@ -74,9 +78,9 @@ __all__ = [
     "mask_url",
     "read_only_connection",
     "read_only_query",
+    "read_study_summaries",
     "resolve_url",
     "run_read_only_query",
-    "study_summaries",
 ]
 
 

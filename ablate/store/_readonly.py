@@ -213,7 +213,7 @@ def _driver_error(dialect: str) -> type[Exception]:
 STATUSES = ("queued", "running", "completed", "failed", "pruned")
 
 
-def study_summaries(opened: ReadOnlyConnection) -> list[dict[str, Any]]:
+def read_study_summaries(opened: ReadOnlyConnection) -> list[dict[str, Any]]:
     """Every version of every study with its trials by status, as plain dicts (``ablate ls``).
 
     The same rows as :func:`ablate.store._read.study_summaries`, read with two plain queries on

@@ -15,7 +15,7 @@ import pytest
 
 from ablate import Study
 from ablate.errors import NotAblateDatabaseError, StoreError
-from ablate.store import ResultStore, read_only_connection, study_summaries
+from ablate.store import ResultStore, read_only_connection, read_study_summaries
 from ablate.store._readonly import plain_sqlite_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,7 +101,7 @@ def test_study_summaries_are_the_orm_ones(db_url: str) -> None:
     assert SHOWN == STATUSES
     _filled(db_url)
     with read_only_connection(db_url) as opened:
-        plain = study_summaries(opened)
+        plain = read_study_summaries(opened)
     assert plain == orm_summaries(db_url)
     assert plain[0]["failed"] == 1 and plain[0]["running"] == 1 and plain[0]["trials"] == 2
 
