@@ -12,6 +12,10 @@ The database is the digits demo, run once with ``--set epochs=1`` into a tempora
 (about a minute), unless ``--db`` names one that has the digits_quick study already.
 
     .venv/bin/python bench/startup.py [--rounds 5] [--db ablate.db] [--out bench/results/startup.md]
+
+``--before-tree DIR`` also times every ablate command from another checkout (an older commit,
+``PYTHONPATH=DIR``) in the same rounds, each tree's run of a command next to the other's, and
+adds its figures as "before" columns.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--db", help="a database with the digits_quick study (default: run it)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "startup.md")
+    parser.add_argument("--before-tree", type=Path, help="another checkout to time alongside (before)")
     args = parser.parse_args()
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "COLUMNS": "120"}
@@ -73,10 +78,17 @@ def main() -> None:
         "ablate ls": [*ablate, "ls", "--db", db],
         "ablate report digits_quick": [*ablate, "report", "digits_quick", "--db", db, "--out", str(work / "report")],
     }
+    before_env = None
+    if args.before_tree:
+        before_env = {**env, "PYTHONPATH": str(args.before_tree.resolve())}
     times: dict[str, list[float]] = {name: [] for name in commands}
+    before: dict[str, list[float]] = {name: [] for name in commands}
     for round_number in range(args.rounds):
         for name, command in commands.items():
-            times[name].append(_timed(command, work, env))
+            # Alternate which tree goes first, so neither always runs on the warmer cache.
+            runs = [(times, env)] + ([(before, before_env)] if before_env and name != "python -c pass" else [])
+            for into, run_env in runs if round_number % 2 == 0 else runs[::-1]:
+                into[name].append(_timed(command, work, run_env))
         print(f"round {round_number + 1}/{args.rounds} done", flush=True)
 
     modules = {name: _modules(command, work, env) for name, command in commands.items()}
@@ -92,18 +104,38 @@ def main() -> None:
         f"Python {platform.python_version()}; {args.rounds} interleaved rounds, each command a fresh "
         "process; medians.",
         "",
-        "| command | median (s) | over `python -c pass` (s) | ratio | target | met | modules imported |",
-        "| --- | ---: | ---: | ---: | --- | --- | ---: |",
     ]
+    if before_env is None:
+        lines += [
+            "| command | median (s) | over `python -c pass` (s) | ratio | target | met | modules imported |",
+            "| --- | ---: | ---: | ---: | --- | --- | ---: |",
+        ]
+    else:
+        before_modules = {name: _modules(command, work, before_env) for name, command in commands.items()}
+        lines += [
+            f"Before: `PYTHONPATH={args.before_tree}`; after: `PYTHONPATH={ROOT}`.",
+            "",
+            "| command | before: median (s) | before: over bare (s) | after: median (s) | after: over bare (s) "
+            "| ratio to bare, before -> after | target | met (after) | modules, before -> after |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |",
+        ]
     for name, values in times.items():
         median = statistics.median(values)
         target = next((t for prefix, t in targets.items() if name.startswith(prefix)), None)
         over = median - bare
         met = "" if target is None else ("yes" if over <= target else "no")
         target_text = "" if target is None else f"<= +{target} s"
+        if before_env is None:
+            lines.append(
+                f"| `{name}` | {median:.2f} | {over:+.2f} | {median / bare:.1f}x | {target_text} | {met} "
+                f"| {modules[name]} |"
+            )
+            continue
+        old = statistics.median(before[name]) if before[name] else median
         lines.append(
-            f"| `{name}` | {median:.2f} | {over:+.2f} | {median / bare:.1f}x | {target_text} | {met} "
-            f"| {modules[name]} |"
+            f"| `{name}` | {old:.2f} | {old - bare:+.2f} | {median:.2f} | {over:+.2f} "
+            f"| {old / bare:.1f}x -> {median / bare:.1f}x | {target_text} | {met} "
+            f"| {before_modules[name]} -> {modules[name]} |"
         )
     text = "\n".join(lines) + "\n"
     print(text)

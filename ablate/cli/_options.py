@@ -10,6 +10,7 @@ import typer
 
 from ablate.errors import StudyError
 
+# The one --db of every command (plan's docstring says what it adds to a plan).
 DbOption = Annotated[
     str | None,
     typer.Option(
@@ -17,7 +18,7 @@ DbOption = Annotated[
         envvar="ABLATE_DB",
         metavar="URL",
         help="Result database: an SQLAlchemy URL (sqlite:///file.db, postgresql://user@host/db) or "
-        "a SQLite file path; default ./ablate.db, or $ABLATE_DB.",
+        "a SQLite file path. Default: $ABLATE_DB, else ./ablate.db.",
         show_default=False,
     ),
 ]

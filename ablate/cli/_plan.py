@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from ablate.cli import app
-from ablate.cli._options import SetOption, parse_overrides
+from ablate.cli._options import DbOption, SetOption, parse_overrides
 
 StudyFile = Annotated[Path, typer.Argument(help="Study file, e.g. studies/digits_quick.py", show_default=False)]
 StudyName = Annotated[
@@ -23,17 +23,13 @@ def plan(
     study: StudyName = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON for scripts.")] = False,
     set_fields: SetOption = None,
-    db: Annotated[
-        str | None,
-        typer.Option(
-            "--db",
-            help="Also show which planned trials this result database already has (by status); "
-            "an SQLAlchemy URL or SQLite path. Without it the plan touches no database.",
-            show_default=False,
-        ),
-    ] = None,
+    db: DbOption = None,
 ) -> None:
-    """Show the trials a study expands to, after validating every one of them as `ablate run` does."""
+    """Show the trials a study expands to, after validating every one of them as `ablate run` does.
+
+    With --db (or $ABLATE_DB) it also shows which planned trials that database already has, by
+    status; without either, the plan reads no database.
+    """
     from ablate.run import plan_trials
     from ablate.study import (
         describe_overrides,

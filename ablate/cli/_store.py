@@ -162,15 +162,16 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """List the studies in the database with their trials by status."""
-    from ablate.store import ResultStore, study_summaries
+    from ablate.store import read_only_connection, read_study_summaries
 
-    with ResultStore(db, read_only=True) as store:
-        summaries = study_summaries(store)  # plain rows: no pandas import, a fast start
+    # Plain SQL on the driver's connection: no ORM, no pandas, no SQLAlchemy for a SQLite file.
+    with read_only_connection(db) as opened:
+        summaries = read_study_summaries(opened)
     if as_json:
         typer.echo(json.dumps(summaries, indent=2, default=_json_value))
         return
     if not summaries:
-        typer.echo(f"no studies in {store.display_url}")
+        typer.echo(f"no studies in {opened.display_url}")
         return
     # Plain aligned text: a rich table would truncate study names in an 80-column terminal.
     headers = [
@@ -197,7 +198,7 @@ def list_command(
             for i, (v, w) in enumerate(zip(line, widths, strict=True))
         ]
         typer.echo("  ".join(cells).rstrip())
-    typer.echo(f"({store.display_url})")
+    typer.echo(f"({opened.display_url})")
 
 
 @app.command()

@@ -22,6 +22,11 @@ if TYPE_CHECKING:
         study_summaries,
     )
     from ablate.store._migrate import current_revisions, stamp_info, upgrade
+    from ablate.store._readonly import (
+        ReadOnlyConnection,
+        read_only_connection,
+        read_study_summaries,
+    )
     from ablate.store._records import ClaimedTrial, EnvironmentRecord, StudyInfo, TrialRecord
     from ablate.store._sql import (
         QueryResult,
@@ -47,6 +52,9 @@ _WHERE = {
     "current_revisions": "ablate.store._migrate",
     "stamp_info": "ablate.store._migrate",
     "upgrade": "ablate.store._migrate",
+    "ReadOnlyConnection": "ablate.store._readonly",
+    "read_only_connection": "ablate.store._readonly",
+    "read_study_summaries": "ablate.store._readonly",
     "ClaimedTrial": "ablate.store._records",
     "EnvironmentRecord": "ablate.store._records",
     "StudyInfo": "ablate.store._records",
@@ -64,6 +72,7 @@ __all__ = [
     "EnvironmentRecord",
     "QueryResult",
     "QueryStream",
+    "ReadOnlyConnection",
     "ResultStore",
     "StudyInfo",
     "TrialRecord",
@@ -76,7 +85,9 @@ __all__ = [
     "load_study",
     "load_trials",
     "mask_url",
+    "read_only_connection",
     "read_only_query",
+    "read_study_summaries",
     "resolve_url",
     "run_read_only_query",
     "stamp_info",

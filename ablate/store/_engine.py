@@ -23,13 +23,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from ablate.errors import DatabaseUnavailableError, StoreError, UserURLError
+from ablate.store._sqlite import DEFAULT_URL, SQLITE_BUSY_TIMEOUT_MS, connect_sqlite_read_only
 
 if TYPE_CHECKING:
     # The ORM is imported where sessions are made: `ablate sql` needs only SQLAlchemy's core.
@@ -37,9 +37,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-DEFAULT_URL = "sqlite:///ablate.db"
-# How long SQLite waits for the write lock before it reports "database is locked" (ms).
-SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Attempts of a whole transaction when the database says busy, locked, or (PostgreSQL) that
 # the transaction lost a serialization race or a deadlock.
 MAX_ATTEMPTS = 12
@@ -192,12 +189,10 @@ def _sqlite_engine(url: URL, *, read_only: bool, foreign_keys: bool) -> Engine:
             raise StoreError(
                 f"{mask_url(url)}: read-only access needs a SQLite file, not a memory database"
             )
-        # The OS-level guarantee: sqlite3 itself refuses every write on a mode=ro connection.
-        # Connected through a creator, so that engine.url (and every message) stays the URL
-        # the user gave rather than the file: URI.
-        uri = f"file:{quote(path.resolve().as_posix())}?mode=ro"
-        timeout = connect_args["timeout"]
-        creator = functools.partial(sqlite3.connect, uri, uri=True, timeout=timeout)
+        # mode=ro, query_only, no ATTACH: set up by the one function that opens SQLite files
+        # read-only. Connected through a creator, so that engine.url (and every message) stays
+        # the URL the user gave rather than the file: URI.
+        creator = functools.partial(connect_sqlite_read_only, path)
     engine = (
         create_engine(url, creator=creator)
         if creator is not None
@@ -208,13 +203,14 @@ def _sqlite_engine(url: URL, *, read_only: bool, foreign_keys: bool) -> Engine:
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
         # We emit BEGIN ourselves (below); sqlite3's own implicit BEGIN would be DEFERRED.
         dbapi_connection.isolation_level = None
-        pragmas = [f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}"]
-        if read_only:
-            pragmas.append("PRAGMA query_only=ON")
-            # ATTACH is not bound by mode=ro: it would create the named file. Allow none.
-            dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
-        else:
-            pragmas += ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL"]
+        # A read-only connection has its busy timeout, query_only and no ATTACH already.
+        pragmas = []
+        if not read_only:
+            pragmas += [
+                f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+                "PRAGMA journal_mode=WAL",
+                "PRAGMA synchronous=NORMAL",
+            ]
         pragmas.append(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         for pragma in pragmas:
             _retry_busy(functools.partial(_execute_pragma, dbapi_connection, pragma))

@@ -12,11 +12,7 @@ plain SQL and the revision ids from the migration files.
 
 from __future__ import annotations
 
-import ast
-import functools
-import importlib.util
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, inspect, text
@@ -34,43 +30,19 @@ from ablate.store._engine import (
     store_error,
 )
 from ablate.store._factors import drop_view, replace_view
+from ablate.store._schema import (
+    VERSION_TABLE,
+    head_revisions,
+    refuse_unknown_revisions,
+    require_head,
+    script_location,
+)
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
-VERSION_TABLE = "ablate_alembic_version"
 # pg_advisory_xact_lock key: any constant; "ablate" in ASCII.
 _PG_LOCK_KEY = 0x61626C617465
-
-
-def script_location() -> Path:
-    """The folder with Alembic's ``env.py`` and ``versions/``, wherever ablate is installed.
-
-    In a source checkout (editable install, or ``PYTHONPATH`` on a worktree) that is the
-    top-level ``alembic/`` next to the package, so the checkout's own migrations are used; a
-    wheel ships the same folder as the ``ablate._migrations`` subpackage. Finding none is a
-    packaging bug, never a database at "revision empty".
-    """
-    package = Path(__file__).resolve().parents[1]  # ablate/, this file being ablate/store/_migrate.py
-    checkout = package.parent / "alembic"
-    if _has_migrations(checkout):
-        return checkout
-    # alembic/ has no __init__.py (with one, the checkout's folder could shadow the Alembic
-    # library), so the shipped copy is a namespace package: its folder is the spec's location.
-    spec = importlib.util.find_spec("ablate._migrations")
-    for shipped in spec.submodule_search_locations or [] if spec else []:
-        if _has_migrations(Path(shipped)):
-            return Path(shipped)
-    raise StoreError(
-        f"internal error: ablate at {package} has no "
-        "migrations (neither alembic/ next to it nor the ablate._migrations package); "
-        "reinstall ablate"
-    )
-
-
-def _has_migrations(folder: Path) -> bool:
-    # site-packages/alembic (the library itself) is next to an installed ablate: it has no env.py.
-    return (folder / "env.py").is_file() and any((folder / "versions").glob("*.py"))
 
 
 def alembic_config(url: URL | None = None, connection: Connection | None = None) -> Config:
@@ -95,43 +67,6 @@ def alembic_config(url: URL | None = None, connection: Connection | None = None)
     return cfg
 
 
-@functools.cache
-def _revision_graph() -> dict[str, tuple[str, ...]]:
-    """Revision -> its parents, read from the migration files without importing Alembic."""
-    graph = {}
-    for path in sorted((script_location() / "versions").glob("*.py")):
-        values = _module_constants(path, ("revision", "down_revision"))
-        if "revision" in values:
-            down = values.get("down_revision")
-            graph[values["revision"]] = (down,) if isinstance(down, str) else tuple(down or ())
-    return graph
-
-
-def head_revisions() -> tuple[str, ...]:
-    """The latest revision(s) of the migration scripts."""
-    graph = _revision_graph()
-    parents = {p for ps in graph.values() for p in ps}
-    return tuple(sorted(set(graph) - parents))
-
-
-def _module_constants(path: Path, names: tuple[str, ...]) -> dict[str, Any]:
-    found = {}
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            target, value = node.target.id, node.value
-        elif (
-            isinstance(node, ast.Assign)
-            and len(node.targets) == 1
-            and isinstance(node.targets[0], ast.Name)
-        ):
-            target, value = node.targets[0].id, node.value
-        else:
-            continue
-        if target in names and value is not None:
-            found[target] = ast.literal_eval(value)
-    return found
-
-
 def current_revisions(engine: Engine) -> tuple[str, ...]:
     """The revisions the database is at; empty for a database without our schema."""
     try:
@@ -154,14 +89,8 @@ def _current(conn: Connection) -> tuple[str, ...]:
     return tuple(sorted(r[0] for r in rows))
 
 
-def _refuse_unknown(engine: Engine, revisions: tuple[str, ...], shown: str | None = None) -> None:
-    unknown = [r for r in revisions if r not in _revision_graph()]
-    if unknown:
-        raise StoreError(
-            f"database {shown or mask_url(engine.url)} is at schema revision {unknown[0]}, which this "
-            f"version of ablate does not know (its latest is {', '.join(head_revisions())}); "
-            "it was written by a newer ablate: upgrade ablate to use it"
-        )
+def _refuse_unknown(engine: Engine, revisions: tuple[str, ...]) -> None:
+    refuse_unknown_revisions(revisions, mask_url(engine.url))
 
 
 def require_current(engine: Engine, shown: str | None = None) -> None:
@@ -171,19 +100,7 @@ def require_current(engine: Engine, shown: str | None = None) -> None:
     pointed at by mistake (another application's file, an empty database) nor migrate one.
     ``shown`` names the database in messages (default: the engine's URL).
     """
-    where = shown or mask_url(engine.url)
-    current = current_revisions(engine)
-    if not current:
-        raise NotAblateDatabaseError(
-            f"{where}: not an ablate database; `ablate db upgrade` creates one"
-        )
-    _refuse_unknown(engine, current, where)
-    if set(current) != set(head_revisions()):
-        raise NotAblateDatabaseError(
-            f"{where}: not an ablate database of this version (schema revision "
-            f"{', '.join(current)}, latest {', '.join(head_revisions())}); `ablate db upgrade` "
-            "migrates it"
-        )
+    require_head(current_revisions(engine), shown or mask_url(engine.url))
 
 
 def upgrade(engine: Engine, revision: str = "head", *, force: bool = False) -> bool:

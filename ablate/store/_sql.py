@@ -31,10 +31,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from ablate.errors import ReadOnlyQueryError
-from ablate.store._engine import is_sqlite, make_engine, store_error
+from ablate.store._readonly import read_only_connection
 
 DEFAULT_TIMEOUT_S = 300.0
 # Rows fetched from the server (or from SQLite) at a time while streaming.
@@ -338,22 +336,14 @@ def read_only_query(
     ``timeout_s`` (None or 0: no limit) cancels a statement that runs longer, on both engines.
     The database must hold ablate's schema (nothing is created or migrated).
     """
-    from ablate.store._store import ResultStore
-
-    with ResultStore(db, read_only=True) as store:
-        url = store.url
-    dialect = "sqlite" if is_sqlite(url) else "postgresql"
-    calls = check_read_only(sql, dialect)
     timeout = timeout_s or None
-    engine = make_engine(url, read_only=True, statement_timeout_s=timeout)
-    try:
+    # Opened, and the schema checked, before the statement is looked at: a database that is
+    # not ablate's is refused first. No ORM, no Alembic, and for a SQLite file no SQLAlchemy.
+    with read_only_connection(db, statement_timeout_s=timeout) as opened:
+        calls = check_read_only(sql, opened.dialect)
+        conn = opened.connection
         try:
-            pooled = engine.raw_connection()
-        except SQLAlchemyError as e:
-            raise store_error(e, url, "connecting") from e
-        try:
-            conn = pooled.driver_connection
-            if dialect == "sqlite":
+            if opened.dialect == "sqlite":
                 stream = _sqlite_stream(conn, sql, timeout)
             else:
                 stream = _postgres_stream(conn, sql, calls, timeout)
@@ -361,13 +351,8 @@ def read_only_query(
                 yield stream
             finally:
                 stream.close()
-        except (sqlite3.Error, _psycopg_error()) as e:
+        except (sqlite3.Error, _psycopg_error(opened.dialect)) as e:
             raise _query_error(e, timeout) from None
-        finally:
-            pooled.rollback()
-            pooled.close()
-    finally:
-        engine.dispose()
 
 
 def run_read_only_query(
@@ -395,7 +380,9 @@ def _sqlite_stream(conn: Any, sql: str, timeout_s: float | None) -> QueryStream:
     return QueryStream(columns, rows() if cursor.description else iter(()), close=cursor.close)
 
 
-def _psycopg_error() -> type[Exception]:
+def _psycopg_error(dialect: str) -> type[Exception]:
+    if dialect == "sqlite":  # psycopg is not imported (nor perhaps installed) for a SQLite file
+        return sqlite3.Error
     import psycopg
 
     return psycopg.Error
