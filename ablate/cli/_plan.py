@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ablate.cli import app
+from ablate.cli._app import app
 from ablate.cli._options import DbOption, SetOption, parse_overrides
 
 StudyFile = Annotated[Path, typer.Argument(help="Study file, e.g. studies/digits_quick.py", show_default=False)]
@@ -142,8 +142,7 @@ def fields() -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from ablate.study import TrialConfig
-    from ablate.study._config import FIELD_UNITS
+    from ablate.study import FIELD_UNITS, TrialConfig
 
     table = Table("field", "type", "default", "unit", "meaning")
     for f in dataclasses.fields(TrialConfig):

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ablate.cli import app
+from ablate.cli._app import app
 from ablate.cli._options import DbOption, StudyArgument, StudyOption, study_name
 
 

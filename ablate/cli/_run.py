@@ -7,7 +7,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from ablate.cli import app
+from ablate.cli._app import app
 from ablate.cli._options import (
     DbOption,
     SetOption,
@@ -102,7 +102,7 @@ def run(
 
 
 def _stopped(error: KeyboardInterrupt, then: str) -> NoReturn:
-    from ablate.run._worker import stop_exit_code
+    from ablate.run import stop_exit_code
 
     code = stop_exit_code(error)
     name = "SIGTERM" if code == 143 else "SIGINT" if code == 130 else f"signal {code - 128}"
@@ -125,9 +125,7 @@ def worker(
     Exit codes: 0 done; 2 configuration error; 3 database or disk fault (its trial went back to
     the queue); 130/143 stopped by SIGINT/SIGTERM (likewise).
     """
-    from ablate.run import WorkerOptions, run_worker
-    from ablate.run._dispatch import _load_for_worker
-    from ablate.run._progress import make_progress
+    from ablate.run import WorkerOptions, load_study_for_worker, make_progress, run_worker
     from ablate.store import ResultStore
     from ablate.study import study_from_definition
 
@@ -140,7 +138,7 @@ def worker(
         total = max(total, stored.strategy.planned_trials(stored))
     done = sum(counts.get(s, 0) for s in ("completed", "failed", "pruned"))
     smoke = study.endswith("_smoke")
-    the_study = _load_for_worker(store, str(study_file) if study_file else None, study, smoke)
+    the_study = load_study_for_worker(store, str(study_file) if study_file else None, study, smoke)
     options = WorkerOptions(
         max_trials=max_trials, budget_s=budget_hours * 3600 if budget_hours is not None else None, smoke=smoke,
     )
@@ -172,8 +170,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON for scripts.")] = False,
 ) -> None:
     """Counts by status, running trials and their workers, failures, time left."""
-    from ablate.run import study_status
-    from ablate.run._progress import format_duration
+    from ablate.run import format_duration, study_status
     from ablate.store import ResultStore
 
     name = study_name(study_arg, study, "status")

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ablate.cli import app
+from ablate.cli._app import app
 from ablate.cli._options import DbOption, StudyArgument, StudyOption, study_name
 
 db_app = typer.Typer(

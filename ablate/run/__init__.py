@@ -8,10 +8,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ablate.run._adaptive import PruningCheck, PruningHistory, make_proposer
-    from ablate.run._dispatch import RunOutcome, retry_trials, run_study
+    from ablate.run._dispatch import RunOutcome, load_study_for_worker, retry_trials, run_study
     from ablate.run._prepare import PlannedStudy, plan_trials, smoke_study
+    from ablate.run._progress import format_duration, make_progress
     from ablate.run._status import StudyStatus, study_status
-    from ablate.run._worker import WorkerOptions, WorkerSummary, run_worker, trial_dir
+    from ablate.run._worker import (
+        WorkerOptions,
+        WorkerSummary,
+        run_worker,
+        stop_exit_code,
+        trial_dir,
+    )
 
 # Each name is imported on first use: `ablate status` needs neither the trainer nor Optuna.
 _WHERE = {
@@ -19,6 +26,9 @@ _WHERE = {
     "PruningHistory": "ablate.run._adaptive",
     "make_proposer": "ablate.run._adaptive",
     "RunOutcome": "ablate.run._dispatch",
+    "load_study_for_worker": "ablate.run._dispatch",
+    "format_duration": "ablate.run._progress",
+    "make_progress": "ablate.run._progress",
     "retry_trials": "ablate.run._dispatch",
     "run_study": "ablate.run._dispatch",
     "PlannedStudy": "ablate.run._prepare",
@@ -29,6 +39,7 @@ _WHERE = {
     "WorkerOptions": "ablate.run._worker",
     "WorkerSummary": "ablate.run._worker",
     "run_worker": "ablate.run._worker",
+    "stop_exit_code": "ablate.run._worker",
     "trial_dir": "ablate.run._worker",
 }
 
@@ -40,12 +51,16 @@ __all__ = [
     "StudyStatus",
     "WorkerOptions",
     "WorkerSummary",
+    "format_duration",
+    "load_study_for_worker",
+    "make_progress",
     "make_proposer",
     "plan_trials",
     "retry_trials",
     "run_study",
     "run_worker",
     "smoke_study",
+    "stop_exit_code",
     "study_status",
     "trial_dir",
 ]

@@ -75,7 +75,7 @@ def _work_in_process(
     from ablate.store import ResultStore
 
     store = ResultStore(db)
-    study = _load_for_worker(store, study_file, study_name, options.smoke)
+    study = load_study_for_worker(store, study_file, study_name, options.smoke)
     progress = PlainProgress(total=0, prefix=f"[worker {index}] ")
     summary = run_worker(store, study, options, progress=progress, claim_counter=counter)
     if summary.errors:
@@ -83,7 +83,7 @@ def _work_in_process(
         sys.exit(2)
 
 
-def _load_for_worker(store: ResultStore, study_file: str | None, study_name: str, smoke: bool) -> Study:
+def load_study_for_worker(store: ResultStore, study_file: str | None, study_name: str, smoke: bool) -> Study:
     from ablate.study import study_from_definition
 
     base_name = study_name.removesuffix(SMOKE_SUFFIX) if smoke else study_name

@@ -47,7 +47,7 @@ def study_status(store: ResultStore, name: str) -> StudyStatus:
     """
     from sqlalchemy import func, select
 
-    from ablate.store._models import Epoch, Trial
+    from ablate.store import Epoch, Trial
     from ablate.study import study_from_definition
 
     info = store.load_study(name)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         study_summaries,
     )
     from ablate.store._migrate import current_revisions, stamp_info, upgrade
+    from ablate.store._models import Epoch, Trial
     from ablate.store._readonly import (
         ReadOnlyConnection,
         read_only_connection,
@@ -50,6 +51,8 @@ _WHERE = {
     "load_trials": "ablate.store._load",
     "study_summaries": "ablate.store._load",
     "current_revisions": "ablate.store._migrate",
+    "Epoch": "ablate.store._models",
+    "Trial": "ablate.store._models",
     "stamp_info": "ablate.store._migrate",
     "upgrade": "ablate.store._migrate",
     "ReadOnlyConnection": "ablate.store._readonly",
@@ -70,11 +73,13 @@ _WHERE = {
 __all__ = [
     "ClaimedTrial",
     "EnvironmentRecord",
+    "Epoch",
     "QueryResult",
     "QueryStream",
     "ReadOnlyConnection",
     "ResultStore",
     "StudyInfo",
+    "Trial",
     "TrialRecord",
     "check_read_only",
     "current_revisions",

@@ -1,6 +1,7 @@
 """Declaring studies: the typed trial configuration, factor spaces, designs (a registry), study files."""
 
 from ablate.study._config import (
+    FIELD_UNITS,
     VIEW_METRIC_COLUMNS,
     VIEW_TRIAL_COLUMNS,
     TrialConfig,
@@ -40,6 +41,7 @@ from ablate.study._study import (
 
 __all__ = [
     "DESIGNS",
+    "FIELD_UNITS",
     "VIEW_METRIC_COLUMNS",
     "VIEW_TRIAL_COLUMNS",
     "Choice",
