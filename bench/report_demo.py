@@ -3,9 +3,14 @@
 Each tree reports its own database of the same study (a database written by a newer schema is
 refused by an older ablate) in its own process: ``build_report`` once cold (imports), then
 ``--repeats`` warm runs, the two processes alternating round by round (A B A B) so that machine
-load hits both alike. Prints the medians and their ratio.
+load hits both alike. Prints the medians and their ratio, and stops if the two trees did not
+write the same figures (a prediction artifact not found would make one tree look faster).
+
+Artifact paths in the database are relative to where ``ablate run`` ran: ``--cwd`` (default: each
+tree's own folder) is where the reports run.
 
     .venv/bin/python bench/report_demo.py --db /tmp/new.db --before-tree /tmp/before --before-db /tmp/old.db
+    .venv/bin/python bench/report_demo.py --db /tmp/demo.db --before-tree /work/main --before-db /tmp/demo.db --cwd /tmp
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = """
-import json, sys, tempfile, time
+import json, pathlib, sys, tempfile, time
 t0 = time.perf_counter()
 from ablate.report import build_report
 study, db, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -33,15 +39,16 @@ with tempfile.TemporaryDirectory() as out:
         a = time.perf_counter()
         build_report(study, db=db, out=out)
         warm.append(time.perf_counter() - a)
-print(json.dumps({"cold": cold, "warm": warm}))
+    figures = sorted(p.name for p in pathlib.Path(out).glob("*.png"))
+print(json.dumps({"cold": cold, "warm": warm, "figures": figures}))
 """
 
 
-def run(tree: Path, db: str, study: str, repeats: int) -> dict[str, list[float] | float]:
+def run(tree: Path, db: str, study: str, repeats: int, cwd: Path | None) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", CHILD, study, db, str(repeats)], env=env, cwd=tree,
+    out = subprocess.run([sys.executable, "-c", CHILD, study, db, str(repeats)], env=env, cwd=cwd or tree,
                          capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return cast(dict[str, Any], json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def main() -> None:
@@ -52,15 +59,21 @@ def main() -> None:
     parser.add_argument("--before-db", required=True)
     parser.add_argument("--repeats", type=int, default=3, help="warm reports per process")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--cwd", type=Path, help="where the reports run (artifact paths are relative to it)")
     args = parser.parse_args()
+    figures: dict[str, list[str]] = {}
     results: dict[str, dict[str, list[float]]] = {"before": {"cold": [], "warm": []}, "after": {"cold": [], "warm": []}}
     for _ in range(args.rounds):
         for name, tree, db in (("before", args.before_tree, args.before_db), ("after", ROOT, args.db)):
-            r = run(tree, db, args.study, args.repeats)
-            results[name]["cold"].append(float(r["cold"]))  # type: ignore[arg-type]
-            results[name]["warm"] += list(r["warm"])  # type: ignore[arg-type]
+            r = run(tree, db, args.study, args.repeats, args.cwd)
+            results[name]["cold"].append(float(r["cold"]))
+            results[name]["warm"] += [float(t) for t in r["warm"]]
+            figures[name] = r["figures"]
+    if figures["before"] != figures["after"]:
+        sys.exit(f"the trees wrote different figures: {figures['before']} vs {figures['after']}")
     med = {k: {m: statistics.median(v[m]) for m in v} for k, v in results.items()}
-    print(f"study {args.study}: {args.rounds} rounds x {args.repeats} warm reports per tree, load {os.getloadavg()[0]:.1f}")
+    print(f"study {args.study}: {args.rounds} rounds x {args.repeats} warm reports per tree, {len(figures['after'])} "
+          f"figures each, load {os.getloadavg()[0]:.1f}")
     for name in ("before", "after"):
         warm = results[name]["warm"]
         print(f"  {name:6}  warm median {med[name]['warm']:.2f} s (min {min(warm):.2f}, max {max(warm):.2f}), "
