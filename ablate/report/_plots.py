@@ -70,9 +70,14 @@ def report_style() -> AbstractContextManager[Any]:
 
 
 def _figure(width: float, height: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=PNG_DPI, layout="constrained")
+    # An Agg canvas from the start: the layout and the PNG then measure text with one renderer
+    # and share its cache of text sizes (a bare Figure gets a new renderer for each).
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def config_colors(config_hashes: Sequence[str]) -> dict[str, Any]:
@@ -539,7 +544,7 @@ def save_figure(fig: Figure, out: Path, name: str, *, vector: Sequence[str] = ()
         # The layout solved once, at the PNG's resolution, then the engine removed: savefig
         # would otherwise run a whole draw of its own just to solve it (for every format), and
         # that draw cost as much as the drawing that writes the pixels. Same pixels either way.
-        fig.set_dpi(PNG_DPI)
+        fig.set_dpi(PNG_DPI)  # text measured at the resolution it is drawn at
         engine.execute(fig)
         fig.set_layout_engine(None)
     png = out / f"{name}.png"
