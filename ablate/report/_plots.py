@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 #: Print resolution of the PNGs: 200 dpi and up is what journals ask of line art with text.
 PNG_DPI = 200
+#: zlib level of the PNGs: 3 encodes the demo's figures in 0.17 s instead of 0.24 s at Pillow's
+#: default 6, for files 15 % larger (level 1 is no faster: most of the time is row filtering).
+PNG_COMPRESSION = 3
 BASELINE_COLOR = "#d62728"
 POINT_COLOR = "#1f77b4"
 OTHER_COLOR = "#9aa5b1"
@@ -496,8 +499,10 @@ def plot_predictions(
         ax = fig.subplots()
     else:
         ax, cax = fig.subplots(1, 2, width_ratios=[grid_w, matrix_w])
-    # As bytes: matplotlib resamples a float image in float, several times slower.
-    ax.imshow((mosaic * 255).round().astype(np.uint8), interpolation="nearest")
+    # As RGBA bytes: matplotlib resamples a float image in float64, several times slower, and
+    # adds the alpha channel of an RGB one by stacking float64 ones (a quarter of its drawing).
+    rgba = np.dstack([(mosaic * 255).round().astype(np.uint8), np.full(mosaic.shape[:2], 255, np.uint8)])
+    ax.imshow(rgba, interpolation="nearest")
     ax.set_axis_off()
     names = [str(c) for c in class_names]
 
@@ -548,7 +553,7 @@ def save_figure(fig: Figure, out: Path, name: str, *, vector: Sequence[str] = ()
         engine.execute(fig)
         fig.set_layout_engine(None)
     png = out / f"{name}.png"
-    fig.savefig(png, dpi=PNG_DPI, facecolor="white")
+    fig.savefig(png, dpi=PNG_DPI, facecolor="white", pil_kwargs={"compress_level": PNG_COMPRESSION})
     for ext in vector:
         fig.savefig(out / f"{name}.{ext}", facecolor="white")
     return png
