@@ -353,8 +353,9 @@ def draw_report(
                                                 confusion_title=f"confusion matrix, {split}")))
 
     order = [plot.name for plot, _ in jobs]
-    # Costly figures first, so parallel workers finish together.
-    jobs.sort(key=lambda job: job[0].name not in ("learning_curves", "parallel_coordinates", "main_effects", "compute_hours"))
+    # Costly figures first (the demo's, dearest first), so parallel workers finish together.
+    costly = ("predictions", "learning_curves", "cost", "parallel_coordinates")
+    jobs.sort(key=lambda job: costly.index(job[0].name) if job[0].name in costly else len(costly))
     # Default: half the logical cores (roughly the physical ones), so a 2-core Colab or CI box
     # draws in-process, where forked workers would only compete for the same core.
     n = min(len(jobs), workers if workers is not None else (os.cpu_count() or 2) // 2)
