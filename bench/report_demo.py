@@ -38,9 +38,9 @@ with tempfile.TemporaryDirectory() as out:
     print(json.dumps({"cold": time.perf_counter() - t0,
                       "figures": sorted(p.name for p in pathlib.Path(out).glob("*.png"))}), flush=True)
     for _ in sys.stdin:
-        a = time.perf_counter()
+        a, c = time.perf_counter(), time.process_time()
         build_report(study, db=db, out=out)
-        print(json.dumps({"warm": time.perf_counter() - a}), flush=True)
+        print(json.dumps({"warm": time.perf_counter() - a, "cpu": time.process_time() - c}), flush=True)
 """
 
 
@@ -61,11 +61,13 @@ class Tree:
             sys.exit(f"a report process failed (exit {self.process.wait()})")
         return dict(json.loads(line))
 
-    def warm(self) -> float:
+    def warm(self) -> tuple[float, float]:
+        """One warm report: wall-clock and CPU seconds of this process."""
         assert self.process.stdin is not None
         self.process.stdin.write("\n")
         self.process.stdin.flush()
-        return float(self._read()["warm"])
+        r = self._read()
+        return float(r["warm"]), float(r["cpu"])
 
     def close(self) -> None:
         assert self.process.stdin is not None
@@ -85,6 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     cold: dict[str, list[float]] = {"before": [], "after": []}
     warm: dict[str, list[float]] = {"before": [], "after": []}
+    cpu: dict[str, list[float]] = {"before": [], "after": []}
     loads = []
     for p in range(args.processes):
         # Which tree starts alternates, so neither always gets the cold file cache.
@@ -96,7 +99,9 @@ def main() -> None:
             cold[name].append(tree.cold)
         for i in range(args.pairs // args.processes):
             for name in (("before", "after") if i % 2 == 0 else ("after", "before")):
-                warm[name].append(trees[name].warm())
+                wall, used = trees[name].warm()
+                warm[name].append(wall)
+                cpu[name].append(used)
             loads.append(os.getloadavg()[0])
         for tree in trees.values():
             tree.close()
@@ -107,10 +112,11 @@ def main() -> None:
     for name in ("before", "after"):
         w = warm[name]
         print(f"  {name:6}  warm median {statistics.median(w):.2f} s (min {min(w):.2f}, max {max(w):.2f}), "
-              f"cold median {statistics.median(cold[name]):.2f} s")
+              f"CPU median {statistics.median(cpu[name]):.2f} s, cold median {statistics.median(cold[name]):.2f} s")
     print(f"  after / before, warm: {statistics.median(warm['after']) / statistics.median(warm['before']):.2f}x "
           f"(median of the pairs' ratios {statistics.median(ratios):.2f}x, "
-          f"quartiles {statistics.quantiles(ratios, n=4)[0]:.2f}-{statistics.quantiles(ratios, n=4)[2]:.2f})")
+          f"quartiles {statistics.quantiles(ratios, n=4)[0]:.2f}-{statistics.quantiles(ratios, n=4)[2]:.2f}); "
+          f"CPU time {statistics.median(cpu['after']) / statistics.median(cpu['before']):.2f}x")
 
 
 if __name__ == "__main__":
