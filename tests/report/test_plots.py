@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -96,3 +97,44 @@ def test_predictions_sit_beside_the_confusion_matrix_of_their_split(tmp_path: Pa
     assert matrix.get_title() == "confusion matrix, test split" and matrix.get_ylabel() == "true class"
     assert grid.get_position().x1 <= matrix.get_position().x0, "side by side"
     assert "seed 3" in fig.get_suptitle() and "test split" in fig.get_suptitle()
+
+
+def test_one_layout_solve_gives_the_pixels_of_matplotlibs_own_savefig(tmp_path: Path) -> None:
+    # save_figure solves the constrained layout once and removes the engine (savefig would solve
+    # it in a draw of its own first): the PNG must be what plain savefig writes, pixel for pixel.
+    from PIL import Image
+
+    curves = pd.DataFrame({"config_hash": ["a"] * 4 + ["b"] * 4, "series": ["val_acc", "val_acc", "val_loss", "val_loss"] * 2,
+                           "epoch": [1, 2] * 4, "mean": [0.5, 0.7, 1.2, 0.8, 0.4, 0.6, 1.4, 1.0],
+                           "std": [0.05, 0.02, 0.1, 0.05] * 2, "n": [3] * 8})
+    colors = P.config_colors(["a", "b"])
+
+    def figure() -> Any:
+        return P.plot_learning_curves(curves, {"a": "lr 0.1, long label", "b": "lr 0.01"}, colors, key_title="lr:")
+
+    with P.report_style():
+        png = P.save_figure(figure(), tmp_path, "ours")
+        reference = figure()
+        assert reference.get_layout_engine() is not None
+        reference.savefig(tmp_path / "reference.png", dpi=P.PNG_DPI, facecolor="white")
+    with Image.open(png) as a, Image.open(tmp_path / "reference.png") as b:
+        assert a.size == b.size
+        assert np.array_equal(np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB")))
+
+
+def test_drawing_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path) -> None:
+    import gc
+
+    from ablate.report._build import _figure_garbage_freed_each
+
+    assert gc.isenabled()
+    with _figure_garbage_freed_each():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with _figure_garbage_freed_each():
+            pass
+        assert not gc.isenabled(), "a caller's choice to run without it is kept"
+    finally:
+        gc.enable()
