@@ -41,6 +41,11 @@ def check_trial_config(config: TrialConfig) -> None:
     family = check_model_name(config.model)
     if config.pretrained and not family.pretrained:
         raise StudyError(f"field 'pretrained' is true but model {config.model!r} has no pretrained weights")
+    if config.pretrained and family.own and not config.weights_path:
+        raise StudyError(
+            f"field 'pretrained' is true but model {config.model!r} is the study's own: set "
+            "weights_path to a file of its weights"
+        )
     in_chans = model_in_chans(config, source.channels_of(config))
     classes = expected_classes(config) or 2
     # The family itself is part of the key: a study file loaded again declares its models anew.

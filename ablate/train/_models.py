@@ -88,7 +88,8 @@ _FACTORY_ARGS = ("config", "in_chans", "num_classes")
 def use_models(models: Mapping[str, ModelFactory]) -> None:
     """Make a study's own models buildable by name (``Study(models={"my_net": MyNet})``).
 
-    A StudyError when a name is that of a built-in model (``cnn``, a timm or ``tv:`` name) or a
+    Pretrained weights of such a model come from ``weights_path`` (a classifier of another
+    class count is left fresh). A StudyError when a name is that of a built-in model (``cnn``, a timm or ``tv:`` name) or a
     factory takes an argument other than config, in_chans and num_classes without a default."""
     for name, factory in models.items():
         if ":" in name:  # the form of a library's names (tv:resnet18)
@@ -100,9 +101,7 @@ def use_models(models: Mapping[str, ModelFactory]) -> None:
                 "give your model another name"
             )
         _check_factory_args(name, factory)
-        _OWN[name] = ModelFamily(
-            functools.partial(_build_own, name, factory), describe=name, pretrained=False, own=True
-        )
+        _OWN[name] = ModelFamily(functools.partial(_build_own, name, factory), describe=name, own=True)
 
 
 def _check_factory_args(name: str, factory: ModelFactory) -> None:
@@ -146,6 +145,9 @@ def _build_own(
         raise StudyError(
             f"field 'model' is {name!r}: {shown}() returned {type(model).__name__}, not a torch nn.Module"
         )
+    if load_weights and config.pretrained:  # its weights are the study's own file (check_trial_config)
+        path = _existing_weights(config)
+        load_backbone(model, read_state_dict(path), source=str(path))
     return model
 
 
