@@ -155,7 +155,7 @@ def test_a_worker_without_the_study_file_refuses_a_study_with_own_models(tmp_pat
     plan_trials(study)
     with ResultStore(sqlite_url) as store:
         store.register_study(study)
-        with pytest.raises(StudyError, match="uses Python code .*give its study file"):
+        with pytest.raises(StudyError, match=r"uses Python code .*give its study file"):
             _load_for_worker(store, None, "own_model", False)
         assert _load_for_worker(store, str(tmp_path / "own_model.py"), "own_model", False).models
 
@@ -187,10 +187,10 @@ def test_own_model_trains_and_resumes_exactly_and_freezes_its_declared_stage(tmp
 
 @pytest.mark.slow
 def test_own_model_study_killed_mid_trial_resumes_bit_exactly(tmp_path: Path, sqlite_url: str) -> None:
-    from ablate.store import load_epochs
-
     from tests.run.invariants import check_completed_trials
     from tests.run.processes import ABLATE, clean_env, wait_for_epochs
+
+    from ablate.store import load_epochs
 
     path = write_study(tmp_path, factors="dict(freeze=['stem'])", epochs=5, samples=1024)
     runs = tmp_path / "runs"
@@ -213,3 +213,19 @@ def test_own_model_study_killed_mid_trial_resumes_bit_exactly(tmp_path: Path, sq
     assert whole.returncode == 0, whole.stdout + whole.stderr
     columns = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
     assert load_epochs("own_model", db=sqlite_url)[columns].equals(load_epochs("own_model", db=other)[columns])
+
+
+@pytest.mark.slow
+def test_own_model_smoke_run_in_two_worker_processes(tmp_path: Path, sqlite_url: str) -> None:
+    from tests.run.processes import ABLATE, clean_env
+
+    from ablate.store import load_trials
+
+    # Each spawned worker loads the study file again, and with it the study's models.
+    path = write_study(tmp_path, factors="dict(freeze=['none', 'stem', 'layer1'])")
+    cmd = [*ABLATE, "run", str(path), "--smoke", "--workers", "2", "--db", sqlite_url,
+           "--runs-dir", str(tmp_path / "runs")]
+    done = subprocess.run(cmd, env=clean_env(), capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    trials = load_trials("own_model_smoke", db=sqlite_url)
+    assert list(trials["status"]) == ["completed"] * 3 and set(trials["epochs_run"]) == {1}
