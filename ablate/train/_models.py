@@ -234,7 +234,8 @@ def _unknown_model(name: str, known: list[str]) -> str:
     allowed = [f.describe for _, f in MODELS.items()]
     return (
         f"field 'model' is {name!r}, which is not a known model{hint} "
-        f"(allowed: {', '.join(allowed[:-1])}, or {allowed[-1]}; list them with `ablate models`)"
+        f"(allowed: {', '.join(allowed[:-1])}, or {allowed[-1]}, or the study's own, declared in "
+        "models={...}; list them with `ablate models`)"
     )
 
 

@@ -186,6 +186,13 @@ def test_own_model_trains_and_resumes_exactly_and_freezes_its_declared_stage(tmp
 
 
 @pytest.mark.slow
+def test_own_model_trains_under_autocast(tmp_path: Path) -> None:
+    use_models({"tiny_net": TinyNet})
+    result = train_trial(tiny(model="tiny_net", epochs=1, amp="bf16"), checkpoint_dir=tmp_path)  # CPU bf16
+    assert result.status == "completed" and result.train_loss is not None and result.train_loss > 0
+
+
+@pytest.mark.slow
 def test_own_model_study_killed_mid_trial_resumes_bit_exactly(tmp_path: Path, sqlite_url: str) -> None:
     from tests.run.invariants import check_completed_trials
     from tests.run.processes import ABLATE, clean_env, wait_for_epochs
