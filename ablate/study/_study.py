@@ -432,7 +432,7 @@ class Study:
             "custom_train": getattr(self.train, "__qualname__", None) if self.train else None,
             # Keys present only when used, so that the definitions of other studies are unchanged.
             **({"models": sorted(self.models)} if self.models else {}),
-            **({"metrics": [m.name for m in self.metrics]} if self.metrics else {}),
+            **({"metrics": [_metric_declaration(m) for m in self.metrics]} if self.metrics else {}),
             **({"smoke": _jsonable(dict(self.smoke))} if self.smoke else {}),
         }
 
@@ -447,6 +447,16 @@ class Study:
             default=str,
         )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _metric_declaration(m: Metric) -> dict[str, Any]:
+    """What the definition keeps of a declared metric (the report reads its label, direction
+    and range back from it)."""
+    return {
+        "name": m.name, "label": m.label, "unit": m.unit, "direction": m.direction,
+        "low": m.low if math.isfinite(m.low) else None, "high": m.high if math.isfinite(m.high) else None,
+        "test": False,
+    }
 
 
 def _shown(value: Any) -> str:

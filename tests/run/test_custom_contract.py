@@ -117,7 +117,8 @@ def test_a_declared_metric_is_the_study_metric_with_its_direction(tmp_path: Path
     assert study.direction == "maximize"
     planned = plan_trials(study)
     assert len(planned.specs) == 4
-    assert study.definition()["metrics"] == ["score"] and study.definition()["smoke"] == {"epochs": 1}
+    assert [m["name"] for m in study.definition()["metrics"]] == ["score"]
+    assert study.definition()["metrics"][0]["direction"] == "maximize" and study.definition()["smoke"] == {"epochs": 1}
     smoke = plan_trials(study, smoke=True)
     assert smoke.study.name == "contract_smoke" and {s.config.epochs for s in smoke.specs} == {1}
 
