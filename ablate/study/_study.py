@@ -107,10 +107,10 @@ class Study:
         if isinstance(self.metrics, (list, tuple)):
             self.metrics = list(self.metrics)
         if self.direction is None:
-            own = self.own_metric(self.metric)
+            own = self.declared_metric(self.metric)
             self.direction = own.direction if own is not None and own.direction else default_direction(self.metric)
 
-    def own_metric(self, name: str) -> Metric | None:
+    def declared_metric(self, name: str) -> Metric | None:
         """The metric of that name the study declares (``metrics=``), if any."""
         if not isinstance(self.metrics, list):
             return None
@@ -145,7 +145,7 @@ class Study:
             )
         design = self.strategy
         self._check_own_code()
-        if self.metric not in METRICS and self.own_metric(self.metric) is None:
+        if self.metric not in METRICS and self.declared_metric(self.metric) is None:
             raise StudyError(
                 f"{w}: metric {self.metric!r}{did_you_mean(str(self.metric), METRICS)}; "
                 f"allowed: {', '.join(METRICS)}"
@@ -229,7 +229,7 @@ class Study:
                 f"{w}: metrics= declares what a train= function reports; the built-in trainer "
                 f"reports its own ({', '.join(METRICS)})"
             )
-        own = self.own_metric(self.metric)
+        own = self.declared_metric(self.metric)
         if own is not None and not own.objective:
             raise StudyError(
                 f"{w}: metric {self.metric!r} is declared without objective=True; declare it "

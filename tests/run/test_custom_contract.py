@@ -164,3 +164,17 @@ def test_a_train_study_reports_its_own_metric_is_pruned_on_it_and_runs_smoke(db_
     assert smoke.study == "contract_smoke" and smoke.counts == {"completed": 4}
     assert set(load_epochs("contract_smoke", db=db_url)["epoch"]) == {1}
     assert not pd.isna(load_trials("contract_smoke", db=db_url)["extra_metrics"]).any()
+
+
+@pytest.mark.slow
+def test_tpe_runs_on_a_declared_metric_of_a_train_function(sqlite_url: str, tmp_path: Path) -> None:
+    text = STUDY.replace("factors=dict(rate=[0.2, 0.21, 0.22, 0.01]),", "factors=dict(rate=uniform(0.0, 0.25)),")
+    text = text.replace('pruner="median",', 'design="tpe", n_trials=4,').replace(
+        "from ablate import Study", "from ablate import Study, uniform")
+    path = tmp_path / "contract.py"
+    path.write_text(text)
+    (outcome,) = run_study(path, db=sqlite_url, runs_dir=tmp_path / "runs")
+    assert outcome.counts == {"completed": 4}
+    trials = load_trials("contract", db=sqlite_url)
+    for _, t in trials.iterrows():  # the sampler read each trial's own metric back
+        assert t["extra_metrics"]["score"] == pytest.approx(t["rate"] * 4)
