@@ -198,8 +198,13 @@ class Study:
         return specs
 
     def _check_own_code(self) -> None:
-        """``models``, ``metrics`` and ``smoke``: what each may hold (a model's name against the
-        libraries' is checked by the trainer, which knows them)."""
+        """``models``, ``metrics`` and ``smoke``: what each may hold."""
+        self._check_models()
+        self._check_declared_metrics()
+        self._check_smoke()
+
+    def _check_models(self) -> None:
+        # A name against the libraries' is checked by the trainer, which knows them.
         w = self.where
         if not isinstance(self.models, Mapping):
             raise StudyError(f"{w}: models must be a dict of name: model class or function, got {_shown(self.models)}")
@@ -215,6 +220,9 @@ class Study:
             raise StudyError(
                 f"{w}: models= names models for the built-in trainer; a train= function builds its own"
             )
+
+    def _check_declared_metrics(self) -> None:
+        w = self.where
         if not isinstance(self.metrics, list) or not all(isinstance(m, Metric) for m in self.metrics):
             raise StudyError(
                 f"{w}: metrics must be a list of ablate.metrics.Metric(...), got {_shown(self.metrics)}"
@@ -235,6 +243,9 @@ class Study:
                 f"{w}: metric {self.metric!r} is declared without objective=True; declare it "
                 "Metric(..., direction=..., objective=True) to optimise it"
             )
+
+    def _check_smoke(self) -> None:
+        w = self.where
         if self.smoke is not None:
             if self.train is None:
                 raise StudyError(

@@ -148,16 +148,19 @@ def test_bad_model_factories_are_refused_at_plan_with_one_line(
 
 
 def test_a_worker_without_the_study_file_refuses_a_study_with_own_models(tmp_path: Path, sqlite_url: str) -> None:
-    from ablate.run._dispatch import _load_for_worker
+    from ablate.run import _dispatch
     from ablate.store import ResultStore
+
+    # Public as ablate.run.load_study_for_worker on later mains; private _load_for_worker before.
+    load_for_worker = getattr(_dispatch, "load_study_for_worker", None) or _dispatch._load_for_worker
 
     study = load_studies(write_study(tmp_path))[0]
     plan_trials(study)
     with ResultStore(sqlite_url) as store:
         store.register_study(study)
         with pytest.raises(StudyError, match=r"uses Python code .*give its study file"):
-            _load_for_worker(store, None, "own_model", False)
-        assert _load_for_worker(store, str(tmp_path / "own_model.py"), "own_model", False).models
+            load_for_worker(store, None, "own_model", False)
+        assert load_for_worker(store, str(tmp_path / "own_model.py"), "own_model", False).models
 
 
 @pytest.mark.slow
