@@ -4,8 +4,9 @@ As in the write-up: a ResNet-50 whose bottleneck convolutions carry biases (its 
 37,877,528 parameters with the 7000-way classifier; conv 1x1 64->64 has 4,160 parameters, so a
 bias, while the 7x7 stem has 9,408, so none; the stride sits in the 3x3 convolution). No library
 builds that exact net (timm's and torchvision's resnet50 have no conv biases, 26,496 parameters
-fewer), so it is defined below as `BiasedResNet50` and used as model "hw2p2_resnet50". SGD, cross-entropy with label smoothing, CosineAnnealingWarmRestarts
-(T_0=10, T_mult=2), mixed precision; best configuration batch 128, lr 0.1, 80 epochs, weight
+fewer), so it is defined below as `BiasedResNet50` and used as model "hw2p2_resnet50". SGD,
+cross-entropy with label smoothing, CosineAnnealingWarmRestarts (T_0=10, T_mult=2), mixed
+precision; best configuration batch 128, lr 0.1, 80 epochs, weight
 decay 1e-4, label smoothing 0.2. Faces are fed at their native 224 px: no resize and no crop, in
 training or evaluation. Training transforms in their order: horizontal flip 0.5, rotation 12 deg,
 random grayscale p=0.1, ColorJitter 0.2/0.2/0.2, RandomErasing(scale=(0.1, 0.1)), normalised
