@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ablate.errors import AblateError, DataNotFoundError, StoreError, StudyError
 
 if TYPE_CHECKING:
+    from ablate.metrics import Metric
     from ablate.store import load_epochs, load_trials
     from ablate.study import Study, TrialConfig, choice, intrange, loguniform, uniform
 
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AblateError",
     "DataNotFoundError",
+    "Metric",
     "StoreError",
     "Study",
     "StudyError",
@@ -34,6 +36,7 @@ __all__ = [
 
 
 _LAZY = {
+    "Metric": "ablate.metrics",  # a metric a study's train= function reports (Study(metrics=...))
     "Study": "ablate.study",
     "TrialConfig": "ablate.study",
     "choice": "ablate.study",

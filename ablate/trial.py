@@ -17,9 +17,17 @@ function report through a :class:`Reporter` the worker passes in::
   the worker lost the trial: let both propagate.
 - ``reporter.on_batch(epoch, batch, n_batches, loss)`` (optional, ``loss`` may be None) keeps
   the progress line moving within a long epoch.
+- A ``train=`` function may also write files to ``reporter.directory`` (the trial's own folder)
+  and register them with ``reporter.add_artifact(name, path)`` (its checkpoints, a figure):
+  stored in the ``artifacts`` table with the trial's result.
 - At the end the built-in trainer returns a :class:`TrainResult`; a ``train=`` function returns
   a dict of final metrics holding the study's metric (the same keys, see
-  :meth:`TrainResult.metrics_dict`).
+  :meth:`TrainResult.metrics_dict`). A metric of its own (``f1``) is declared in the study,
+  ``Study(metrics=[Metric("f1", "macro F1", direction="maximize", high=1.0, objective=True)],
+  metric="f1")``, and may then be the study's metric (pruners and TPE read it from the epochs'
+  and the result's ``extra``); values outside its declared range fail the trial.
+- ``ablate run --smoke`` runs a ``train=`` study with its base changed as ``Study(smoke=dict(
+  epochs=1, ...))`` says (first seed only, under the name ``<study>_smoke``).
 
 Units: accuracies are fractions in [0, 1], losses are mean cross-entropy per image, times in
 seconds, memory in MiB. Importing this module imports neither torch nor the trainer.

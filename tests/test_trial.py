@@ -97,7 +97,7 @@ def test_a_custom_loop_reports_dicts_or_epochmetrics_and_can_be_pruned() -> None
         reporter.report_epoch(epoch(2))
         return {"val_acc": 0.6}
 
-    assert run_custom_train(train, None, recorder, "val_acc") == {"val_acc": 0.6}
+    assert run_custom_train(train, None, recorder, "val_acc").metrics == {"val_acc": 0.6}
     assert recorder.seen == [{"epoch": 1, "val_acc": 0.5, "auc": 0.75}, epoch(2).as_dict()]
 
     def pruned(config: Any, reporter: Reporter) -> dict[str, Any]:

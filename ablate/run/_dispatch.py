@@ -91,12 +91,16 @@ def load_study_for_worker(store: ResultStore, study_file: str | None, study_name
         study = select_study(load_studies(study_file), base_name, source=study_file)
         # The base as registered, which `ablate run --set` may have changed from the file's.
         study = dataclasses.replace(study, base=store.load_study(study_name).definition["base"])
+        if study.models:  # trials are built here, maybe in a process of their own
+            from ablate.train import use_models
+
+            use_models(study.models)
         return smoke_study(study) if smoke else study
     info = store.load_study(study_name)
     study = study_from_definition(info.definition)
-    if info.definition.get("custom_train") or info.definition.get("constraints"):
+    if info.definition.get("custom_train") or info.definition.get("constraints") or info.definition.get("models"):
         raise StudyError(
-            f"study {study_name!r} uses Python code (train= or constraints); "
+            f"study {study_name!r} uses Python code (train=, models= or constraints); "
             "give its study file: ablate worker STUDY_FILE --study NAME"
         )
     return dataclasses.replace(study, name=study_name)

@@ -42,14 +42,16 @@ class PlannedStudy:
 
 
 def smoke_study(study: Study) -> Study:
-    """The same study under another name, for one short epoch per configuration on synthetic data.
+    """The same study under another name, for one short epoch per configuration on synthetic data
+    (a ``train=`` study: with its base changed as its ``smoke=`` says).
 
     Only the first seed runs: other seeds are replicates that take the same code path, and a
     smoke run is a check of the code path, quick enough to run before every GPU session.
     """
     n_trials = min(study.n_trials or 0, SMOKE_ADAPTIVE_TRIALS) or None
+    base = {**study.base, **dict(study.smoke or {})}
     return dataclasses.replace(
-        study, name=study.name + SMOKE_SUFFIX, n_trials=n_trials, seeds=list(study.seeds[:1])
+        study, name=study.name + SMOKE_SUFFIX, n_trials=n_trials, seeds=list(study.seeds[:1]), base=base
     )
 
 
@@ -62,11 +64,23 @@ def plan_trials(study: Study, *, smoke: bool = False, missing_data_ok: bool = Fa
     """
     specs = study.validate()
     if study.train is not None:  # a custom train function checks its own configs
-        if smoke:
-            raise StudyError(f"{study.where}: --smoke needs the built-in trainer (this study has train=...)")
-        return PlannedStudy(study, specs)
+        if not smoke:
+            return PlannedStudy(study, specs)
+        if study.smoke is None:
+            raise StudyError(
+                f"{study.where}: --smoke runs a train= function as the study says: declare what it "
+                "changes, e.g. Study(smoke=dict(epochs=1), ...)"
+            )
+        smoked = smoke_study(study)
+        specs = smoked.validate()
+        return PlannedStudy(smoked, [s for s in specs if s.seed == study.seeds[0]])
     from ablate.data import expected_classes
-    from ablate.train import check_trial_config, smoke_config
+    from ablate.train import check_trial_config, smoke_config, use_models
+
+    try:
+        use_models(study.models)
+    except StudyError as e:
+        raise StudyError(f"{study.where}: {e}") from None
 
     configs = [s.config for s in specs] if specs else study.example_configs()
     for config in configs:

@@ -455,7 +455,10 @@ class TrialRun:
     def _run_trainer(self, reporter: _Reporter, directory: Path) -> TrialOutcome:
         study, config = self.setup.study, self.claimed.config
         if study.train is not None:
-            return TrialOutcome("completed", run_custom_train(study.train, config, reporter, study.metric))
+            done = run_custom_train(
+                study.train, config, reporter, study.metric, directory=directory, declared=study.metrics
+            )
+            return TrialOutcome("completed", done.metrics, artifacts=done.artifacts)
         assert self.setup.train_trial is not None
         result = self.setup.train_trial(
             config, reporter=reporter, checkpoint_dir=directory, metric=study.metric, direction=study.direction,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ablate.errors import StudyError
-from ablate.metrics import default_direction
+from ablate.metrics import Metric, default_direction
 from ablate.study._config import (
     FIELDS,
     METRICS,
@@ -40,6 +40,8 @@ INT64_MAX = 2**63 - 1
 
 Constraint = Callable[[TrialConfig], bool]
 TrainFunction = Callable[..., Mapping[str, Any]]
+# A model of the study's own: an nn.Module class or a function of (config, in_chans, num_classes).
+ModelFactory = Callable[..., Any]
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,12 @@ class Study:
     samplers, ``n_trials`` points).
     ``constraints`` drop combinations: each is called with a trial's config and keeps it when it
     returns true. ``train`` replaces the built-in trainer with your own function.
+    ``models`` names models of your own (``{"my_net": MyNet}``, a class or a function of config,
+    in_chans and num_classes) that ``model=`` may use like a library's.
+    ``metrics`` declares the metrics a ``train`` function reports besides the built-in ones
+    (``[Metric("f1", "macro F1", direction="maximize", objective=True)]``), so that ``metric``
+    may name one. ``smoke`` is what ``--smoke`` changes in the base of a ``train`` study
+    (``dict(epochs=1, samples=64)``); the built-in trainer knows its own smoke run.
     """
 
     name: str
@@ -84,6 +92,9 @@ class Study:
     description: str = ""
     train: TrainFunction | None = None
     wandb: Mapping[str, Any] | None = None
+    models: Mapping[str, ModelFactory] = field(default_factory=dict)
+    metrics: Sequence[Metric] = ()
+    smoke: Mapping[str, Any] | None = None
     source: str = "<python>"
 
     def __post_init__(self) -> None:
@@ -91,8 +102,19 @@ class Study:
         self.factors = dict(self.factors)
         self.seeds = list(self.seeds)
         self.constraints = list(self.constraints)
+        if isinstance(self.models, Mapping):
+            self.models = dict(self.models)
+        if isinstance(self.metrics, (list, tuple)):
+            self.metrics = list(self.metrics)
         if self.direction is None:
-            self.direction = default_direction(self.metric)
+            own = self.declared_metric(self.metric)
+            self.direction = own.direction if own is not None and own.direction else default_direction(self.metric)
+
+    def declared_metric(self, name: str) -> Metric | None:
+        """The metric of that name the study declares (``metrics=``), if any."""
+        if not isinstance(self.metrics, list):
+            return None
+        return next((m for m in self.metrics if isinstance(m, Metric) and m.name == name), None)
 
     # ----------------------------------------------------------------- validation
     @property
@@ -122,7 +144,8 @@ class Study:
                 "names a SQL view and a folder)"
             )
         design = self.strategy
-        if self.metric not in METRICS:
+        self._check_own_code()
+        if self.metric not in METRICS and self.declared_metric(self.metric) is None:
             raise StudyError(
                 f"{w}: metric {self.metric!r}{did_you_mean(str(self.metric), METRICS)}; "
                 f"allowed: {', '.join(METRICS)}"
@@ -173,6 +196,69 @@ class Study:
         if self.train is None:
             check_settings_used([*self.base, *self.factors], [t.config for t in specs], where=w)
         return specs
+
+    def _check_own_code(self) -> None:
+        """``models``, ``metrics`` and ``smoke``: what each may hold."""
+        self._check_models()
+        self._check_declared_metrics()
+        self._check_smoke()
+
+    def _check_models(self) -> None:
+        # A name against the libraries' is checked by the trainer, which knows them.
+        w = self.where
+        if not isinstance(self.models, Mapping):
+            raise StudyError(f"{w}: models must be a dict of name: model class or function, got {_shown(self.models)}")
+        for name, factory in self.models.items():
+            if not isinstance(name, str) or not name.strip() or name != name.strip():
+                raise StudyError(f"{w}: models has the name {name!r}; a model's name is a non-empty string")
+            if not callable(factory):
+                raise StudyError(
+                    f"{w}: models[{name!r}] is {_shown(factory)}; give an nn.Module class or a "
+                    "function of (config, in_chans, num_classes) returning one"
+                )
+        if self.models and self.train is not None:
+            raise StudyError(
+                f"{w}: models= names models for the built-in trainer; a train= function builds its own"
+            )
+
+    def _check_declared_metrics(self) -> None:
+        w = self.where
+        if not isinstance(self.metrics, list) or not all(isinstance(m, Metric) for m in self.metrics):
+            raise StudyError(
+                f"{w}: metrics must be a list of ablate.metrics.Metric(...), got {_shown(self.metrics)}"
+            )
+        names = [m.name for m in self.metrics]
+        for m in self.metrics:
+            if m.name in METRICS or m.name in VIEW_METRIC_COLUMNS or names.count(m.name) > 1:
+                why = "a built-in metric's" if m.name in METRICS or m.name in VIEW_METRIC_COLUMNS else "declared twice, a"
+                raise StudyError(f"{w}: metrics declares {m.name!r}, {why} name; name it differently")
+        if self.metrics and self.train is None:
+            raise StudyError(
+                f"{w}: metrics= declares what a train= function reports; the built-in trainer "
+                f"reports its own ({', '.join(METRICS)})"
+            )
+        own = self.declared_metric(self.metric)
+        if own is not None and not own.objective:
+            raise StudyError(
+                f"{w}: metric {self.metric!r} is declared without objective=True; declare it "
+                "Metric(..., direction=..., objective=True) to optimise it"
+            )
+
+    def _check_smoke(self) -> None:
+        w = self.where
+        if self.smoke is not None:
+            if self.train is None:
+                raise StudyError(
+                    f"{w}: smoke= says what --smoke does for a train= function; the built-in "
+                    "trainer's smoke run is its own (one epoch on synthetic data)"
+                )
+            if not isinstance(self.smoke, Mapping) or not all(isinstance(k, str) for k in self.smoke):
+                raise StudyError(
+                    f"{w}: smoke must be a dict of the base fields --smoke changes, such as "
+                    f"dict(epochs=1), got {_shown(self.smoke)}"
+                )
+            for key in self.smoke:
+                check_field_name(key, where=f"{w}: smoke", allow_extra=True)
 
     def _check_selection(self, config: TrialConfig) -> None:
         if self.train is None:  # a custom train function decides itself what it evaluates on
@@ -355,16 +441,38 @@ class Study:
             "description": self.description,
             "constraints": len(self.constraints),
             "custom_train": getattr(self.train, "__qualname__", None) if self.train else None,
+            # Keys present only when used, so that the definitions of other studies are unchanged.
+            **({"models": sorted(self.models)} if self.models else {}),
+            **({"metrics": [_metric_declaration(m) for m in self.metrics]} if self.metrics else {}),
+            **({"smoke": _jsonable(dict(self.smoke))} if self.smoke else {}),
         }
 
     def base_hash(self) -> str:
         """Identity of what the results depend on besides factors and seeds: base and trainer."""
+        trainer: dict[str, Any] = {"base": _jsonable(self.base), "train": self.definition()["custom_train"]}
+        if self.models:  # the same names, built by other code, are other results
+            trainer["models"] = {k: getattr(v, "__qualname__", repr(v)) for k, v in sorted(self.models.items())}
         blob = json.dumps(
-            {"base": _jsonable(self.base), "train": self.definition()["custom_train"]},
+            trainer,
             sort_keys=True,
             default=str,
         )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _metric_declaration(m: Metric) -> dict[str, Any]:
+    """What the definition keeps of a declared metric (the report reads its label, direction
+    and range back from it)."""
+    return {
+        "name": m.name, "label": m.label, "unit": m.unit, "direction": m.direction,
+        "low": m.low if math.isfinite(m.low) else None, "high": m.high if math.isfinite(m.high) else None,
+        "test": False,
+    }
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"
 
 
 def check_storable(value: Any, *, where: str) -> None:

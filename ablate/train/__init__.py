@@ -14,6 +14,7 @@ from ablate.train._models import (
     check_model_name,
     list_model_names,
     model_family,
+    use_models,
 )
 from ablate.train._trainer import train_trial
 from ablate.trial import EpochMetrics, TrainResult, TrialPruned
@@ -31,4 +32,5 @@ __all__ = [
     "model_family",
     "smoke_config",
     "train_trial",
+    "use_models",
 ]

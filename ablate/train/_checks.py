@@ -9,7 +9,13 @@ import json
 from ablate.data import dataset_source, expected_classes
 from ablate.errors import StudyError
 from ablate.study import TrialConfig, split_source
-from ablate.train._models import build_model, check_model_name, model_in_chans
+from ablate.train._models import (
+    ModelFamily,
+    build_model,
+    check_model_name,
+    check_model_output,
+    model_in_chans,
+)
 from ablate.train._stages import Stages, check_freeze, check_lr_groups, resolve_stages
 
 # Smoke runs: the largest batch; each split holds two batches (at least 8 images).
@@ -24,8 +30,9 @@ def check_trial_config(config: TrialConfig) -> None:
     """Raise a StudyError for what the built-in trainer would refuse, checked without reading
     data or weights: an unknown dataset or model name (with close matches), what the dataset
     refuses (synthetic data without num_classes), pretrained weights the model family has none
-    of, a model that does not build (on the meta device), ``freeze`` or ``lr_groups`` not
-    fitting the model's stages.
+    of, a model that does not build (on the meta device), a study's own model whose factory
+    raises, returns no module or whose logits are not (batch, num_classes), ``freeze`` or
+    ``lr_groups`` not fitting the model's stages.
 
     Cheap when called again for a config of the same shape: the stage layout is cached on every
     field the model's family says shapes it, plus input channels and class count."""
@@ -34,12 +41,18 @@ def check_trial_config(config: TrialConfig) -> None:
     family = check_model_name(config.model)
     if config.pretrained and not family.pretrained:
         raise StudyError(f"field 'pretrained' is true but model {config.model!r} has no pretrained weights")
+    if config.pretrained and family.own and not config.weights_path:
+        raise StudyError(
+            f"field 'pretrained' is true but model {config.model!r} is the study's own: set "
+            "weights_path to a file of its weights"
+        )
     in_chans = model_in_chans(config, source.channels_of(config))
     classes = expected_classes(config) or 2
-    key = _shape_key(config, family.shape_fields, in_chans, classes)
+    # The family itself is part of the key: a study file loaded again declares its models anew.
+    key = (family, *_shape_key(config, family.shape_fields, in_chans, classes))
     stages = _STAGES.get(key)
     if stages is None:
-        stages = _model_stages(config, in_chans, classes)
+        stages = _model_stages(config, family, in_chans, classes)
         if len(_STAGES) >= _MAX_STAGES:
             _STAGES.clear()
         _STAGES[key] = stages
@@ -57,11 +70,13 @@ def _hashable(value: object) -> object:
     return tuple(value) if isinstance(value, list) else value
 
 
-def _model_stages(config: TrialConfig, in_chans: int, num_classes: int) -> Stages:
+def _model_stages(config: TrialConfig, family: ModelFamily, in_chans: int, num_classes: int) -> Stages:
     import torch
 
     with torch.device("meta"):
         model = build_model(config, in_chans=in_chans, num_classes=num_classes, load_weights=False)
+    if family.own:  # a library's models give logits; a study's own is checked to
+        check_model_output(config, model, in_chans=in_chans, num_classes=num_classes)
     return resolve_stages(model)
 
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import functools
+import inspect
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,8 @@ class ModelFamily:
     # The config fields (besides the model name) the built model's layout depends on; None: any.
     # check_trial_config caches stage layouts on them.
     shape_fields: tuple[str, ...] | None = None
+    # A study's own model (Study(models=...)): its logits' shape is checked at plan time.
+    own: bool = False
 
 
 MODELS: Registry[ModelFamily] = Registry("model", field="model")
@@ -71,9 +74,119 @@ def model_family(
     return add
 
 
+# A study's own models by name (Study(models=...)), registered by use_models. Apart from MODELS
+# because a study file is loaded again (by each worker, by each `ablate plan`): its models
+# replace those of the last study that declared the same name.
+_OWN: dict[str, ModelFamily] = {}
+
+# A model of a study's own: an nn.Module class or a function, called with those of ``config``,
+# ``in_chans`` and ``num_classes`` it takes.
+ModelFactory = Callable[..., nn.Module]
+_FACTORY_ARGS = ("config", "in_chans", "num_classes")
+
+
+def use_models(models: Mapping[str, ModelFactory]) -> None:
+    """Make a study's own models buildable by name (``Study(models={"my_net": MyNet})``).
+
+    Pretrained weights of such a model come from ``weights_path`` (a classifier of another
+    class count is left fresh). A StudyError when a name is that of a built-in model (``cnn``, a timm or ``tv:`` name) or a
+    factory takes an argument other than config, in_chans and num_classes without a default."""
+    for name, factory in models.items():
+        if ":" in name:  # the form of a library's names (tv:resnet18)
+            raise StudyError(f"models: {name!r} has a ':', which built-in model names use; give your model another name")
+        builtin = _lookup_builtin(name)
+        if builtin is not None and (builtin[1].names is None or name in builtin[1].names()):
+            raise StudyError(
+                f"models: {name!r} is already the name of a built-in model ({builtin[1].describe}); "
+                "give your model another name"
+            )
+        _check_factory_args(name, factory)
+        _OWN[name] = ModelFamily(functools.partial(_build_own, name, factory), describe=name, own=True)
+
+
+def _check_factory_args(name: str, factory: ModelFactory) -> None:
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: taken at its word
+        return
+    for p in params:
+        required = p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        if required and p.name not in _FACTORY_ARGS:
+            raise StudyError(
+                f"models: {name!r} ({_factory_name(factory)}) needs an argument {p.name!r}; a "
+                f"model factory takes only {', '.join(_FACTORY_ARGS)} (give the others defaults)"
+            )
+
+
+def _factory_name(factory: ModelFactory) -> str:
+    return getattr(factory, "__qualname__", None) or repr(factory)
+
+
+def _build_own(
+    name: str, factory: ModelFactory, config: TrialConfig, in_chans: int, num_classes: int, load_weights: bool
+) -> nn.Module:
+    given = {"config": config, "in_chans": in_chans, "num_classes": num_classes}
+    try:
+        params = inspect.signature(factory).parameters
+        takes_all = any(p.kind == p.VAR_KEYWORD for p in params.values())
+        kwargs = {k: v for k, v in given.items() if takes_all or k in params}
+    except (TypeError, ValueError):
+        kwargs = given
+    shown = _factory_name(factory)
+    try:
+        model = factory(**kwargs)
+    except StudyError:
+        raise
+    except Exception as e:
+        raise StudyError(
+            f"field 'model' is {name!r}: {shown}({', '.join(kwargs)}) raised {type(e).__name__}: {_first_line(e)}"
+        ) from e
+    if not isinstance(model, nn.Module):
+        raise StudyError(
+            f"field 'model' is {name!r}: {shown}() returned {type(model).__name__}, not a torch nn.Module"
+        )
+    if load_weights and config.pretrained:  # its weights are the study's own file (check_trial_config)
+        path = _existing_weights(config)
+        load_backbone(model, read_state_dict(path), source=str(path))
+    return model
+
+
+def check_model_output(config: TrialConfig, model: nn.Module, *, in_chans: int, num_classes: int) -> None:
+    """Raise a StudyError unless ``model`` maps a batch of two images of the config's size to
+    logits of shape (2, num_classes); run on the meta device, so nothing is computed."""
+    batch = (2, in_chans, config.image_size, config.image_size)
+    shown = "x".join(map(str, batch))
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(batch, device="meta"))
+    except NotImplementedError:  # an operation the meta device lacks: found when training
+        return
+    except Exception as e:
+        if "meta" in str(e):  # reads values (.item(), data-dependent shapes): found when training
+            return
+        raise StudyError(
+            f"field 'model' is {config.model!r}: its forward on a {shown} batch raised "
+            f"{type(e).__name__}: {_first_line(e)}"
+        ) from e
+    got = tuple(out.shape) if isinstance(out, torch.Tensor) else None
+    if got != (2, num_classes):
+        what = f"a tensor of shape {got}" if got is not None else f"a {type(out).__name__}"
+        raise StudyError(
+            f"field 'model' is {config.model!r}: on a {shown} batch it returns {what}; expected "
+            f"logits of shape (2, {num_classes}), (batch, num_classes)"
+        )
+
+
 def _lookup(name: str) -> tuple[str, ModelFamily] | None:
-    """The registered key and family of ``name``: its exact name, else the pattern with the
-    longest matching prefix (so a family registered later is not hidden by timm's catch-all)."""
+    """The registered key and family of ``name``: a study's own model of that name, else its
+    exact name, else the pattern with the longest matching prefix (so a family registered later
+    is not hidden by timm's catch-all)."""
+    if name in _OWN:
+        return name, _OWN[name]
+    return _lookup_builtin(name)
+
+
+def _lookup_builtin(name: str) -> tuple[str, ModelFamily] | None:
     entries = dict(MODELS.items())
     if name in entries:
         return name, entries[name]
@@ -96,7 +209,7 @@ def list_model_names(pattern: str = "*") -> list[str]:
     """All model names a study may use, filtered by a shell-style wildcard, sorted (a family
     without a list of names is listed by its registered name, ``toy<width>``)."""
     names = {
-        n for key, family in MODELS.items()
+        n for key, family in [*MODELS.items(), *_OWN.items()]
         for n in (family.names() if family.names is not None else [key]) if fnmatch.fnmatch(n, pattern)
     }  # fmt: skip
     return sorted(names)
@@ -123,7 +236,8 @@ def _unknown_model(name: str, known: list[str]) -> str:
     allowed = [f.describe for _, f in MODELS.items()]
     return (
         f"field 'model' is {name!r}, which is not a known model{hint} "
-        f"(allowed: {', '.join(allowed[:-1])}, or {allowed[-1]}; list them with `ablate models`)"
+        f"(allowed: {', '.join(allowed[:-1])}, or {allowed[-1]}, or the study's own, declared in "
+        "models={...}; list them with `ablate models`)"
     )
 
 

@@ -11,11 +11,18 @@ Every architecture is read the same way, from its top-level modules in order:
 So resnet has stem, layer1..layer4, head; efficientnet/mobilenet stem, blocks.0..blocks.N, head;
 ViT stem, blocks.0..blocks.11, head; swin stem, layers.0..layers.3, head; VGG features, head; the
 small CNN block1..blockN, head.
+
+A model may instead declare its stages: a ``stages`` attribute (or method) listing its
+submodules' names from input to output, the last one the head holding the classifier, e.g.
+``stages = ("stem", "layer1", "layer2", "head")``. Its parts are then those names (``freeze=
+"layer1"``), and every parameter must belong to one of them.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from torch import nn
@@ -77,8 +84,56 @@ def _entries(model: nn.Module, prefix: str = "") -> list[tuple[str, bool]]:
     return out
 
 
+def declared_stages(model: nn.Module) -> Stages | None:
+    """The stages ``model`` declares with a ``stages`` attribute or method (a sequence of its
+    submodules' names, input side first, the head last); None when it declares none. A
+    StudyError when the declaration does not describe the model."""
+    if "stages" in model._modules:  # a container named stages (timm's convnext): not a declaration
+        return None
+    declared = getattr(model, "stages", None)
+    if inspect.ismethod(declared):
+        declared = declared()
+    elif not isinstance(declared, (list, tuple)):
+        return None
+    kind = type(model).__name__
+    if (isinstance(declared, str) or not isinstance(declared, Sequence) or len(declared) < 2
+            or not all(isinstance(n, str) for n in declared)):
+        raise StudyError(
+            f"model {kind}: stages is {declared!r}; declare a list of its submodules' names, input "
+            "side first and the head last, such as ('stem', 'layer1', 'head')"
+        )
+    modules = dict(model.named_modules())
+    for i, name in enumerate(declared):
+        if name not in modules or not name:
+            raise StudyError(
+                f"model {kind}: declared stage {name!r} is not one of its submodules (its "
+                f"children: {', '.join(n for n, _ in model.named_children())})"
+            )
+        for other in declared[:i]:
+            if _owns((other,), name) or _owns((name,), other):
+                raise StudyError(f"model {kind}: declared stages {other!r} and {name!r} overlap")
+    loose = [n for n, _ in model.named_parameters() if not _owns(tuple(declared), n)]
+    if loose:
+        raise StudyError(
+            f"model {kind}: parameter {loose[0]!r} belongs to none of its declared stages "
+            f"({', '.join(declared)}); every parameter must be in one"
+        )
+    classifier = classifier_name(model)
+    head = (declared[-1],)
+    if not _owns(head, classifier):
+        raise StudyError(
+            f"model {kind}: its classifier {classifier!r} is not in {declared[-1]!r}, the last "
+            "declared stage (the head)"
+        )
+    return Stages(parts=tuple((n, (n,)) for n in declared[:-1]), head=head, classifier=classifier)
+
+
 def resolve_stages(model: nn.Module) -> Stages:
-    """Split ``model`` into stem, stages and head (see the module docstring)."""
+    """Split ``model`` into stem, stages and head: the stages it declares, else found by the
+    names of its modules (see the module docstring)."""
+    declared = declared_stages(model)
+    if declared is not None:
+        return declared
     entries = _entries(model)
     if not any(is_stage for _, is_stage in entries):
         # e.g. torchvision's ViT keeps its layers one level down, in ``encoder``.
