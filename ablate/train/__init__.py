@@ -15,7 +15,7 @@ from ablate.train._models import (
     list_model_names,
     model_family,
 )
-from ablate.train._trainer import train_trial
+from ablate.train._trainer import train_trial, trial_precision
 from ablate.trial import EpochMetrics, TrainResult, TrialPruned
 
 __all__ = [
@@ -31,4 +31,5 @@ __all__ = [
     "model_family",
     "smoke_config",
     "train_trial",
+    "trial_precision",
 ]
