@@ -47,6 +47,7 @@ def plan(
     planned = [plan_trials(s, missing_data_ok=True) for s in chosen]
     payload = [(p.study, p.specs, _in_database(db, p.study.name, p.specs) if db else None) for p in planned]
     data_lines = {p.study.name: p.data for p in planned}
+    notes = {p.study.name: p.notes for p in planned}
     counts = {p.study.name: p.planned for p in planned}
     if as_json:
         out = []
@@ -62,6 +63,7 @@ def plan(
                 "base": definition["base"],
                 "factors": definition["factors"],  # the form the database stores: lists, not sets
                 "data": data_lines[s.name],
+                "notes": notes[s.name],
                 "trials": [
                     {"number": t.number, "params": t.params, "seed": t.seed, "config_hash": t.config_hash}
                     | ({"status": stored.get((t.config_hash, t.seed))} if stored is not None else {})
@@ -92,9 +94,11 @@ def plan(
             for line in data_lines[s.name]:
                 console.print(line, highlight=False)
             console.print(
-                f"{s.n_trials} points sampled by Optuna ({s.design}) x {len(s.seeds)} seed(s) = "
+                f"{s.strategy.configurations(s)} points sampled by Optuna ({s.design}) x {len(s.seeds)} seed(s) = "
                 f"{counts[s.name]} trials"
             )
+            for line in notes[s.name]:
+                console.print(escape(line), highlight=False)
             continue
         for line in data_lines[s.name]:
             console.print(line, highlight=False, style="yellow" if line.startswith("data not checked") else None)
@@ -111,6 +115,8 @@ def plan(
         for factor, counts in iter_level_counts(specs).items():
             levels = ", ".join(f"{_cell(lv)}: {n}" for lv, n in counts.items())
             console.print(f"  {factor}: {escape(levels)}")
+        for line in notes[s.name]:
+            console.print(escape(line), highlight=False)
         if stored is not None:
             new = sum(1 for t in specs if (t.config_hash, t.seed) not in stored)
             console.print(f"{new} new, {len(specs) - new} already in the database")

@@ -49,14 +49,15 @@ def make_proposer(study: Study, *, transform: Callable[[Any], Any] | None = None
     """A `propose(existing)` callback for the store's claim: the next point of a random/TPE study.
 
     ``existing`` are the study's trial records (number, seed, status, params, config_hash,
-    metrics). While fewer than ``n_trials`` configurations exist, the sampler proposes a new
-    one (first seed); then configurations missing a later seed get it, replicate by replicate.
+    metrics). While fewer than ``n_trials`` configurations exist (the space's size, if smaller),
+    the sampler proposes a new one (first seed); then configurations missing a later seed get
+    it, replicate by replicate.
     ``transform`` maps each config (``--smoke`` swaps in synthetic data).
     """
     spaces = study.spaces
     seeds = list(study.seeds)
     assert study.n_trials is not None
-    n_configs = study.n_trials
+    n_configs = study.strategy.configurations(study)  # n_trials, or the whole space if smaller
 
     def spec_for(levels: dict[str, Any], number: int, seed: int) -> TrialSpec:
         config = study.config_for(levels, seed)

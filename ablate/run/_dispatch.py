@@ -266,6 +266,8 @@ def run_study(
                 f"is version {info.version} of the study (earlier versions keep their results)",
                 flush=True,
             )
+        for note in planned_study.notes:
+            print(note, flush=True)
         added = store.add_trials(study, specs) if specs else 0
         counts = store.status_counts(study.name)
         planned = planned_study.planned

@@ -13,15 +13,19 @@ machine, ``ablate plan`` shows it as a line (the plan of a study for another mac
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass, field
 
 from ablate.errors import AblateError, StudyError
-from ablate.study import Study, TrialConfig, TrialSpec
+from ablate.study import Choice, IntRange, Study, TrialConfig, TrialSpec
 
 SMOKE_SUFFIX = "_smoke"
 # Adaptive studies in --smoke mode sample only this many points: enough to exercise the sampler
 # with history, few enough for a CPU check of every study in CI.
 SMOKE_ADAPTIVE_TRIALS = 3
+# --smoke of an adaptive study counts its smoke configurations when its space is finite and
+# holds at most this many points (a larger one holds more than SMOKE_ADAPTIVE_TRIALS anyway).
+SMOKE_COUNT_MAX = 1000
 # val_top5 ranks the true class among the top five: with five classes or fewer it is always 1.
 TOP5_MIN_CLASSES = 6
 
@@ -34,6 +38,9 @@ class PlannedStudy:
     study: Study
     specs: list[TrialSpec]
     data: list[str] = field(default_factory=list)
+    # Lines saying where the plan is not what was asked (both commands show them): a space
+    # holding fewer configurations than n_trials, configurations that --smoke runs as one.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def planned(self) -> int:
@@ -46,10 +53,16 @@ def smoke_study(study: Study) -> Study:
     (a ``train=`` study: with its base changed as its ``smoke=`` says).
 
     Only the first seed runs: other seeds are replicates that take the same code path, and a
-    smoke run is a check of the code path, quick enough to run before every GPU session.
+    smoke run is a check of the code path, quick enough to run before every GPU session. An
+    adaptive study samples at most SMOKE_ADAPTIVE_TRIALS points, fewer when its space holds
+    fewer smoke configurations (levels that differ only in what --smoke sets are one).
     """
     n_trials = min(study.n_trials or 0, SMOKE_ADAPTIVE_TRIALS) or None
     base = {**study.base, **dict(study.smoke or {})}
+    if n_trials is not None and study.train is None:
+        groups = _smoke_groups(study, limit=n_trials)
+        if groups:
+            n_trials = min(n_trials, len(groups))
     return dataclasses.replace(
         study, name=study.name + SMOKE_SUFFIX, n_trials=n_trials, seeds=list(study.seeds[:1]), base=base
     )
@@ -63,9 +76,10 @@ def plan_trials(study: Study, *, smoke: bool = False, missing_data_ok: bool = Fa
     is not checked); ``missing_data_ok`` turns an absent dataset into a line (``ablate plan``).
     """
     specs = study.validate()
+    notes = _space_notes(study)
     if study.train is not None:  # a custom train function checks its own configs
         if not smoke:
-            return PlannedStudy(study, specs)
+            return PlannedStudy(study, specs, notes=notes)
         if study.smoke is None:
             raise StudyError(
                 f"{study.where}: --smoke runs a train= function as the study says: declare what it "
@@ -73,7 +87,7 @@ def plan_trials(study: Study, *, smoke: bool = False, missing_data_ok: bool = Fa
             )
         smoked = smoke_study(study)
         specs = smoked.validate()
-        return PlannedStudy(smoked, [s for s in specs if s.seed == study.seeds[0]])
+        return PlannedStudy(smoked, [s for s in specs if s.seed == study.seeds[0]], notes=notes)
     from ablate.data import expected_classes
     from ablate.train import check_trial_config, smoke_config, use_models
 
@@ -97,9 +111,82 @@ def plan_trials(study: Study, *, smoke: bool = False, missing_data_ok: bool = Fa
             data = check_study_data(configs, missing_ok=missing_data_ok)
         except AblateError as e:
             raise StudyError(f"{study.where}: {e}") from None
-        return PlannedStudy(study, specs, data)
-    specs = [dataclasses.replace(s, config=smoke_config(s.config)) for s in specs if s.seed == study.seeds[0]]
-    return PlannedStudy(smoke_study(study), specs)
+        return PlannedStudy(study, specs, data, notes)
+    smoked = smoke_study(study)
+    if specs:
+        groups: dict[str, list[TrialConfig]] = {}
+        kept: list[TrialSpec] = []
+        for s in specs:
+            if s.seed != study.seeds[0]:
+                continue
+            config = smoke_config(s.config)
+            if config.config_hash not in groups:
+                kept.append(dataclasses.replace(s, number=len(kept), config=config))
+            groups.setdefault(config.config_hash, []).append(s.config)
+        specs = kept
+    elif (smoked.n_trials or 0) < min(study.n_trials or 0, SMOKE_ADAPTIVE_TRIALS):  # merged points
+        groups = _smoke_groups(study, limit=SMOKE_ADAPTIVE_TRIALS)
+    else:
+        groups = {}
+    return PlannedStudy(smoked, specs, notes=[*notes, *_smoke_merge_note(smoked, groups)])
+
+
+def _space_notes(study: Study) -> list[str]:
+    """A line when an adaptive study's space holds fewer configurations than ``n_trials``."""
+    design = study.strategy
+    if not design.adaptive or design.configurations(study) >= (study.n_trials or 0):
+        return []
+    size = design.configurations(study)
+    return [
+        f"{study.name}: the space holds {size} configurations, fewer than n_trials={study.n_trials}: "
+        f"{size} points x {len(study.seeds)} seed(s) = {design.planned_trials(study)} trials"
+    ]
+
+
+
+def _smoke_groups(study: Study, *, limit: int) -> dict[str, list[TrialConfig]]:
+    """An adaptive study's points (their configs as declared) grouped by their --smoke config,
+    up to the point where a group past ``limit`` would start; {} when the space is
+    continuous or too large to go through."""
+    from ablate.study import space_size
+    from ablate.train import smoke_config
+
+    spaces = study.spaces
+    size = space_size(spaces)
+    if size is None or size > SMOKE_COUNT_MAX:
+        return {}
+    values = [
+        space.levels() if isinstance(space, Choice) else list(range(space.low, space.high + 1, space.step))
+        for space in spaces.values()
+        if isinstance(space, (Choice, IntRange))
+    ]
+    groups: dict[str, list[TrialConfig]] = {}
+    for combo in itertools.product(*values):
+        config = study.config_for(dict(zip(spaces, combo, strict=True)), study.seeds[0], cross_checks=False)
+        smoked = smoke_config(config)
+        if not study.keeps(smoked):  # as the sampler does (ablate.run._adaptive)
+            continue
+        if smoked.config_hash not in groups and len(groups) >= limit:
+            break
+        groups.setdefault(smoked.config_hash, []).append(config)
+    return groups
+
+
+def _smoke_merge_note(study: Study, groups: dict[str, list[TrialConfig]]) -> list[str]:
+    """A line when configurations that differ only in fields --smoke sets (epochs, batch_size,
+    ...) run as one smoke trial."""
+    merged = [configs for configs in groups.values() if len(configs) > 1]
+    if not merged:
+        return []
+    fields = sorted({
+        f for configs in merged for c in configs[1:]
+        for f, v in dataclasses.asdict(c).items() if v != getattr(configs[0], f)
+    })  # fmt: skip
+    n = sum(len(configs) for configs in merged)
+    return [
+        f"{study.name}: {n} configurations differ only in {'/'.join(fields)}, which --smoke sets, "
+        f"and run as {len(merged)} smoke trial(s)"
+    ]
 
 
 def _check_metric(study: Study, config: TrialConfig, classes: int | None) -> None:

@@ -209,6 +209,20 @@ def _device_name(config: TrialConfig) -> str:
     return f"cuda:{torch.cuda.current_device()} {torch.cuda.get_device_name()}"
 
 
+def _trial_environment(setup: WorkerSetup, config: TrialConfig) -> EnvironmentRecord:
+    """The worker's environment with this trial's device and the precision it trains at
+    (``amp`` resolved on this machine: fp16/bf16 train at fp32 on the CPU, said once)."""
+    from ablate.train import trial_precision
+
+    precision, note = trial_precision(config)
+    if note is not None and note not in setup.notes_shown:
+        setup.notes_shown.add(note)
+        if setup.progress is not None:
+            setup.progress.note(note)
+    env = setup.environment
+    return replace(env, device_name=_device_name(config), extra={**env.extra, "precision": precision})
+
+
 def trial_dir(runs_dir: Path, study: str, number: int, seed: int, run_token: str) -> Path:
     """Where a trial's checkpoints and artifacts live (shared by every attempt of it).
 
@@ -381,6 +395,8 @@ class WorkerSetup:
     # The built-in trainer's train_trial (None for a study with its own train function).
     train_trial: Callable[..., Any] | None
     trial_pruned: type[Exception]
+    # Lines already shown by this worker (amp trained at fp32 on the CPU): once each, not per trial.
+    notes_shown: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -423,8 +439,8 @@ class TrialRun:
         if progress is not None:
             progress.trial_started(claimed.number, claimed.seed, claimed.params, claimed.config.epochs, resumed)
         self.wandb_run = _start_wandb(options, study, claimed) if options.wandb_project else None
-        env = setup.environment
-        self.environment = replace(env, device_name=_device_name(claimed.config)) if study.train is None else env
+        if study.train is None:
+            self.environment = _trial_environment(setup, claimed.config)
         history = None if setup.history is None else functools.partial(setup.history.others, claimed.trial_id)
         with _Heartbeat(store, claimed.trial_id, options.worker, options.lease_s) as beat:
             reporter = _Reporter(store, claimed.trial_id, beat, progress, setup.pruning, history, self.wandb_run)

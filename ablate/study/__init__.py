@@ -17,6 +17,7 @@ from ablate.study._designs import (
     RandomDesign,
     TpeDesign,
     design_for,
+    space_size,
 )
 from ablate.study._json import jsonable
 from ablate.study._load import load_studies, select_study
@@ -68,6 +69,7 @@ __all__ = [
     "loguniform",
     "make_config",
     "select_study",
+    "space_size",
     "split_source",
     "study_from_definition",
     "uniform",

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ablate.errors import StudyError
 from ablate.registry import Registry
-from ablate.study._space import level_value
+from ablate.study._space import Choice, IntRange, level_value
 
 if TYPE_CHECKING:
     from ablate.study._space import Space
@@ -67,6 +67,10 @@ class Design:
     def combinations(self, study: Study) -> list[dict[str, Any]]:
         """The factor-level combinations of a fixed design, before constraints."""
         raise StudyError(f"{study.where}: design {study.design!r} has no fixed plan")
+
+    def configurations(self, study: Study) -> int:
+        """How many configurations an adaptive design proposes (each runs once per seed)."""
+        raise StudyError(f"{study.where}: design {study.design!r} plans its trials; it proposes none")
 
     def sampler(self, study: Study, seed: int) -> Any:
         """The Optuna sampler that proposes this design's next point (adaptive designs)."""
@@ -151,9 +155,16 @@ class _SearchDesign(Design):
     def plan(self, study: Study) -> list[TrialSpec]:
         return []
 
+    def configurations(self, study: Study) -> int:
+        """``n_trials``, or the whole space when it holds fewer configurations (a sampler asked
+        for more would find nothing left)."""
+        n = study.n_trials or 0
+        size = space_size(study.spaces)
+        return n if size is None else min(n, size)
+
     def planned_trials(self, study: Study, specs: Sequence[TrialSpec] | None = None) -> int:
         # Each proposed point runs once per seed.
-        return (study.n_trials or 0) * len(study.seeds)
+        return self.configurations(study) * len(study.seeds)
 
 
 @DESIGNS.register("random")
@@ -175,6 +186,20 @@ class TpeDesign(_SearchDesign):
         import optuna
 
         return optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=5)
+
+
+def space_size(spaces: Mapping[str, Space]) -> int | None:
+    """How many configurations the factors' space holds (before constraints): the product of
+    each factor's number of values; None when a factor is continuous (``uniform``)."""
+    size = 1
+    for space in spaces.values():
+        if isinstance(space, Choice):
+            size *= len(space.values)
+        elif isinstance(space, IntRange):  # Optuna's IntDistribution: low, low + step, ... <= high
+            size *= (space.high - space.low) // space.step + 1
+        else:
+            return None
+    return size
 
 
 def design_for(name: str, *, where: str) -> Design:

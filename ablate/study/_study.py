@@ -177,6 +177,7 @@ class Study:
             design.check_factor(self, factor, space)
             for level in space.examples():
                 self._check_level(factor, level, allow_extra)
+        self._check_factors_set_distinct_fields(spaces)
         design.check(self, spaces)
         if design.adaptive:
             for config in self.example_configs():
@@ -294,6 +295,28 @@ class Study:
                     "SQL column names do not tell apart"
                 )
             seen[factor.lower()] = factor
+
+    def _check_factors_set_distinct_fields(self, spaces: Mapping[str, Space]) -> None:
+        """Each field is set by one factor at most: a coupled level setting another factor's
+        field (or a field another factor's coupled levels set too) would win or lose by the
+        order of the factors, and the trial would be recorded with a value it did not train at.
+        (A factor setting a field of ``base`` is what a factor is for.)"""
+        owner: dict[str, str] = {}
+        for factor, space in spaces.items():
+            fields = {factor}
+            if isinstance(space, Choice):
+                fields.update(k for level in space.values if isinstance(level, dict) for k in level)
+            for name in sorted(fields, key=lambda k: (k != factor, k)):
+                other = owner.setdefault(name, factor)
+                if other != factor:
+                    how = ", ".join(
+                        f"{f!r} is that field" if f == name else f"a level of {f!r} sets it" for f in (other, factor)
+                    )
+                    raise StudyError(
+                        f"{self.where}: factors {other!r} and {factor!r} both set field {name!r} ({how}); "
+                        f"which value trains would depend on the order of the factors: set {name!r} "
+                        "in one factor only"
+                    )
 
     def _check_distinct_levels(self, factor: str, space: Choice) -> None:
         """Each level has its own value: it names the level in the results and the report."""

@@ -16,7 +16,7 @@ from ablate.train._models import (
     model_family,
     use_models,
 )
-from ablate.train._trainer import train_trial
+from ablate.train._trainer import train_trial, trial_precision
 from ablate.trial import EpochMetrics, TrainResult, TrialPruned
 
 __all__ = [
@@ -32,5 +32,6 @@ __all__ = [
     "model_family",
     "smoke_config",
     "train_trial",
+    "trial_precision",
     "use_models",
 ]

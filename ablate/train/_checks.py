@@ -28,14 +28,19 @@ _MAX_STAGES = 1024
 
 def check_trial_config(config: TrialConfig) -> None:
     """Raise a StudyError for what the built-in trainer would refuse, checked without reading
-    data or weights: an unknown dataset or model name (with close matches), what the dataset
-    refuses (synthetic data without num_classes), pretrained weights the model family has none
-    of, a model that does not build (on the meta device), a study's own model whose factory
-    raises, returns no module or whose logits are not (batch, num_classes), ``freeze`` or
-    ``lr_groups`` not fitting the model's stages.
+    data or weights: fp16/bf16 autocast on ``device="cpu"``, an unknown dataset or model name
+    (with close matches), what the dataset refuses (synthetic data without num_classes),
+    pretrained weights the model family has none of, a model that does not build (on the meta
+    device), a study's own model whose factory raises, returns no module or whose logits are
+    not (batch, num_classes), ``freeze`` or ``lr_groups`` not fitting the model's stages.
 
     Cheap when called again for a config of the same shape: the stage layout is cached on every
     field the model's family says shapes it, plus input channels and class count."""
+    if config.device == "cpu" and config.amp in ("fp16", "bf16"):
+        raise StudyError(
+            f"field 'amp' is {config.amp!r} but field 'device' is 'cpu': autocast on the CPU is many "
+            "times slower than fp32 (bf16 measured 14-40x); allowed there: off, auto (off on the CPU)"
+        )
     source = dataset_source(config)
     source.check(config)
     family = check_model_name(config.model)
@@ -83,7 +88,9 @@ def _model_stages(config: TrialConfig, family: ModelFamily, in_chans: int, num_c
 def smoke_config(config: TrialConfig) -> TrialConfig:
     """The same trial on a few dozen synthetic images of the same size, channels and class count,
     one epoch, no pretrained weights, no workers, no compile: a quick check of the whole code path
-    (model, freeze, lr_groups, augmentation, mixup... unchanged)."""
+    (model, freeze, lr_groups, augmentation, mixup... unchanged). ``amp`` is kept: on a GPU the
+    smoke trial takes the same fp16/bf16 path; on a machine without CUDA the trainer runs it at
+    fp32 and says so (``trial_precision``), as it does every trial there."""
     classes = expected_classes(config)
     if classes is None:
         raise StudyError(

@@ -225,6 +225,9 @@ def check_model_name(name: str) -> ModelFamily:
     if family.names is None:  # the family takes every name of its form
         return family
     if name not in family.names():
+        refused = torchvision_refusal(name)
+        if refused is not None:
+            raise StudyError(refused)
         # Close matches from every family: "cnm" falls to timm's catch-all but means "cnn".
         raise StudyError(_unknown_model(name, list_model_names()))
     return family
@@ -277,9 +280,30 @@ def _timm_names() -> frozenset[str]:
 
 @functools.cache
 def _torchvision_names() -> frozenset[str]:
+    """The image classifiers: ``module=torchvision.models`` leaves out the detection,
+    segmentation, video, optical-flow and quantized models, which the trainer cannot train."""
     import torchvision
 
-    return frozenset(TORCHVISION_PREFIX + n for n in torchvision.models.list_models())
+    return frozenset(TORCHVISION_PREFIX + n for n in torchvision.models.list_models(module=torchvision.models))
+
+
+def torchvision_refusal(name: str) -> str | None:
+    """Why ``name`` is refused when it is a torchvision model but not an image classifier
+    (``tv:fasterrcnn_resnet50_fpn``: "a torchvision detection model ..."); None otherwise."""
+    if not name.startswith(TORCHVISION_PREFIX):
+        return None
+    import torchvision
+
+    bare = name[len(TORCHVISION_PREFIX) :]
+    if bare not in torchvision.models.list_models():
+        return None
+    # torchvision.models.detection.faster_rcnn -> "detection"; quantization -> "quantized".
+    kind = torchvision.models.get_model_builder(bare).__module__.split(".")[2]
+    kind = {"quantization": "quantized", "optical_flow": "optical-flow"}.get(kind, kind)
+    return (
+        f"field 'model' is {name!r}, a torchvision {kind} model; the trainer trains image "
+        "classifiers only (list them with `ablate models 'tv:*'`)"
+    )
 
 
 @model_family("cnn", pretrained=False, shape_fields=("cifar_stem", *_CNN_FIELDS))
@@ -397,7 +421,11 @@ def _torchvision_model(config: TrialConfig, num_classes: int, load_weights: bool
     import torchvision
 
     bare = config.model[len(TORCHVISION_PREFIX) :]
-    model = torchvision.models.get_model(bare, weights=None, num_classes=num_classes)
+    aux = _AUX_HEADS.get(bare)
+    # Without their auxiliary heads googlenet and inception_v3 return the logits in train mode
+    # too (with them, a named tuple); init_weights=True is their default, without the warning.
+    kwargs: dict[str, Any] = {"aux_logits": False, "init_weights": True} if aux else {}
+    model = torchvision.models.get_model(bare, weights=None, num_classes=num_classes, **kwargs)
     if not (load_weights and config.pretrained):
         return model
     if config.weights_path:
@@ -410,8 +438,16 @@ def _torchvision_model(config: TrialConfig, num_classes: int, load_weights: bool
                 f"pretrained weights for model {config.model!r} not found offline: expected {path}; "
                 "set weights_path to a local .pth file"
             )
-    load_backbone(model, read_state_dict(path), source=str(path))
+    state = read_state_dict(path)
+    if aux:  # the weights of the auxiliary heads the model is built without
+        state = {k: v for k, v in state.items() if k.split(".", 1)[0] not in aux}
+    load_backbone(model, state, source=str(path))
     return model
+
+
+# torchvision models with auxiliary classifiers (used only by their own training recipe):
+# the module names of those heads.
+_AUX_HEADS = {"googlenet": ("aux1", "aux2"), "inception_v3": ("AuxLogits",)}
 
 
 def load_backbone(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
