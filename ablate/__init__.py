@@ -11,25 +11,31 @@ from typing import TYPE_CHECKING, Any
 from ablate.errors import AblateError, DataNotFoundError, StoreError, StudyError
 
 if TYPE_CHECKING:
+    from ablate.metrics import Evaluation, Metric, evaluation
     from ablate.store import load_epochs, load_trials
     from ablate.study import Study, TrialConfig, choice, intrange, loguniform, uniform
+    from ablate.train import verification
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AblateError",
     "DataNotFoundError",
+    "Evaluation",
+    "Metric",
     "StoreError",
     "Study",
     "StudyError",
     "TrialConfig",
     "__version__",
     "choice",
+    "evaluation",
     "intrange",
     "load_epochs",
     "load_trials",
     "loguniform",
     "uniform",
+    "verification",
 ]
 
 
@@ -42,6 +48,11 @@ _LAZY = {
     "uniform": "ablate.study",
     "load_trials": "ablate.store",
     "load_epochs": "ablate.store",
+    # Declaring an evaluation imports no torch; verification() brings in the trainer (and torch).
+    "Evaluation": "ablate.metrics",
+    "Metric": "ablate.metrics",
+    "evaluation": "ablate.metrics",
+    "verification": "ablate.train",
 }
 
 

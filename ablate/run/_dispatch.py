@@ -94,9 +94,9 @@ def _load_for_worker(store: ResultStore, study_file: str | None, study_name: str
         return smoke_study(study) if smoke else study
     info = store.load_study(study_name)
     study = study_from_definition(info.definition)
-    if info.definition.get("custom_train") or info.definition.get("constraints"):
+    if info.definition.get("custom_train") or info.definition.get("constraints") or info.definition.get("evaluations"):
         raise StudyError(
-            f"study {study_name!r} uses Python code (train= or constraints); "
+            f"study {study_name!r} uses Python code (train=, constraints or evaluations); "
             "give its study file: ablate worker STUDY_FILE --study NAME"
         )
     return dataclasses.replace(study, name=study_name)

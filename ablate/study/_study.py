@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ablate.errors import StudyError
-from ablate.metrics import default_direction
+from ablate.metrics import (
+    Evaluation,
+    Metric,
+    declare_metrics,
+    default_direction,
+    metric_declaration,
+)
 from ablate.study._config import (
     FIELDS,
     METRICS,
@@ -68,6 +74,8 @@ class Study:
     samplers, ``n_trials`` points).
     ``constraints`` drop combinations: each is called with a trial's config and keeps it when it
     returns true. ``train`` replaces the built-in trainer with your own function.
+    ``evaluations`` add the study's own metrics (:class:`ablate.Evaluation`): computed after
+    every epoch, stored, and usable as ``metric``.
     """
 
     name: str
@@ -84,6 +92,7 @@ class Study:
     description: str = ""
     train: TrainFunction | None = None
     wandb: Mapping[str, Any] | None = None
+    evaluations: Sequence[Evaluation] = ()
     source: str = "<python>"
 
     def __post_init__(self) -> None:
@@ -91,8 +100,10 @@ class Study:
         self.factors = dict(self.factors)
         self.seeds = list(self.seeds)
         self.constraints = list(self.constraints)
+        self.evaluations = list(self.evaluations)
         if self.direction is None:
-            self.direction = default_direction(self.metric)
+            own = {m.name: m for m in self.own_metrics()}
+            self.direction = own[self.metric].direction if self.metric in own else default_direction(self.metric)
 
     # ----------------------------------------------------------------- validation
     @property
@@ -122,10 +133,13 @@ class Study:
                 "names a SQL view and a folder)"
             )
         design = self.strategy
-        if self.metric not in METRICS:
+        own = self._check_evaluations()
+        allowed = [*METRICS, *own]
+        if self.metric not in allowed:
             raise StudyError(
-                f"{w}: metric {self.metric!r}{did_you_mean(str(self.metric), METRICS)}; "
-                f"allowed: {', '.join(METRICS)}"
+                f"{w}: metric {self.metric!r}{did_you_mean(str(self.metric), allowed)}; "
+                f"allowed: {', '.join(allowed)} (a metric of your own is declared by an evaluation: "
+                "evaluations=[Evaluation(fn, metrics=[Metric(...)])])"
             )
         if self.direction not in ("maximize", "minimize"):
             raise StudyError(f"{w}: direction {self.direction!r}; allowed: maximize, minimize")
@@ -173,6 +187,39 @@ class Study:
         if self.train is None:
             check_settings_used([*self.base, *self.factors], [t.config for t in specs], where=w)
         return specs
+
+    def own_metrics(self) -> list[Metric]:
+        """The metrics the study's evaluations produce (val_x per epoch, test_x once), declared."""
+        return [m for e in self.evaluations if isinstance(e, Evaluation) for m in e.declared()]
+
+    def _check_evaluations(self) -> list[str]:
+        """Check the evaluations and put their metrics in the metric table; their names."""
+        if not self.evaluations:
+            return []
+        w = self.where
+        if self.train is not None:
+            raise StudyError(
+                f"{w}: evaluations run in the built-in trainer; a train= function reports its "
+                "own metrics (return them, or report them each epoch)"
+            )
+        seen: dict[str, str] = {}
+        factors = {str(f).lower() for f in self.factors}
+        for e in self.evaluations:
+            if not isinstance(e, Evaluation):
+                raise StudyError(f"{w}: evaluations holds {e!r}; each is an ablate.Evaluation (or @evaluation)")
+            e.check(where=w)
+            for m in e.declared():
+                if m.name in seen:
+                    raise StudyError(
+                        f"{w}: metric {m.name!r} is declared by evaluations {seen[m.name]!r} and {e.name!r}; "
+                        "each metric has one"
+                    )
+                if m.name in factors:
+                    raise StudyError(f"{w}: metric {m.name!r} is also a factor; name one differently")
+                seen[m.name] = e.name
+        own = self.own_metrics()
+        declare_metrics(own)
+        return [m.name for m in own]
 
     def _check_selection(self, config: TrialConfig) -> None:
         if self.train is None:  # a custom train function decides itself what it evaluates on
@@ -355,12 +402,18 @@ class Study:
             "description": self.description,
             "constraints": len(self.constraints),
             "custom_train": getattr(self.train, "__qualname__", None) if self.train else None,
+            # Only studies with evaluations carry these keys: other studies keep their hash.
+            **({"evaluations": [e.name for e in self.evaluations],
+                "metrics": [metric_declaration(m) for m in self.own_metrics()]} if self.evaluations else {}),
         }
 
     def base_hash(self) -> str:
         """Identity of what the results depend on besides factors and seeds: base and trainer."""
+        identity: dict[str, Any] = {"base": _jsonable(self.base), "train": self.definition()["custom_train"]}
+        if self.evaluations:  # what the results depend on, like train=
+            identity["evaluations"] = [getattr(e.fn, "__qualname__", e.name) for e in self.evaluations]
         blob = json.dumps(
-            {"base": _jsonable(self.base), "train": self.definition()["custom_train"]},
+            identity,
             sort_keys=True,
             default=str,
         )
