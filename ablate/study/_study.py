@@ -17,6 +17,7 @@ from ablate.metrics import (
     declare_metrics,
     default_direction,
     metric_declaration,
+    test_name,
 )
 from ablate.study._config import (
     FIELDS,
@@ -102,8 +103,10 @@ class Study:
         self.constraints = list(self.constraints)
         self.evaluations = list(self.evaluations)
         if self.direction is None:
-            own = {m.name: m for m in self.own_metrics()}
-            self.direction = own[self.metric].direction if self.metric in own else default_direction(self.metric)
+            # A study's own metric (or its test_ twin) has the direction its evaluation declares.
+            own = {n: m.direction for e in self.evaluations if isinstance(e, Evaluation)
+                   for m in e.metrics if isinstance(m, Metric) for n in (m.name, test_name(m.name))}
+            self.direction = own.get(self.metric) or default_direction(self.metric)
 
     # ----------------------------------------------------------------- validation
     @property
