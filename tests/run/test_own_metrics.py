@@ -180,10 +180,9 @@ from ablate import Evaluation, Metric, Study
 
 def score(model, split):
     lr = split.config.lr
-    value = {0.01: 0.5, 0.02: float("nan"), 0.03: "high", 0.04: 7.0}[lr]
     if lr == 0.05:
         raise RuntimeError("boom")
-    return {"val_score": value}
+    return {"val_score": {0.01: 0.5, 0.02: float("nan"), 0.03: "high", 0.04: 7.0}[lr]}
 
 study = Study(
     name="bad_values",
