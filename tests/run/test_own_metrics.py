@@ -230,3 +230,43 @@ def test_workers_in_other_processes_run_evaluations_from_the_study_file(sqlite_u
     alone = CliRunner().invoke(app, ["worker", "--study", "own_metric", "--db", sqlite_url])
     assert alone.exit_code == 2
     assert "uses Python code (train=, constraints or evaluations); give its study file" in alone.output
+
+
+@pytest.mark.slow
+def test_early_stopping_and_the_plateau_schedule_watch_the_own_metric(tmp_path: Path) -> None:
+    from ablate.study import make_config
+    from ablate.train import train_trial
+
+    scores = iter([0.2, 0.6, 0.5, 0.4, 0.9, 0.9])
+
+    def falling(model: Any, split: Any) -> dict[str, float]:
+        return {"val_conf": next(scores)}
+
+    config = make_config({**BASE, "epochs": 6, "early_stopping": 2, "scheduler": "plateau",
+                          "plateau_patience": 0, "plateau_factor": 0.5, "lr": 0.1}, where="test")
+    result = train_trial(config, metric="val_conf", direction="maximize", checkpoint_dir=tmp_path,
+                         evaluations=[Evaluation(falling, [CONF], on_test=False)])
+    # Best at epoch 2 (0.6), then two epochs without improvement: stopped after epoch 4.
+    assert (result.stop_reason, result.epochs_run, result.best_epoch) == ("early_stopped", 4, 2)
+    assert result.best_metric == 0.6 and result.metrics_dict()["val_conf"] == 0.4
+    # Halved after epoch 3, the first that did not improve (an epoch shows the rate it trained at).
+    assert [m.lr for m in result.history] == pytest.approx([0.1, 0.1, 0.1, 0.05])
+
+
+@pytest.mark.slow
+def test_a_resumed_trial_keeps_the_own_metric_of_its_epochs(tmp_path: Path) -> None:
+    from ablate.study import make_config
+    from ablate.train import train_trial
+
+    def by_epoch(model: Any, split: Any) -> dict[str, float]:
+        return {"val_conf": 0.1 * len(calls.append(1) or calls)}
+
+    calls: list[int] = []
+    config = make_config({**BASE, "test_split": "test"}, where="test")
+    kwargs: dict[str, Any] = dict(metric="val_conf", checkpoint_dir=tmp_path, evaluations=[Evaluation(by_epoch, [CONF])])
+    first = train_trial(config, **kwargs)
+    again = train_trial(config, **kwargs)  # everything was checkpointed: only the test split is evaluated again
+    assert [m.evaluated for m in again.history] == [m.evaluated for m in first.history] == [
+        {"val_conf": pytest.approx(0.1)}, {"val_conf": pytest.approx(0.2)}]
+    assert len(calls) == 4 and again.metrics_dict()["val_conf"] == pytest.approx(0.2)
+    assert again.metrics_dict()["test_conf"] == pytest.approx(0.4)
