@@ -11,15 +11,17 @@ from typing import TYPE_CHECKING, Any
 from ablate.errors import AblateError, DataNotFoundError, StoreError, StudyError
 
 if TYPE_CHECKING:
-    from ablate.metrics import Metric
+    from ablate.metrics import Evaluation, Metric, evaluation
     from ablate.store import load_epochs, load_trials
     from ablate.study import Study, TrialConfig, choice, intrange, loguniform, uniform
+    from ablate.train import verification
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AblateError",
     "DataNotFoundError",
+    "Evaluation",
     "Metric",
     "StoreError",
     "Study",
@@ -27,16 +29,17 @@ __all__ = [
     "TrialConfig",
     "__version__",
     "choice",
+    "evaluation",
     "intrange",
     "load_epochs",
     "load_trials",
     "loguniform",
     "uniform",
+    "verification",
 ]
 
 
 _LAZY = {
-    "Metric": "ablate.metrics",  # a metric a study's train= function reports (Study(metrics=...))
     "Study": "ablate.study",
     "TrialConfig": "ablate.study",
     "choice": "ablate.study",
@@ -45,6 +48,11 @@ _LAZY = {
     "uniform": "ablate.study",
     "load_trials": "ablate.store",
     "load_epochs": "ablate.store",
+    # Declaring a metric or an evaluation imports no torch; verification() brings in the trainer.
+    "Evaluation": "ablate.metrics",
+    "Metric": "ablate.metrics",
+    "evaluation": "ablate.metrics",
+    "verification": "ablate.train",
 }
 
 

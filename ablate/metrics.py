@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ablate.errors import StudyError
 from ablate.registry import Registry
 
 DIRECTIONS = ("maximize", "minimize")
@@ -37,7 +40,7 @@ class Metric:
     """
 
     name: str
-    label: str  # how a table header or a plot title names it: "final val acc"
+    label: str = ""  # how a table header or a plot title names it: "final val acc" (default: the name)
     unit: str = ""  # what a value counts: "fraction" (of 1), "nats", "s", "MiB", "images/s"
     direction: str | None = None  # "maximize" | "minimize" | None
     low: float = -math.inf  # the values it can take: [low, high]
@@ -57,6 +60,8 @@ class Metric:
     epoch_stand_in: str | None = None
 
     def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", str(self.name).replace("_", " "))
         if self.direction not in (*DIRECTIONS, None):
             raise ValueError(f"metric {self.name!r}: direction {self.direction!r}; allowed: {', '.join(DIRECTIONS)}")
         if self.dtype not in DTYPES:
@@ -165,7 +170,156 @@ for _metric in (
     _count("n_train", "training images", column=True),
     _count("n_val", "validation images", column=True),
     _count("n_test", "test images", column=True),
-    # completed | early_stopped | time_limit | diverged | pruned
+    # completed | early_stopped | time_limit | diverged | evaluation_failed | pruned
     Metric("stop_reason", "stop reason", dtype="text", **_FINAL),
 ):
     add_metric(_metric)
+
+#: The metrics ablate itself reports: a study's own metric may not take one of these names.
+BUILT_IN = tuple(METRICS)
+
+
+# ---------------------------------------------------------------------------- a study's own metrics
+#: What an evaluation's metric is called: val_<name>, a lower-case SQL identifier.
+_OWN_NAME = re.compile(r"val_[a-z0-9_]{1,50}")
+# Names of the study view's and the epoch row's own columns, which no metric may take.
+_RESERVED = ("trial_id", "number", "seed", "replicate", "status", "epoch", "group_lrs", "extra", "data")
+
+
+def test_name(name: str) -> str:
+    """The name of a ``val_`` metric computed once on the test split: ``val_auc`` -> ``test_auc``."""
+    return "test_" + name.removeprefix("val_")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A study's own evaluation: ``fn(model, split)`` returns a value for each of ``metrics``.
+
+    The built-in trainer calls it after every epoch on the validation split (``split.name`` is
+    "val") and, with ``on_test``, once more on the test split with the best checkpoint, where
+    each ``val_x`` it returns is stored as ``test_x``. ``model`` is the trained ``nn.Module`` in
+    eval mode; ``split`` is an :class:`ablate.train.EvalSplit` (the split's batches, the eval
+    preprocessing, the device, the data folder). Each metric is named ``val_<something>`` and
+    declares its direction and range; the names become columns of the study's SQL view, and
+    any of them (or its ``test_`` twin) can be the study's ``metric``.
+    """
+
+    fn: Callable[..., Mapping[str, Any]]
+    metrics: Sequence[Metric]
+    on_test: bool = True
+    name: str = ""
+    # Called at plan time with every planned trial config (not on --smoke): raises StudyError
+    # or DataNotFoundError for what would fail every trial (a missing pairs file).
+    precheck: Callable[[Any], None] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+        if not self.name:
+            object.__setattr__(self, "name", getattr(self.fn, "__name__", type(self.fn).__name__))
+
+    def check(self, *, where: str) -> None:
+        """StudyError (one line) for a declaration ablate cannot store or compare on."""
+        w = f"{where}: evaluation {self.name!r}"
+        if not callable(self.fn) or (self.precheck is not None and not callable(self.precheck)):
+            raise StudyError(f"{w}: fn must be a function (model, split) -> dict, got {self.fn!r}")
+        if not self.metrics:
+            raise StudyError(f"{w}: declares no metric; give metrics=[Metric('val_...', direction=...)]")
+        for m in self.metrics:
+            if not isinstance(m, Metric):
+                raise StudyError(f"{w}: metrics holds {m!r}; each is an ablate.Metric")
+            check_own_metric(m, where=w)
+
+    def declared(self) -> list[Metric]:
+        """The metrics it produces: each declared one (per epoch and final) and, with
+        ``on_test``, its test twin (final only, compared on its val metric while training)."""
+        out = [own_metric(m) for m in self.metrics]
+        if self.on_test:
+            out += [own_metric(m, test=True) for m in self.metrics]
+        return out
+
+
+def evaluation(*metrics: Metric, on_test: bool = True) -> Callable[[Callable[..., Mapping[str, Any]]], Evaluation]:
+    """Decorator form of :class:`Evaluation`::
+
+        @evaluation(Metric("val_auc", direction="maximize", low=0, high=1, label="val AUC"))
+        def auc(model, split): ...
+
+        Study(..., evaluations=[auc], metric="val_auc")
+    """
+
+    def wrap(fn: Callable[..., Mapping[str, Any]]) -> Evaluation:
+        return Evaluation(fn, metrics, on_test=on_test)
+
+    return wrap
+
+
+def check_own_metric(m: Metric, *, where: str) -> None:
+    """A study's own metric: named ``val_<x>``, not a built-in column, a direction and a range."""
+    name = m.name
+    if not isinstance(name, str) or not _OWN_NAME.fullmatch(name):
+        raise StudyError(
+            f"{where}: metric name {name!r}: an evaluation's metric is named val_<name> (lower-case "
+            "letters, digits, underscores; it is computed on the validation split and names a SQL column)"
+        )
+    for taken in (name, test_name(name)):
+        if taken in BUILT_IN or taken in _RESERVED:
+            raise StudyError(
+                f"{where}: metric {name!r} collides with the built-in column {taken!r}; name it differently"
+            )
+    if m.direction not in DIRECTIONS:
+        raise StudyError(f"{where}: metric {name!r} has direction {m.direction!r}; allowed: {', '.join(DIRECTIONS)}")
+    for bound in (m.low, m.high):
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)) or math.isnan(bound):
+            raise StudyError(f"{where}: metric {name!r}: range [{m.low!r}, {m.high!r}] must be numbers")
+    if not m.low < m.high:
+        raise StudyError(f"{where}: metric {name!r}: range [{m.low}, {m.high}] is empty; low must be below high")
+    if m.dtype != "float":
+        raise StudyError(f"{where}: metric {name!r}: dtype {m.dtype!r}; an evaluation's metrics are float")
+
+
+def own_metric(m: Metric, *, test: bool = False) -> Metric:
+    """``m`` with the flags of a study's own metric: per epoch and final, an objective, rankable;
+    stored in the JSON columns (``epochs.extra``, ``trials.extra_metrics``) and a typed column of
+    the study's view. ``test``: its twin on the test split (``val_auc`` -> ``test_auc``)."""
+    flags: dict[str, Any] = dict(
+        per_epoch=not test, per_trial=True, column=False, in_view=False, objective=True,
+        rankable=True, table=False, curve=False, plateau=False,
+    )
+    if test:
+        label = m.label.replace("val", "test") if "val" in m.label else f"{m.label} (test)"
+        return dataclasses.replace(m, name=test_name(m.name), label=label, epoch_stand_in=m.name, **flags)
+    return dataclasses.replace(m, epoch_stand_in=None, **flags)
+
+
+def declare_metrics(metrics: Sequence[Metric]) -> None:
+    """Put a study's own metrics in the table, so that everything that reads it (the trainer's
+    objectives, directions, the report's labels and ranges) knows them. A later declaration
+    of the same name replaces the earlier one; a built-in name is refused."""
+    for m in metrics:
+        if m.name in BUILT_IN:
+            raise StudyError(f"metric {m.name!r} collides with the built-in column {m.name!r}; name it differently")
+        METRICS.replace(m.name, m)
+
+
+def metric_declaration(m: Metric) -> dict[str, Any]:
+    """What the store keeps of a study's own metric (in the study's definition)."""
+    return {"name": m.name, "label": m.label, "unit": m.unit, "direction": m.direction,
+            "low": m.low if math.isfinite(m.low) else None, "high": m.high if math.isfinite(m.high) else None,
+            "test": m.epoch_stand_in is not None}
+
+
+def metric_from_declaration(d: Mapping[str, Any]) -> Metric:
+    """The inverse of :func:`metric_declaration` (a report reads the study's metrics back)."""
+    low = -math.inf if d.get("low") is None else float(d["low"])
+    high = math.inf if d.get("high") is None else float(d["high"])
+    base = Metric(str(d["name"]), str(d.get("label") or ""), unit=str(d.get("unit") or ""),
+                  direction=d.get("direction"), low=low, high=high)
+    if d.get("test"):
+        return dataclasses.replace(own_metric(base), epoch_stand_in="val_" + base.name.removeprefix("test_"),
+                                   per_epoch=False)
+    return own_metric(base)
+
+
+def declared_metrics(definition: Mapping[str, Any] | None) -> list[Metric]:
+    """A study's own metrics, from its stored definition (none for most studies)."""
+    return [metric_from_declaration(d) for d in (definition or {}).get("metrics") or ()]

@@ -50,6 +50,10 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} {name!r} is registered twice")
         self._entries[name] = entry
 
+    def replace(self, name: str, entry: T) -> None:
+        """Add ``name``, or put ``entry`` in the place of the one registered under it."""
+        self._entries[name] = entry
+
     def _key(self, name: str) -> str | None:
         if name in self._entries:
             return name

@@ -64,9 +64,27 @@ class EpochMetrics:
     peak_mem_mb: float  # CUDA: peak allocated; CPU: peak resident set of the process
     # Learning rate of every parameter group at the end of the epoch, by group name.
     group_lrs: dict[str, float] = field(default_factory=dict)
+    # The values of the study's own evaluations on the validation split (val_auc, ...).
+    evaluated: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The epoch's values, the evaluations' among the others (one flat dict, as stored)."""
+        values = dataclasses.asdict(self)
+        values.update(values.pop("evaluated"))
+        return values
+
+    def value(self, name: str) -> Any:
+        """One metric of the epoch: a field, or a value of the study's evaluations (None if absent)."""
+        if name in self.evaluated:
+            return self.evaluated[name]
+        return getattr(self, name, None)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> EpochMetrics:
+        """The inverse of :meth:`as_dict` (a resumed trial reads its history back)."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"evaluated"}
+        known = {k: v for k, v in values.items() if k in names}
+        return cls(**known, evaluated={k: v for k, v in values.items() if k not in names})
 
 
 @runtime_checkable
@@ -118,6 +136,8 @@ class TrainResult:
     startup_s: float | None = None  # this session: from train_trial() entry to the first step
     # Dataset.provenance(): each split's size, source and class counts, and the normalisation.
     data: dict[str, Any] = field(default_factory=dict)
+    # Final values of the study's own evaluations: the last epoch's val_x, the test split's test_x.
+    evaluated: dict[str, float] = field(default_factory=dict)
 
     def metrics_dict(self) -> dict[str, Any]:
         """The results for the database: each final metric of the table this result holds
@@ -133,4 +153,5 @@ class TrainResult:
         for split in ("train", "val", "test"):
             out[f"n_{split}"] = splits[split]["n"] if split in splits else None
         out["data"] = self.data or None
+        out.update(self.evaluated)
         return out

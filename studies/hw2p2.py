@@ -23,14 +23,21 @@ Not stated in the write-up, chosen here:
   restarts vs plain cosine and weight decay, one at a time from the best run.
 
 Data: an ImageFolder tree under data/hw2p2 (train/<identity>/*.jpg, dev/<identity>/*.jpg, 224 px
-face crops); set num_classes to your split's identity count. The verification half of the task
-(are two faces the same person?) is scored from embeddings and is not part of this study.
+face crops); set num_classes to your split's identity count.
+
+Verification, the task's other half (are two faces the same person?), is scored after every
+epoch from the classifier's embeddings (its penultimate layer): cosine similarity of the pairs
+in data/hw2p2/verification/pairs_val.txt (lines `path1 path2 label`, paths relative to
+data/hw2p2, label 1 for the same person), as val_auc, val_eer and val_verify_acc (accuracy at
+the best threshold): columns of the study's SQL view, and `ablate report hw2p2 --metric val_auc`.
+Configurations are still chosen on classification accuracy, as in the write-up. `--smoke`
+verifies generated faces-like identities instead; without the pairs file, plan and run say so.
 """
 
 import torch
 from torch import nn
 
-from ablate import Study
+from ablate import Study, verification
 
 
 class Bottleneck(nn.Module):
@@ -133,4 +140,5 @@ study = Study(
     design="ofat",
     metric="val_acc",
     models={"hw2p2_resnet50": BiasedResNet50},
+    evaluations=[verification(pairs="verification/pairs_val.txt")],
 )

@@ -37,6 +37,7 @@ from ablate.data._sources import (
     check_data,
     check_study_data,
     data_root,
+    imagefolder_root,
     load_dataset,
     stratified_split,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "decode_image",
     "expected_classes",
     "folder_transforms",
+    "imagefolder_root",
     "load_dataset",
     "resize_modes",
     "resize_nhwc",

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ablate.errors import StudyError
+from ablate.metrics import declare_metrics, declared_metrics
 from ablate.report._effects import (
     IMPORTANCE_DEPTH,
     IMPORTANCE_SEEDS,
@@ -467,6 +468,7 @@ def load_study_data(study: str, store: Any) -> StudyData:
         counts = ", ".join(f"{v} {k}" for k, v in trials["status"].value_counts().items())
         raise StudyError(f"study {study!r} has no completed trials to report ({counts or 'no trials'})")
     definition = info.definition or {}
+    declare_metrics(declared_metrics(definition))  # the study's own metrics: labels, directions, ranges
     declared = {name: list(spec["levels"]) for name, spec in (definition.get("factors") or {}).items()
                 if isinstance(spec, Mapping) and "levels" in spec}
 

@@ -50,13 +50,15 @@ def check_metric(metric: str, trials: pd.DataFrame, *, study: str) -> None:
     """Raise :class:`StudyError` unless ``metric`` is a metric column with at least one value
     among the completed trials."""
     done = completed_trials(trials)
-    available = [m for m in METRIC_COLUMNS if m in done.columns and done[m].notna().any()]
+    # Read now, not at import: the study's own metrics join the table when its data is loaded.
+    rankable = metric_names(rankable=True)
+    available = [m for m in rankable if m in done.columns and done[m].notna().any()]
     if metric not in available:
-        known = metric in METRIC_COLUMNS
+        known = metric in rankable
         what = "has no value in any completed trial" if known else "is not a recorded metric"
         raise StudyError(
             f"study {study!r}: --metric {metric!r} {what}; "
-            f"allowed: {', '.join(available) or ', '.join(METRIC_COLUMNS)}"
+            f"allowed: {', '.join(available) or ', '.join(rankable)}"
         )
 
 

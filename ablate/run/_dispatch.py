@@ -98,9 +98,10 @@ def load_study_for_worker(store: ResultStore, study_file: str | None, study_name
         return smoke_study(study) if smoke else study
     info = store.load_study(study_name)
     study = study_from_definition(info.definition)
-    if info.definition.get("custom_train") or info.definition.get("constraints") or info.definition.get("models"):
+    definition = info.definition
+    if any(definition.get(k) for k in ("custom_train", "constraints", "models", "evaluations")):
         raise StudyError(
-            f"study {study_name!r} uses Python code (train=, models= or constraints); "
+            f"study {study_name!r} uses Python code (train=, models=, constraints or evaluations); "
             "give its study file: ablate worker STUDY_FILE --study NAME"
         )
     return dataclasses.replace(study, name=study_name)

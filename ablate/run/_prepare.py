@@ -111,6 +111,7 @@ def plan_trials(study: Study, *, smoke: bool = False, missing_data_ok: bool = Fa
             data = check_study_data(configs, missing_ok=missing_data_ok)
         except AblateError as e:
             raise StudyError(f"{study.where}: {e}") from None
+        data += _precheck_evaluations(study, configs, missing_ok=missing_data_ok)
         return PlannedStudy(study, specs, data, notes)
     smoked = smoke_study(study)
     if specs:
@@ -187,6 +188,28 @@ def _smoke_merge_note(study: Study, groups: dict[str, list[TrialConfig]]) -> lis
         f"{study.name}: {n} configurations differ only in {'/'.join(fields)}, which --smoke sets, "
         f"and run as {len(merged)} smoke trial(s)"
     ]
+
+
+def _precheck_evaluations(study: Study, configs: list[TrialConfig], *, missing_ok: bool) -> list[str]:
+    """The evaluations' own plan-time checks (a verification pairs file is there); with
+    ``missing_ok`` a missing file is a line, as a missing dataset is."""
+    from ablate.errors import DataNotFoundError
+
+    lines: list[str] = []
+    for evaluation in study.evaluations:
+        if evaluation.precheck is None:
+            continue
+        for config in configs:
+            try:
+                evaluation.precheck(config)
+            except DataNotFoundError as e:
+                if not missing_ok:
+                    raise StudyError(f"{study.where}: evaluation {evaluation.name!r}: {e}") from None
+                if str(e) not in lines:
+                    lines.append(str(e))
+            except AblateError as e:
+                raise StudyError(f"{study.where}: evaluation {evaluation.name!r}: {e}") from None
+    return lines
 
 
 def _check_metric(study: Study, config: TrialConfig, classes: int | None) -> None:

@@ -478,6 +478,7 @@ class TrialRun:
         assert self.setup.train_trial is not None
         result = self.setup.train_trial(
             config, reporter=reporter, checkpoint_dir=directory, metric=study.metric, direction=study.direction,
+            evaluations=study.evaluations,
         )
         return TrialOutcome(result.status, result.metrics_dict(), result.error, result.artifacts)
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import Dialect
 
+from ablate.metrics import declared_metrics
 from ablate.study import (
     VIEW_METRIC_COLUMNS,
     VIEW_TRIAL_COLUMNS,
@@ -150,8 +151,23 @@ def _column_sql(alias: str, kind: str) -> str:
     )
 
 
-def view_sql(dialect: Dialect, view_name: str, study_id: int, factors: Mapping[str, str]) -> str:
-    """``CREATE VIEW`` for one study version: one row per trial, one column per factor."""
+def own_metric_columns(definition: Mapping[str, Any] | None) -> list[str]:
+    """The study's own metrics (declared by its evaluations), each a float column of its view."""
+    return [m.name for m in declared_metrics(definition)]
+
+
+def _own_metric_sql(dialect: Dialect, name: str) -> str:
+    # Stored in the JSON column extra_metrics; the view gives each one a typed column.
+    if dialect.name == "postgresql":
+        return f"CAST(t.extra_metrics ->> {_literal(name)} AS DOUBLE PRECISION)"
+    return f"CAST(json_extract(t.extra_metrics, {_literal('$.' + name)}) AS REAL)"
+
+
+def view_sql(
+    dialect: Dialect, view_name: str, study_id: int, factors: Mapping[str, str], metrics: Sequence[str] = ()
+) -> str:
+    """``CREATE VIEW`` for one study version: one row per trial, one column per factor, and one
+    float column per metric of the study's own evaluations (``metrics``)."""
     quote = dialect.identifier_preparer.quote
     taken = set(factors)
     select = []
@@ -162,6 +178,7 @@ def view_sql(dialect: Dialect, view_name: str, study_id: int, factors: Mapping[s
         if col == "status":
             for i, (name, kind) in enumerate(factors.items()):
                 select.append(f"{_column_sql(f'p{i}', kind)} AS {quote(name)}")
+    select += [f"{_own_metric_sql(dialect, name)} AS {quote(name)}" for name in metrics]
     joins = [
         f"LEFT JOIN trial_params p{i} ON p{i}.trial_id = t.id AND p{i}.name = {_literal(name)}"
         for i, name in enumerate(factors)
@@ -180,11 +197,11 @@ def _literal(value: str) -> str:
 
 
 def replace_view(
-    conn: Connection, view_name: str, study_id: int, factors: Mapping[str, str]
+    conn: Connection, view_name: str, study_id: int, factors: Mapping[str, str], metrics: Sequence[str] = ()
 ) -> None:
-    """Drop and create the study's view (its columns change when the factors do)."""
+    """Drop and create the study's view (its columns change when the factors or metrics do)."""
     drop_view(conn, view_name)
-    conn.execute(text(view_sql(conn.dialect, view_name, study_id, factors)))
+    conn.execute(text(view_sql(conn.dialect, view_name, study_id, factors, metrics)))
 
 
 def drop_view(conn: Connection, view_name: str) -> None:

@@ -29,7 +29,7 @@ from ablate.store._engine import (
     mask_url,
     store_error,
 )
-from ablate.store._factors import drop_view, replace_view
+from ablate.store._factors import drop_view, own_metric_columns, replace_view
 from ablate.store._schema import (
     VERSION_TABLE,
     head_revisions,
@@ -157,7 +157,7 @@ def _study_rows(conn: Connection) -> list[dict[str, Any]]:
     # Plain SQL on columns every revision has: the ORM model describes head, not this database.
     if not inspect(conn).has_table("studies"):
         return []
-    rows = conn.execute(text("SELECT id, name, version, view_name, factors FROM studies"))
+    rows = conn.execute(text("SELECT id, name, version, view_name, factors, definition FROM studies"))
     return [dict(r._mapping) for r in rows]
 
 
@@ -175,7 +175,10 @@ def _create_views(conn: Connection) -> None:
         factors = row["factors"]
         if isinstance(factors, str):  # JSON read through plain SQL on SQLite
             factors = json.loads(factors)
-        replace_view(conn, row["view_name"], row["id"], factors)
+        definition = row["definition"]
+        if isinstance(definition, str):
+            definition = json.loads(definition)
+        replace_view(conn, row["view_name"], row["id"], factors, own_metric_columns(definition))
 
 
 def _check_foreign_keys(conn: Connection) -> None:

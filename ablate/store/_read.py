@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, case, func, null, select
 from sqlalchemy.orm import Session
 
-from ablate.store._factors import param_value
+from ablate.store._factors import own_metric_columns, param_value
 from ablate.store._models import (
     ENVIRONMENT_FIELDS,
     EPOCH_METRICS,
@@ -270,6 +270,11 @@ def trials_frame(session: Session, study: Study) -> pd.DataFrame:
             frame[after[m]] = pd.to_numeric(frame[after[m]], errors="coerce").astype("float64")
     for c in ("started_at", "finished_at", "heartbeat_at"):
         frame[after[c]] = pd.to_datetime(frame[after[c]], utc=True)
+    # The study's own metrics (its evaluations'), from extra_metrics: float columns like val_acc.
+    extra = frame[after["extra_metrics"]]
+    for name in own_metric_columns(study.definition):
+        values = extra.map(lambda d, key=name: d.get(key) if isinstance(d, dict) else None)
+        frame[name] = pd.to_numeric(values, errors="coerce").astype("float64")
     return frame
 
 
@@ -307,4 +312,9 @@ def epochs_frame(session: Session, study: Study, trial_ids: Iterable[int] | None
     frame = frame.astype(ints)
     for m in EPOCH_METRICS:
         frame[after[m]] = pd.to_numeric(frame[after[m]], errors="coerce").astype("float64")
+    extra = frame[after["extra"]]
+    for name in own_metric_columns(study.definition):
+        if name.startswith("val_"):  # per epoch; test_ ones are final only
+            values = extra.map(lambda d, key=name: d.get(key) if isinstance(d, dict) else None)
+            frame[name] = pd.to_numeric(values, errors="coerce").astype("float64")
     return frame

@@ -41,6 +41,7 @@ from ablate.store._engine import (
 )
 from ablate.store._factors import (
     factor_kinds,
+    own_metric_columns,
     param_columns,
     param_value,
     replace_view,
@@ -251,7 +252,7 @@ class ResultStore:
                 session.flush()
                 if factors_changed:
                     _backfill_params(session, row.id, kinds)
-            replace_view(session.connection(), row.view_name, row.id, kinds)
+            replace_view(session.connection(), row.view_name, row.id, kinds, own_metric_columns(definition))
             return study_info(row)
 
         # Two processes registering the same new study at once: one insert wins, the other

@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ablate.errors import StudyError
-from ablate.metrics import Metric, default_direction
+from ablate.metrics import (
+    Evaluation,
+    Metric,
+    declare_metrics,
+    default_direction,
+    metric_declaration,
+    test_name,
+)
 from ablate.study._config import (
     FIELDS,
     METRICS,
@@ -76,6 +83,8 @@ class Study:
     (``[Metric("f1", "macro F1", direction="maximize", objective=True)]``), so that ``metric``
     may name one. ``smoke`` is what ``--smoke`` changes in the base of a ``train`` study
     (``dict(epochs=1, samples=64)``); the built-in trainer knows its own smoke run.
+    ``evaluations`` add the study's own metrics (:class:`ablate.Evaluation`): computed after
+    every epoch, stored, and usable as ``metric``.
     """
 
     name: str
@@ -95,6 +104,7 @@ class Study:
     models: Mapping[str, ModelFactory] = field(default_factory=dict)
     metrics: Sequence[Metric] = ()
     smoke: Mapping[str, Any] | None = None
+    evaluations: Sequence[Evaluation] = ()
     source: str = "<python>"
 
     def __post_init__(self) -> None:
@@ -106,9 +116,15 @@ class Study:
             self.models = dict(self.models)
         if isinstance(self.metrics, (list, tuple)):
             self.metrics = list(self.metrics)
+        self.evaluations = list(self.evaluations)
         if self.direction is None:
-            own = self.declared_metric(self.metric)
-            self.direction = own.direction if own is not None and own.direction else default_direction(self.metric)
+            # A study's own metric (or its test_ twin) has the direction it is declared with.
+            own = {n: m.direction for e in self.evaluations if isinstance(e, Evaluation)
+                   for m in e.metrics if isinstance(m, Metric) for n in (m.name, test_name(m.name))}
+            declared = self.declared_metric(self.metric)
+            if declared is not None and declared.direction:
+                own[self.metric] = declared.direction
+            self.direction = own.get(self.metric) or default_direction(self.metric)
 
     def declared_metric(self, name: str) -> Metric | None:
         """The metric of that name the study declares (``metrics=``), if any."""
@@ -145,10 +161,13 @@ class Study:
             )
         design = self.strategy
         self._check_own_code()
-        if self.metric not in METRICS and self.declared_metric(self.metric) is None:
+        own = self._check_evaluations()
+        allowed = [*METRICS, *own]
+        if self.metric not in allowed and self.declared_metric(self.metric) is None:
             raise StudyError(
-                f"{w}: metric {self.metric!r}{did_you_mean(str(self.metric), METRICS)}; "
-                f"allowed: {', '.join(METRICS)}"
+                f"{w}: metric {self.metric!r}{did_you_mean(str(self.metric), allowed)}; "
+                f"allowed: {', '.join(allowed)} (a metric of your own is declared by an evaluation: "
+                "evaluations=[Evaluation(fn, metrics=[Metric(...)])])"
             )
         if self.direction not in ("maximize", "minimize"):
             raise StudyError(f"{w}: direction {self.direction!r}; allowed: maximize, minimize")
@@ -260,6 +279,39 @@ class Study:
                 )
             for key in self.smoke:
                 check_field_name(key, where=f"{w}: smoke", allow_extra=True)
+
+    def own_metrics(self) -> list[Metric]:
+        """The metrics the study's evaluations produce (val_x per epoch, test_x once), declared."""
+        return [m for e in self.evaluations if isinstance(e, Evaluation) for m in e.declared()]
+
+    def _check_evaluations(self) -> list[str]:
+        """Check the evaluations and put their metrics in the metric table; their names."""
+        if not self.evaluations:
+            return []
+        w = self.where
+        if self.train is not None:
+            raise StudyError(
+                f"{w}: evaluations run in the built-in trainer; a train= function reports its "
+                "own metrics (return them, or report them each epoch)"
+            )
+        seen: dict[str, str] = {}
+        factors = {str(f).lower() for f in self.factors}
+        for e in self.evaluations:
+            if not isinstance(e, Evaluation):
+                raise StudyError(f"{w}: evaluations holds {e!r}; each is an ablate.Evaluation (or @evaluation)")
+            e.check(where=w)
+            for m in e.declared():
+                if m.name in seen:
+                    raise StudyError(
+                        f"{w}: metric {m.name!r} is declared by evaluations {seen[m.name]!r} and {e.name!r}; "
+                        "each metric has one"
+                    )
+                if m.name in factors:
+                    raise StudyError(f"{w}: metric {m.name!r} is also a factor; name one differently")
+                seen[m.name] = e.name
+        own = self.own_metrics()
+        declare_metrics(own)
+        return [m.name for m in own]
 
     def _check_selection(self, config: TrialConfig) -> None:
         if self.train is None:  # a custom train function decides itself what it evaluates on
@@ -466,31 +518,25 @@ class Study:
             "custom_train": getattr(self.train, "__qualname__", None) if self.train else None,
             # Keys present only when used, so that the definitions of other studies are unchanged.
             **({"models": sorted(self.models)} if self.models else {}),
-            **({"metrics": [_metric_declaration(m) for m in self.metrics]} if self.metrics else {}),
+            **({"evaluations": [e.name for e in self.evaluations]} if self.evaluations else {}),
+            **({"metrics": [metric_declaration(m) for m in [*self.metrics, *self.own_metrics()]]}
+               if self.metrics or self.evaluations else {}),
             **({"smoke": _jsonable(dict(self.smoke))} if self.smoke else {}),
         }
 
     def base_hash(self) -> str:
         """Identity of what the results depend on besides factors and seeds: base and trainer."""
-        trainer: dict[str, Any] = {"base": _jsonable(self.base), "train": self.definition()["custom_train"]}
+        identity: dict[str, Any] = {"base": _jsonable(self.base), "train": self.definition()["custom_train"]}
         if self.models:  # the same names, built by other code, are other results
-            trainer["models"] = {k: getattr(v, "__qualname__", repr(v)) for k, v in sorted(self.models.items())}
+            identity["models"] = {k: getattr(v, "__qualname__", repr(v)) for k, v in sorted(self.models.items())}
+        if self.evaluations:  # what the results depend on, like train=
+            identity["evaluations"] = [getattr(e.fn, "__qualname__", e.name) for e in self.evaluations]
         blob = json.dumps(
-            trainer,
+            identity,
             sort_keys=True,
             default=str,
         )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _metric_declaration(m: Metric) -> dict[str, Any]:
-    """What the definition keeps of a declared metric (the report reads its label, direction
-    and range back from it)."""
-    return {
-        "name": m.name, "label": m.label, "unit": m.unit, "direction": m.direction,
-        "low": m.low if math.isfinite(m.low) else None, "high": m.high if math.isfinite(m.high) else None,
-        "test": False,
-    }
 
 
 def _shown(value: Any) -> str:

@@ -8,6 +8,7 @@ resumable.
 
 from ablate.train._checks import check_trial_config, smoke_config
 from ablate.train._env import environment
+from ablate.train._evaluation import EvalSplit, EvaluationError
 from ablate.train._models import (
     MODELS,
     ModelFamily,
@@ -17,21 +18,37 @@ from ablate.train._models import (
     use_models,
 )
 from ablate.train._trainer import train_trial, trial_precision
+from ablate.train._verification import (
+    VERIFICATION_METRICS,
+    embeddings,
+    read_pairs,
+    smoke_faces,
+    verification,
+    verification_scores,
+)
 from ablate.trial import EpochMetrics, TrainResult, TrialPruned
 
 __all__ = [
     "MODELS",
+    "VERIFICATION_METRICS",
     "EpochMetrics",
+    "EvalSplit",
+    "EvaluationError",
     "ModelFamily",
     "TrainResult",
     "TrialPruned",
     "check_model_name",
     "check_trial_config",
+    "embeddings",
     "environment",
     "list_model_names",
     "model_family",
+    "read_pairs",
     "smoke_config",
+    "smoke_faces",
     "train_trial",
     "trial_precision",
     "use_models",
+    "verification",
+    "verification_scores",
 ]

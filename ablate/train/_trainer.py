@@ -12,7 +12,7 @@ import math
 import random
 import resource
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -34,9 +34,15 @@ from ablate.data import (
     stored_side,
 )
 from ablate.errors import StudyError
-from ablate.metrics import METRICS, default_direction, metric_names
+from ablate.metrics import METRICS, Evaluation, declare_metrics, default_direction, metric_names
 from ablate.study import TrialConfig
 from ablate.train import _checkpoint as ckpt
+from ablate.train._evaluation import (
+    EvalSplit,
+    EvaluationError,
+    read_images,
+    run_evaluations,
+)
 from ablate.train._mix import MixUpCutMix
 from ablate.train._models import build_model, is_conv_model, model_in_chans
 from ablate.train._optim import LRSchedule, build_optimizer
@@ -47,6 +53,7 @@ from ablate.train._stages import (
     parameter_groups,
     resolve_stages,
 )
+from ablate.train._verification import data_folder
 from ablate.trial import EpochMetrics, TrainResult, TrialPruned
 
 # on_batch is offered at most this often (batches), never with a GPU sync of its own.
@@ -153,21 +160,26 @@ def train_trial(
     checkpoint_dir: str | Path | None = None,
     metric: str = "val_acc",
     direction: str = "maximize",
+    evaluations: Sequence[Evaluation] = (),
 ) -> TrainResult:
     """Train one trial and return its result.
 
     ``reporter.report_epoch(EpochMetrics)`` is called after each epoch's checkpoint is written
     and may raise :class:`~ablate.train.TrialPruned`, which propagates. With ``checkpoint_dir``,
     ``last.pt``/``best.pt``/``predictions.npz`` are written there, and an existing ``last.pt`` is
-    resumed from (its epochs are not reported again).
+    resumed from (its epochs are not reported again). ``evaluations`` (the study's own) run after
+    every epoch on the validation split and once on the test split with the best weights.
     """
     entered = time.perf_counter()
+    # A worker in another process loaded the study file without validating it: declare here.
+    declare_metrics([m for e in evaluations for m in e.declared()])
     objectives = metric_names(objective=True)
     if metric not in objectives:
         raise StudyError(f"metric {metric!r} is not a trainer metric; allowed: {', '.join(objectives)}")
     if direction not in ("maximize", "minimize"):
         raise StudyError(f"direction {direction!r}; allowed: maximize, minimize")
     trial = _Trial(config, metric=metric, maximize=direction == "maximize", checkpoint_dir=checkpoint_dir)
+    trial.evaluations = list(evaluations)
     return trial.run(reporter, entered)
 
 
@@ -177,6 +189,7 @@ class _Trial:
     def __init__(self, config: TrialConfig, *, metric: str, maximize: bool, checkpoint_dir: str | Path | None) -> None:
         self.config = config
         self.metric = metric
+        self.evaluations: list[Evaluation] = []
         self.epoch_metric = _epoch_metric(metric)
         self.maximize = maximize
         self.folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -336,12 +349,18 @@ class _Trial:
                 if not math.isfinite(val_loss):
                     self.stop_reason, error = "diverged", f"diverged: non-finite loss at epoch {epoch}"
                     break
+            try:
+                evaluated = self._run_evaluations("val", epoch)
+            except EvaluationError as e:
+                self.stop_reason, error = "evaluation_failed", str(e)
+                break
             m = EpochMetrics(
                 epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
                 val_acc=val_acc, val_top5=val_top5, lr=float(self.optimizer.param_groups[0]["lr"]),
                 seconds=time.perf_counter() - started, images_per_s=n_images / max(train_s, 1e-9),
                 peak_mem_mb=_peak_mem_mb(self.device),
                 group_lrs={str(g.get("name", i)): float(g["lr"]) for i, g in enumerate(self.optimizer.param_groups)},
+                evaluated=evaluated,
             )
             self._end_epoch(m, entered)
             self._report(reporter, m)
@@ -417,6 +436,34 @@ class _Trial:
         n = max(n, 1)
         return float(loss.item()) / n, int(correct.item()) / n, int(top5.item()) / n if k > 5 else None
 
+    def _eval_split(self, name: str) -> EvalSplit:
+        """The split ``name`` as the study's evaluations see it (see :class:`EvalSplit`)."""
+        source = self.val_src if name == "val" else self.test_src
+
+        def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            if source is None:
+                raise EvaluationError(f"the trial has no {name} split ({name}_split is None) to evaluate on")
+            for x, y in self.batches(source.eval_batches(self.eval_batch_size)):
+                with self.data_threads():
+                    inputs = self.augment.eval(x)
+                yield inputs, y
+
+        def images(paths: Sequence[str | Path]) -> torch.Tensor:
+            return read_images(paths, config=self.config, in_memory=self.data.in_memory,
+                               channels=self.data.channels, device=self.device)
+
+        return EvalSplit(
+            name=name, config=self.config, device=self.device, data_folder=data_folder(self.config),
+            smoke=self.config.dataset == "synthetic", batch_size=self.eval_batch_size, batches=batches,
+            images=images, preprocess=self.augment.eval, autocast=self.autocast,
+        )
+
+    def _run_evaluations(self, split: str, epoch: int | None) -> dict[str, float]:
+        """The study's own evaluations on ``split`` (none: {}); EvaluationError fails the trial."""
+        if not self.evaluations:
+            return {}
+        return run_evaluations(self.evaluations, self.model, self._eval_split(split), epoch=epoch)
+
     def _improved(self, value: float) -> bool:
         if self.best is None:
             return True
@@ -424,8 +471,8 @@ class _Trial:
 
     def _end_epoch(self, m: EpochMetrics, entered: float) -> None:
         """Bookkeeping after a finished epoch, then the checkpoints (best before last)."""
-        value = getattr(m, self.epoch_metric)
-        self.schedule.end_epoch(m.epoch - 1, getattr(m, self.plateau_metric))
+        value = m.value(self.epoch_metric)
+        self.schedule.end_epoch(m.epoch - 1, m.value(self.plateau_metric))
         self.history.append(m)
         self.epoch = m.epoch
         # Without a validation split nothing is selected: the last epoch is the one kept.
@@ -484,7 +531,7 @@ class _Trial:
         self.best, self.best_epoch = state["best"], state["best_epoch"]
         self.bad_epochs = int(state["bad_epochs"])
         self.stop_reason = state["stop_reason"]
-        self.history = [EpochMetrics(**d) for d in state["history"]]
+        self.history = [EpochMetrics.from_dict(d) for d in state["history"]]
         self.prior_duration = float(state["duration_s"])
         self.train_seconds = float(state["train_seconds"])
         self.train_images = int(state["train_images"])
@@ -527,16 +574,24 @@ class _Trial:
     def _finish(self, error: str | None, entered: float) -> TrainResult:
         test_loss = test_acc = None
         have_best = self.best_epoch is not None
+        evaluated = dict(self.history[-1].evaluated) if self.history else {}
         if have_best:
             self.model.load_state_dict(self.best_state)
             if self.test_src is not None:
                 test_loss, test_acc, _ = self._evaluate(self.test_src)
+                if error is None:
+                    try:
+                        evaluated.update(self._run_evaluations("test", None))
+                    except EvaluationError as e:
+                        self.stop_reason, error = "evaluation_failed", str(e)
             if self.folder is not None and self.config.prediction_samples > 0:
                 self._write_predictions()
         last = self.history[-1] if self.history else None
         best_metric = self.best
         if self.metric == "test_acc":
             best_metric = test_acc
+        elif self.metric != self.epoch_metric:  # a test metric of the study's evaluations
+            best_metric = evaluated.get(self.metric)
         stop = self.stop_reason or "completed"
         artifacts: dict[str, str] = {}
         if self.folder is not None:
@@ -544,7 +599,7 @@ class _Trial:
                 if (self.folder / name).exists():
                     artifacts[key] = str(self.folder / name)
         return TrainResult(
-            status="failed" if stop == "diverged" else "completed",
+            status="failed" if stop in ("diverged", "evaluation_failed") else "completed",
             stop_reason=stop,
             error=error,
             train_loss=last.train_loss if last else None,
@@ -567,6 +622,7 @@ class _Trial:
             n_trainable_params=self.n_trainable,
             startup_s=self.first_step_at,
             data=self.data.provenance(),
+            evaluated=evaluated,
         )
 
     def _write_predictions(self) -> None:
