@@ -229,7 +229,7 @@ def test_workers_in_other_processes_run_evaluations_from_the_study_file(sqlite_u
     # A worker without the study file cannot run the evaluations: it says so, in one line.
     alone = CliRunner().invoke(app, ["worker", "--study", "own_metric", "--db", sqlite_url])
     assert alone.exit_code == 2
-    assert "uses Python code (train=, constraints or evaluations); give its study file" in alone.output
+    assert "uses Python code (train=, models=, constraints or evaluations); give its study file" in alone.output
 
 
 @pytest.mark.slow
