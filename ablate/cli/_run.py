@@ -171,11 +171,9 @@ def status(
 ) -> None:
     """Counts by status, running trials and their workers, failures, time left."""
     from ablate.run import format_duration, study_status
-    from ablate.store import ResultStore
 
     name = study_name(study_arg, study, "status")
-    with ResultStore(db, read_only=True) as store:
-        s = study_status(store, name)
+    s = study_status(db, name)
     order = ["queued", "running", "completed", "failed", "pruned"]
     if as_json:
         import dataclasses

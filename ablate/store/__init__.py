@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from ablate.store._models import Epoch, Trial
     from ablate.store._readonly import (
         ReadOnlyConnection,
+        StudyProgress,
         read_only_connection,
+        read_study_progress,
         read_study_summaries,
     )
     from ablate.store._records import ClaimedTrial, EnvironmentRecord, StudyInfo, TrialRecord
@@ -58,6 +60,8 @@ _WHERE = {
     "ReadOnlyConnection": "ablate.store._readonly",
     "read_only_connection": "ablate.store._readonly",
     "read_study_summaries": "ablate.store._readonly",
+    "read_study_progress": "ablate.store._readonly",
+    "StudyProgress": "ablate.store._readonly",
     "ClaimedTrial": "ablate.store._records",
     "EnvironmentRecord": "ablate.store._records",
     "StudyInfo": "ablate.store._records",
@@ -79,6 +83,7 @@ __all__ = [
     "ReadOnlyConnection",
     "ResultStore",
     "StudyInfo",
+    "StudyProgress",
     "Trial",
     "TrialRecord",
     "check_read_only",
@@ -92,6 +97,7 @@ __all__ = [
     "mask_url",
     "read_only_connection",
     "read_only_query",
+    "read_study_progress",
     "read_study_summaries",
     "resolve_url",
     "run_read_only_query",

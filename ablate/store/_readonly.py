@@ -238,3 +238,70 @@ def _utc(value: Any) -> datetime | None:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class StudyProgress:
+    """What `ablate status` shows of a study's current version, read with plain queries."""
+
+    name: str
+    definition: dict[str, Any]  # Study.definition() as stored
+    counts: dict[str, int]  # trials by status
+    # (number, seed, worker, config, heartbeat_at, last recorded epoch) of each running trial
+    running: list[tuple[int, int, str | None, dict[str, Any], datetime | None, int | None]]
+    failures: list[tuple[int, str | None]]  # (number, error text) of each failed trial
+    mean_duration_s: float | None  # of the completed trials
+
+
+def read_study_progress(opened: ReadOnlyConnection, name: str) -> StudyProgress:
+    """The newest version of study ``name`` as ``ablate status`` shows it; StudyError listing
+    the known studies when there is none (the store's own wording)."""
+    from ablate.errors import StudyError
+
+    mark = "?" if opened.dialect == "sqlite" else "%s"
+    cursor = opened.connection.cursor()
+    try:
+        cursor.execute(
+            f"SELECT id, definition FROM studies WHERE name = {mark} ORDER BY version DESC LIMIT 1",
+            (name,),
+        )
+        row = cursor.fetchone()
+        if row is None:
+            cursor.execute("SELECT DISTINCT name FROM studies ORDER BY name")
+            listing = ", ".join(r[0] for r in cursor.fetchall()) or "none yet"
+            raise StudyError(f"no study named {name!r} in {opened.display_url} (studies: {listing})")
+        study_id, definition = row
+        cursor.execute(f"SELECT status, count(*) FROM trials WHERE study_id = {mark} GROUP BY status", (study_id,))
+        counts = {str(s): int(n) for s, n in cursor.fetchall()}
+        cursor.execute(
+            "SELECT t.number, t.seed, t.worker, t.config, t.heartbeat_at, "
+            "(SELECT max(e.epoch) FROM epochs e WHERE e.trial_id = t.id) FROM trials t "
+            f"WHERE t.study_id = {mark} AND t.status = 'running' ORDER BY t.number",
+            (study_id,),
+        )
+        running = [
+            (int(n), int(seed), worker, _json(config), _utc(beat), None if last is None else int(last))
+            for n, seed, worker, config, beat, last in cursor.fetchall()
+        ]
+        cursor.execute(
+            f"SELECT number, error FROM trials WHERE study_id = {mark} AND status = 'failed' ORDER BY number",
+            (study_id,),
+        )
+        failures = [(int(n), error) for n, error in cursor.fetchall()]
+        cursor.execute(
+            f"SELECT avg(duration_s) FROM trials WHERE study_id = {mark} AND status = 'completed'",
+            (study_id,),
+        )
+        (mean,) = cursor.fetchone()
+    finally:
+        cursor.close()
+    return StudyProgress(name, _json(definition), counts, running, failures, None if mean is None else float(mean))
+
+
+def _json(value: Any) -> dict[str, Any]:
+    # SQLite keeps JSON as text; psycopg hands json/jsonb back decoded.
+    if isinstance(value, (str, bytes)):
+        import json
+
+        value = json.loads(value)
+    return dict(value) if isinstance(value, dict) else {}

@@ -1,4 +1,4 @@
-"""The read-only path of `ablate sql` and `ablate ls`: driver connections, one schema query.
+"""The read-only path of `ablate sql`, `ablate ls` and `ablate status`: driver connections, one schema query.
 
 It must name and refuse databases exactly as ``ResultStore(read_only=True)`` does, read the same
 rows as the ORM, write nothing, and keep the light commands' imports light.
@@ -136,7 +136,7 @@ def test_light_commands_do_not_import_heavy_libraries(command: list[str], tmp_pa
     (line,) = [x for x in done.stderr.splitlines() if x.startswith("MODULES ")]
     top = {m.split(".")[0] for m in line.split()[1:]}
     assert not top & set(HEAVY), sorted(top & set(HEAVY))
-    if command[0] in ("sql", "ls", "--version"):  # a SQLite file: not even SQLAlchemy
+    if command[0] in ("sql", "ls", "status", "--version"):  # a SQLite file: not even SQLAlchemy
         assert "sqlalchemy" not in top
 
 
@@ -148,3 +148,25 @@ def test_an_unreachable_server_is_named_as_the_store_names_it() -> None:
         ResultStore(url, read_only=True)
     assert str(ours.value) == str(theirs.value)
     assert "hunter2" not in str(ours.value) and "\n" not in str(ours.value)
+
+
+def test_status_reads_what_the_store_holds(db_url: str) -> None:
+    from ablate.errors import StudyError
+    from ablate.store import read_study_progress
+
+    _filled(db_url)
+    with read_only_connection(db_url) as opened:
+        progress = read_study_progress(opened, "digits_quick")
+        with pytest.raises(StudyError) as ours:
+            read_study_progress(opened, "nope")
+    with ResultStore(db_url, read_only=True) as store:
+        assert progress.counts == store.status_counts("digits_quick") == {"failed": 1, "running": 1}
+        assert progress.definition == store.load_study("digits_quick").definition
+        with pytest.raises(StudyError) as theirs:
+            store.load_study("nope")
+    assert str(ours.value) == str(theirs.value)
+    ((number, seed, worker, config, heartbeat, epoch),) = progress.running
+    assert (number, seed, worker, config["image_size"], epoch) == (1, 0, "w", 16, None)
+    assert heartbeat is not None and heartbeat.tzinfo is not None
+    assert progress.failures == [(0, "boom")]
+    assert progress.mean_duration_s is None  # nothing completed
