@@ -141,10 +141,9 @@ def init_weights(model: nn.Module, config: TrialConfig) -> None:
             continue
         w = module.weight
         if scheme.startswith("kaiming"):
-            kind = "leaky_relu" if leaky else "relu"
             a = config.cnn_leaky_relu_slope if leaky else 0.0
             init = nn.init.kaiming_normal_ if scheme == "kaiming_normal" else nn.init.kaiming_uniform_
-            init(w, a=a, mode="fan_in", nonlinearity=kind)
+            init(w, a=a, mode="fan_in", nonlinearity="leaky_relu" if leaky else "relu")
         elif scheme == "xavier_normal":
             nn.init.xavier_normal_(w)
         elif scheme == "xavier_uniform":
