@@ -141,7 +141,7 @@ def test_set_overrides_are_checked_like_the_file() -> None:
     ok = invoke("plan", digits, "--set", "epochs=2", "--set", "lr=0.01", "--json")
     assert ok.exit_code == 0 and json.loads(ok.output)["base"]["epochs"] == 2
     for pair, message in [("epochs=0", "must be >= 1"), ("epoch=2", "did you mean 'epochs'"),
-                          ("image_size=8", "is a factor"), ("optimizer=adam", "allowed: sgd, adamw")]:
+                          ("image_size=8", "is a factor"), ("optimizer=lamb", "allowed: sgd, adamw, adam")]:
         bad = invoke("plan", digits, "--set", pair)
         assert bad.exit_code == 2 and message in bad.output and "--set" in bad.output, (pair, bad.output)
 

@@ -27,12 +27,23 @@ NORMALIZE = ("dataset", "computed", "imagenet", "custom", "none")
 RESIZE_MODES = ("auto", "crop", "squash", "none")
 # "study": the study metric's epoch value; or a per-epoch metric of the table.
 PLATEAU_METRICS = ("study", *metric_names(plateau=True))
-OPTIMIZERS = ("sgd", "adamw")
+OPTIMIZERS = ("sgd", "adamw", "adam")
+# What an epoch-stepped schedule is evaluated at: each epoch's start, or every optimizer step.
+SCHEDULE_STEPS = ("epoch", "batch")
+# Early stopping watches the same per-epoch metrics a plateau schedule may.
+EARLY_STOPPING_METRICS = PLATEAU_METRICS
 SCHEDULERS = ("none", "step", "multistep", "plateau", "cosine", "cosine_restarts", "onecycle")
 AMP_MODES = ("auto", "off", "fp16", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 CNN_ORGANISATION = ("same", "double", "half")
-CNN_ACTIVATIONS = ("relu", "gelu", "silu", "mish")
+CNN_ACTIVATIONS = ("relu", "gelu", "silu", "mish", "tanh", "leaky_relu", "selu", "elu")
+# The dense layers' activation: "same" as the conv blocks', one of theirs, or none (linear).
+CNN_DENSE_ACTIVATIONS = ("same", *CNN_ACTIVATIONS, "none")
+CNN_PADDING = ("same", "valid")
+CNN_POOLS = ("max", "avg", "none")
+CNN_BN_POSITIONS = ("before_act", "after_act")
+CNN_DROPOUT_POSITIONS = ("before_dense", "after_dense")
+CNN_INITS = ("default", "kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform", "trunc_normal")
 # What a study may name as its metric.
 METRICS = metric_names(objective=True)
 # The columns every study's SQL view has besides its factors (the store builds the view; a
@@ -87,13 +98,28 @@ class TrialConfig:
     pretrained: bool = _knob(False, "load ImageNet weights from a local file or cache")
     weights_path: str | None = _knob(None, "local file with pretrained weights (.pth / .safetensors)")
     cifar_stem: bool = _knob(False, "3x3 stride-1 first conv and no max-pool, for 32 px inputs")
-    cnn_blocks: int = _knob(3, "cnn: conv blocks (conv, act, [bn], max-pool)", low=1, high=8)
+    cnn_blocks: int = _knob(3, "cnn: conv blocks (conv, [bn], act, pool)", low=1, high=8)
     cnn_filters: int = _knob(32, "cnn: filters in the first block", low=1, high=1024)
     cnn_organisation: str = _knob("double", "cnn: filters per block", choices=CNN_ORGANISATION)
     cnn_activation: str = _knob("relu", "cnn: activation", choices=CNN_ACTIVATIONS)
-    cnn_batch_norm: bool = _knob(True, "cnn: batch norm after each conv")
-    cnn_dropout: float = _knob(0.0, "cnn: dropout before the dense layer", low=0.0, high=0.95)
+    cnn_batch_norm: bool = _knob(True, "cnn: batch norm in each block (where: cnn_bn_position)")
+    cnn_dropout: float = _knob(0.0, "cnn: dropout of the dense layers (where: cnn_dropout_position)", low=0.0, high=0.95)
     cnn_dense: int = _knob(128, "cnn: units of the dense layer", low=1)
+    cnn_kernel_sizes: list[int] = _knob([3], "cnn: conv kernel side, one for every block or one per block")
+    cnn_padding: str = _knob("same", "cnn: conv padding: same (output side = input side) or valid (none)", choices=CNN_PADDING)
+    cnn_pool: str = _knob("max", "cnn: pooling after each block: max, avg, or none (no downsampling)", choices=CNN_POOLS)
+    cnn_pool_size: int = _knob(2, "cnn: pooling window side", low=1)
+    cnn_pool_stride: int | None = _knob(None, "cnn: pooling stride (None: the window side)", low=1)
+    cnn_block_filters: list[int] = _knob([], "cnn: filters of each block, one per block ([]: from cnn_filters and cnn_organisation)")
+    cnn_dense_widths: list[int] = _knob([], "cnn: units of each dense layer, input side first ([]: one layer of cnn_dense)")
+    cnn_dropout_position: str = _knob("before_dense", "cnn: cnn_dropout before each dense layer or after each one's activation", choices=CNN_DROPOUT_POSITIONS)
+    cnn_conv_dropout: float = _knob(0.0, "cnn: dropout after each conv block (after its pooling)", low=0.0, high=0.95)
+    cnn_bn_position: str = _knob("before_act", "cnn: batch norm between conv and activation, or after the activation", choices=CNN_BN_POSITIONS)
+    cnn_leaky_relu_slope: float = _knob(0.01, "cnn: negative slope of leaky_relu (torch's default; Keras uses 0.3)", low=0.0, low_open=True)
+    cnn_dense_activation: str = _knob("same", "cnn: activation of the dense layers (same: cnn_activation; none: linear)", choices=CNN_DENSE_ACTIVATIONS)
+    cnn_init: str = _knob("default", "cnn: weight init of conv and linear layers (biases then 0): default (PyTorch's), kaiming_* (fan_in, relu gain; leaky_relu's slope), xavier_*, trunc_normal (cnn_init_std, cut at 2 std)", choices=CNN_INITS)
+    cnn_init_std: float = _knob(0.02, "cnn: std of cnn_init='trunc_normal'", low=0.0, low_open=True)
+    cnn_conv_bias: bool | None = _knob(None, "cnn: conv bias (None: off when batch norm directly follows the conv, else on)")
     freeze: str = _knob("none", "none | head_only | a stage name such as layer3 (frozen up to and including it)")
     lr_groups: list[float] = _knob([], "LR multipliers from the head backwards, e.g. [1, 0.5, 0.25]")
     # --- augmentation
@@ -117,12 +143,18 @@ class TrialConfig:
     cutmix_alpha: float = _knob(0.0, "CutMix alpha, 0 = off", low=0.0)
     label_smoothing: float = _knob(0.0, "cross-entropy label smoothing", low=0.0, high=0.99)
     # --- optimisation
-    optimizer: str = _knob("sgd", "optimizer", choices=OPTIMIZERS)
+    optimizer: str = _knob("sgd", "optimizer: sgd, adamw (decoupled weight decay), adam (weight_decay as L2 in the gradient, torch's Adam)", choices=OPTIMIZERS)
+    betas: list[float] = _knob([0.9, 0.999], "adam/adamw: [beta1, beta2], decay rates of the moment estimates")
     lr: float = _knob(0.05, "base learning rate", low=0.0, low_open=True)
     momentum: float = _knob(0.9, "SGD momentum", low=0.0, high=1.0)
     nesterov: bool = _knob(False, "SGD Nesterov momentum")
     weight_decay: float = _knob(5e-4, "L2 weight decay", low=0.0)
+    decay_norm_bias: bool = _knob(True, "weight decay also on norm-layer and bias parameters (false: 1-d parameters and biases get none)")
+    accumulate_steps: int = _knob(1, "batches whose gradients are summed into one optimizer step (effective batch: batch_size x this)", low=1, high=1024)
+    clip_grad_norm: float = _knob(0.0, "clip the gradients' global L2 norm to this before each step, 0 = off", low=0.0)
     scheduler: str = _knob("cosine", "LR schedule", choices=SCHEDULERS)
+    schedule_step: str = _knob("epoch", "cosine / cosine_restarts: evaluated once per epoch, or at every optimizer step (batch)", choices=SCHEDULE_STEPS)
+    cosine_period: int | None = _knob(None, "cosine: epochs of the half cosine (None: epochs); past it the rate rises again, as torch's CosineAnnealingLR", low=1)
     step_size: int = _knob(30, "step: epochs between decays", low=1)
     milestones: list[int] = _knob([], "multistep: epochs at which the LR decays")
     gamma: float = _knob(0.1, "step/multistep: decay factor", low=0.0, high=1.0, low_open=True)
@@ -133,9 +165,11 @@ class TrialConfig:
     t_mult: int = _knob(1, "cosine_restarts: cycle length multiplier", low=1)
     min_lr: float = _knob(0.0, "cosine / cosine_restarts: final LR", low=0.0)
     warmup_epochs: int = _knob(0, "linear warm-up epochs before the schedule", low=0)
+    warmup_steps: int = _knob(0, "linear warm-up in optimizer steps instead of epochs, 0 = off", low=0)
     epochs: int = _knob(10, "training epochs", low=1, high=10_000)
     batch_size: int = _knob(128, "training batch size", low=1, high=65_536)
-    early_stopping: int = _knob(0, "patience in epochs on the study metric, 0 = off", low=0)
+    early_stopping: int = _knob(0, "patience in epochs on early_stopping_metric, 0 = off", low=0)
+    early_stopping_metric: str = _knob("study", "early stopping: the per-epoch metric it watches (study: the study metric's epoch value), its direction from the metric table", choices=EARLY_STOPPING_METRICS)
     time_limit_s: float = _knob(0.0, "stop training after this many seconds, 0 = none", low=0.0)
     # --- execution
     amp: str = _knob("auto", "mixed precision: auto (CUDA bf16/fp16, off on CPU), off, fp16, bf16", choices=AMP_MODES)
@@ -168,6 +202,11 @@ _HINTS = typing.get_type_hints(TrialConfig)
 _HASHED_WHEN_SET = (
     "train_split", "test_split", "split_seed", "train_resize", "eval_resize", "crop_ratio",
     "erasing_scale", "erasing_ratio", "mean", "std", "eval_workers", "plateau_metric",
+    "cnn_kernel_sizes", "cnn_padding", "cnn_pool", "cnn_pool_size", "cnn_pool_stride", "cnn_block_filters",
+    "cnn_dense_widths", "cnn_dropout_position", "cnn_conv_dropout", "cnn_bn_position", "cnn_leaky_relu_slope",
+    "cnn_dense_activation", "cnn_init", "cnn_init_std", "cnn_conv_bias", "betas", "decay_norm_bias",
+    "accumulate_steps", "clip_grad_norm", "schedule_step", "cosine_period", "warmup_steps",
+    "early_stopping_metric",
 )  # fmt: skip
 
 
@@ -370,11 +409,11 @@ def _check_splits(config: TrialConfig, where: str) -> None:
             )
         seen[folder] = name
     if not has_val_split(config):
-        if config.early_stopping:
+        if config.early_stopping and not config.early_stopping_metric.startswith("train_"):
             raise StudyError(
                 f"{where}: field 'early_stopping' is {config.early_stopping} but there is no validation "
                 "split (val_split is None/0): early stopping would select on training or test images; "
-                "set val_split (e.g. 0.2) or early_stopping=0"
+                "set val_split (e.g. 0.2), early_stopping_metric='train_loss', or early_stopping=0"
             )
         if config.scheduler == "plateau" and not config.plateau_metric.startswith("train_"):
             raise StudyError(
@@ -414,7 +453,9 @@ _SCHEDULER_FIELDS = {
     "step_size": ("step",), "gamma": ("step", "multistep"), "milestones": ("multistep",),
     "plateau_patience": ("plateau",), "plateau_factor": ("plateau",), "t_0": ("cosine_restarts",),
     "t_mult": ("cosine_restarts",), "min_lr": ("cosine", "cosine_restarts"), "plateau_metric": ("plateau",),
+    "schedule_step": ("cosine", "cosine_restarts"), "cosine_period": ("cosine",),
 }  # fmt: skip
+_LEAKY = "leaky_relu"
 
 
 def unused_settings(config: TrialConfig) -> dict[str, str]:
@@ -435,12 +476,39 @@ def unused_settings(config: TrialConfig) -> dict[str, str]:
             out[name] = f"scheduler is {config.scheduler!r}; it is used by {', '.join(schedulers)}"
     if config.optimizer != "sgd":
         out.update(dict.fromkeys(("momentum", "nesterov"), f"optimizer is {config.optimizer!r}"))
+    else:
+        out["betas"] = "optimizer is 'sgd'; betas are adam's and adamw's"
+    if config.weight_decay == 0:
+        out["decay_norm_bias"] = "weight_decay is 0"
+    if not config.early_stopping:
+        out["early_stopping_metric"] = "early_stopping is 0"
     if config.model != "cnn":
         for name in FIELDS:
             if name.startswith("cnn_"):
                 out[name] = f"model is {config.model!r}; cnn_* fields shape model 'cnn'"
+    else:
+        out.update(_unused_cnn_settings(config))
     if not config.pretrained:
         out["weights_path"] = "pretrained is false"
+    return out
+
+
+def _unused_cnn_settings(config: TrialConfig) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if config.cnn_block_filters:
+        out.update(dict.fromkeys(("cnn_filters", "cnn_organisation"), "cnn_block_filters lists each block's filters"))
+    if config.cnn_dense_widths:
+        out["cnn_dense"] = "cnn_dense_widths lists each dense layer's units"
+    if config.cnn_pool == "none":
+        out.update(dict.fromkeys(("cnn_pool_size", "cnn_pool_stride"), "cnn_pool is 'none'"))
+    if not config.cnn_batch_norm:
+        out["cnn_bn_position"] = "cnn_batch_norm is false"
+    if config.cnn_dropout == 0:
+        out["cnn_dropout_position"] = "cnn_dropout is 0"
+    if _LEAKY not in (config.cnn_activation, config.cnn_dense_activation):
+        out["cnn_leaky_relu_slope"] = "neither cnn_activation nor cnn_dense_activation is 'leaky_relu'"
+    if config.cnn_init != "trunc_normal":
+        out["cnn_init_std"] = f"cnn_init is {config.cnn_init!r}; only 'trunc_normal' uses it"
     return out
 
 
@@ -509,6 +577,51 @@ def _check_cross_fields(config: TrialConfig, where: str) -> None:
         raise StudyError(
             f"{where}: field 'warmup_epochs' is {config.warmup_epochs}; it must be < epochs ({config.epochs})"
         )
+    _check_recipe(config, where)
+    if config.model == "cnn":
+        _check_cnn(config, where)
+
+
+def _check_recipe(config: TrialConfig, where: str) -> None:
+    """How the optimiser and schedule settings combine."""
+    if len(config.betas) != 2 or not all(0 <= b < 1 for b in config.betas):
+        raise StudyError(f"{where}: field 'betas' is {config.betas}; it must be [beta1, beta2], each in [0, 1)")
+    if config.warmup_epochs and config.warmup_steps:
+        raise StudyError(
+            f"{where}: fields 'warmup_epochs' ({config.warmup_epochs}) and 'warmup_steps' "
+            f"({config.warmup_steps}) are both set; a warm-up is counted in one of them"
+        )
+    if config.scheduler == "plateau" and config.schedule_step == "batch":
+        raise StudyError(
+            f"{where}: field 'schedule_step' is 'batch' but scheduler 'plateau' decays on an epoch's "
+            "metric, once per epoch; use schedule_step='epoch' or a cosine schedule"
+        )
+    effective = config.batch_size * config.accumulate_steps
+    if config.accumulate_steps > 1 and config.max_train_samples is not None and effective > config.max_train_samples:
+        raise StudyError(
+            f"{where}: field 'accumulate_steps' is {config.accumulate_steps}: one optimizer step of "
+            f"batch_size x accumulate_steps = {effective} images needs more than max_train_samples "
+            f"({config.max_train_samples}); lower one of them"
+        )
+
+
+def _check_cnn(config: TrialConfig, where: str) -> None:
+    """The small CNN's per-block lists fit ``cnn_blocks``."""
+    blocks = config.cnn_blocks
+    sizes = config.cnn_kernel_sizes
+    if len(sizes) not in (1, blocks) or any(k < 1 for k in sizes):
+        raise StudyError(
+            f"{where}: field 'cnn_kernel_sizes' is {sizes} but cnn_blocks is {blocks}; allowed: one "
+            f"kernel side >= 1 for every block, or {blocks} of them (one per block)"
+        )
+    filters = config.cnn_block_filters
+    if filters and (len(filters) != blocks or any(f < 1 for f in filters)):
+        raise StudyError(
+            f"{where}: field 'cnn_block_filters' is {filters} but cnn_blocks is {blocks}; allowed: "
+            f"[] (cnn_filters and cnn_organisation) or {blocks} filter counts >= 1"
+        )
+    if any(w < 1 for w in config.cnn_dense_widths):
+        raise StudyError(f"{where}: field 'cnn_dense_widths' is {config.cnn_dense_widths}; each width must be >= 1")
 
 
 def make_config(
@@ -546,6 +659,19 @@ FIELD_UNITS: dict[str, str] = {
     "cnn_filters": "filters",
     "cnn_dropout": "probability",
     "cnn_dense": "units",
+    "cnn_kernel_sizes": "px",
+    "cnn_pool_size": "px",
+    "cnn_pool_stride": "px",
+    "cnn_block_filters": "filters",
+    "cnn_dense_widths": "units",
+    "cnn_conv_dropout": "probability",
+    "cnn_leaky_relu_slope": "slope",
+    "cnn_init_std": "std",
+    "betas": "decay rate",
+    "accumulate_steps": "batches",
+    "clip_grad_norm": "L2 norm",
+    "cosine_period": "epochs",
+    "warmup_steps": "steps",
     "crop_padding": "px",
     "rotation": "degrees",
     "color_jitter": "fraction",

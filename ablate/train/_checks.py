@@ -120,6 +120,8 @@ def smoke_config(config: TrialConfig) -> TrialConfig:
         batch_size=batch,
         epochs=1,
         warmup_epochs=0,
+        warmup_steps=0,
+        accumulate_steps=min(config.accumulate_steps, 2),  # each split holds two batches
         early_stopping=0,
         time_limit_s=0.0,
         pretrained=False,

@@ -18,18 +18,16 @@ import functools
 import inspect
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from ablate.errors import DataNotFoundError, StudyError
 from ablate.registry import Registry
-
-if TYPE_CHECKING:
-    from ablate.study import TrialConfig
+from ablate.study import TrialConfig
 
 # (config, in_chans, num_classes, load_weights) -> the model with a num_classes classifier.
 Builder = Callable[["TrialConfig", int, int, bool], nn.Module]
@@ -265,10 +263,8 @@ def build_model(config: TrialConfig, *, in_chans: int, num_classes: int, load_we
 # imported; both are imported anyway to build the model on the meta device).
 
 TORCHVISION_PREFIX = "tv:"
-_CNN_FIELDS = (
-    "image_size", "cnn_blocks", "cnn_filters", "cnn_organisation", "cnn_activation", "cnn_batch_norm",
-    "cnn_dense", "cnn_dropout",
-)  # fmt: skip
+# Every cnn_* field shapes the small CNN.
+_CNN_FIELDS = ("image_size", *(f.name for f in fields(TrialConfig) if f.name.startswith("cnn_")))
 
 
 @functools.cache

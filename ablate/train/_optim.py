@@ -7,8 +7,11 @@ the torch scheduler of the same name stepped once per epoch (OneCycle: once per 
 compare them.
 
 Like timm's schedulers, the schedule runs on absolute epochs: warm-up ramps the rate linearly
-(per batch) from ~0 to the base rate over ``warmup_epochs`` and then hands over to the schedule
-at that epoch, so milestones and step sizes mean the same with and without warm-up.
+(per optimizer step) from ~0 to the base rate over ``warmup_epochs`` (or ``warmup_steps``) and
+then hands over to the schedule at that point, so milestones and step sizes mean the same with
+and without warm-up. ``schedule_step="batch"`` evaluates cosine and cosine_restarts at every
+optimizer step (torch's schedulers stepped per batch) instead of at each epoch's start. A "step"
+is an optimizer step: with ``accumulate_steps`` k, one per k batches.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ ONECYCLE_FINAL_DIV = 1e4
 
 
 def build_optimizer(config: TrialConfig, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
-    """SGD (momentum, Nesterov) or AdamW over ``groups`` (each with its own ``lr``)."""
+    """SGD (momentum, Nesterov), AdamW or Adam (coupled L2 weight decay) over ``groups`` (each
+    with its own ``lr``, and its own ``weight_decay`` where :func:`split_weight_decay` set one)."""
     if config.optimizer == "sgd":
         if config.nesterov and config.momentum <= 0:
             raise StudyError("field 'nesterov' is true but 'momentum' is 0; Nesterov needs momentum > 0")
@@ -40,9 +44,36 @@ def build_optimizer(config: TrialConfig, groups: list[dict[str, Any]]) -> torch.
             groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
             weight_decay=config.weight_decay,
         )
+    betas = (config.betas[0], config.betas[1])
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
-    raise StudyError(f"field 'optimizer' is {config.optimizer!r}; allowed: sgd, adamw")
+        return torch.optim.AdamW(groups, lr=config.lr, betas=betas, weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=config.lr, betas=betas, weight_decay=config.weight_decay)
+    raise StudyError(f"field 'optimizer' is {config.optimizer!r}; allowed: sgd, adamw, adam")
+
+
+def is_no_decay(name: str, param: torch.nn.Parameter) -> bool:
+    """Norm-layer weights and biases (every 1-d parameter) and biases: timm's and nanoGPT's rule."""
+    return param.ndim <= 1 or name.endswith(".bias")
+
+
+def split_weight_decay(
+    model: torch.nn.Module, groups: list[dict[str, Any]], decay_norm_bias: bool
+) -> list[dict[str, Any]]:
+    """``groups`` unchanged, or (``decay_norm_bias`` false) each split in two: its decayed
+    parameters, and its norm and bias parameters with ``weight_decay`` 0 (named ``<name>.no_decay``)."""
+    if decay_norm_bias:
+        return groups
+    no_decay = {id(p) for n, p in model.named_parameters() if is_no_decay(n, p)}
+    out: list[dict[str, Any]] = []
+    for g in groups:
+        decayed = [p for p in g["params"] if id(p) not in no_decay]
+        kept = [p for p in g["params"] if id(p) in no_decay]
+        if decayed:
+            out.append({**g, "params": decayed})
+        if kept:
+            out.append({**g, "params": kept, "weight_decay": 0.0, "name": f"{g.get('name', 'all')}.no_decay"})
+    return out
 
 
 class LRSchedule:
@@ -59,14 +90,19 @@ class LRSchedule:
         self.plateau_best = -math.inf if maximize else math.inf
         self.plateau_bad = 0
 
+    @property
+    def warmup_steps(self) -> int:
+        return self.config.warmup_steps or self.config.warmup_epochs * self.steps_per_epoch
+
     def lr(self, base: float, epoch: int, step: int) -> float:
-        """Rate of a group with base rate ``base`` at ``step`` of 0-based ``epoch``."""
+        """Rate of a group with base rate ``base`` at optimizer ``step`` of 0-based ``epoch``."""
         c = self.config
         spe = self.steps_per_epoch
-        warm = c.warmup_epochs * spe
+        warm = self.warmup_steps
         t = epoch * spe + step
         if t < warm:
             return base * (t + 1) / warm
+        per_batch = c.schedule_step == "batch"
         name = c.scheduler
         if name == "none":
             return base
@@ -77,9 +113,12 @@ class LRSchedule:
         if name == "plateau":
             return base * self.plateau_scale
         if name == "cosine":
-            return c.min_lr + (base - c.min_lr) * (1 + math.cos(math.pi * epoch / c.epochs)) / 2
+            period = c.cosine_period or c.epochs
+            where = t / (period * spe) if per_batch else epoch / period
+            return c.min_lr + (base - c.min_lr) * (1 + math.cos(math.pi * where)) / 2
         if name == "cosine_restarts":
-            t_cur, t_i = _restart_position(epoch, c.t_0, c.t_mult)
+            # Per batch as torch's documentation steps it: scheduler.step(epoch + i / iters).
+            t_cur, t_i = _restart_position(epoch + step / spe if per_batch else epoch, c.t_0, c.t_mult)
             return c.min_lr + (base - c.min_lr) * (1 + math.cos(math.pi * t_cur / t_i)) / 2
         if name == "onecycle":
             return _onecycle(base, t, c.epochs * spe)
@@ -91,7 +130,9 @@ class LRSchedule:
 
     def end_epoch(self, epoch: int, value: float | None) -> None:
         """After 0-based ``epoch``: ReduceLROnPlateau's bookkeeping on the study metric."""
-        if self.config.scheduler != "plateau" or value is None or epoch < self.config.warmup_epochs:
+        # Epochs that end inside the warm-up are not watched.
+        warming = (epoch + 1) * self.steps_per_epoch <= self.warmup_steps
+        if self.config.scheduler != "plateau" or value is None or warming:
             return
         if self.maximize:  # torch's relative threshold, as written there
             better = value > self.plateau_best * (1 + PLATEAU_THRESHOLD)
@@ -115,7 +156,7 @@ class LRSchedule:
         self.plateau_bad = int(state["plateau_bad"])
 
 
-def _restart_position(epoch: int, t_0: int, t_mult: int) -> tuple[float, float]:
+def _restart_position(epoch: float, t_0: int, t_mult: int) -> tuple[float, float]:
     """(epochs into the current cycle, cycle length) of CosineAnnealingWarmRestarts."""
     if t_mult == 1:
         return epoch % t_0, t_0

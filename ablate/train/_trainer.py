@@ -45,7 +45,7 @@ from ablate.train._evaluation import (
 )
 from ablate.train._mix import MixUpCutMix
 from ablate.train._models import build_model, is_conv_model, model_in_chans
-from ablate.train._optim import LRSchedule, build_optimizer
+from ablate.train._optim import LRSchedule, build_optimizer, split_weight_decay
 from ablate.train._stages import (
     apply_freeze,
     check_freeze,
@@ -142,6 +142,12 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919) % (2**63 - 1)
 
 
+def _better(value: float, best: float | None, maximize: bool) -> bool:
+    if best is None:
+        return True
+    return value > best if maximize else value < best
+
+
 def _peak_mem_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -211,6 +217,20 @@ class _Trial:
         self.batch_size = config.batch_size
         self.eval_batch_size = 2 * config.batch_size
         self.steps = self.train_src.steps(self.batch_size)
+        # Optimizer steps per epoch: one per accumulate_steps batches (and one for the rest).
+        self.accumulate = config.accumulate_steps
+        if self.accumulate > self.steps:
+            raise StudyError(
+                f"field 'accumulate_steps' is {self.accumulate} but an epoch has {self.steps} batches of "
+                f"{self.batch_size}: one optimizer step would sum fewer batches than asked; lower "
+                "accumulate_steps or batch_size"
+            )
+        self.opt_steps = math.ceil(self.steps / self.accumulate)
+        if config.warmup_steps >= config.epochs * self.opt_steps:
+            raise StudyError(
+                f"field 'warmup_steps' is {config.warmup_steps}; it must be < the trial's "
+                f"{config.epochs * self.opt_steps} optimizer steps (epochs x {self.opt_steps} per epoch)"
+            )
 
         # --- model
         in_chans = model_in_chans(config, self.data.channels)
@@ -240,11 +260,12 @@ class _Trial:
         groups = parameter_groups(self.model, self.stages, config.lr, config.lr_groups)
         if not any(g["params"] for g in groups):
             raise StudyError(f"field 'freeze' is {config.freeze!r}: it leaves no parameter to train")
-        self.optimizer = build_optimizer(config, groups)
-        # ReduceLROnPlateau watches the study metric's epoch value unless plateau_metric names one.
-        self.plateau_metric = self.epoch_metric if config.plateau_metric == "study" else config.plateau_metric
-        plateau_max = maximize if config.plateau_metric == "study" else default_direction(config.plateau_metric) == "maximize"
-        self.schedule = LRSchedule(config, self.optimizer, steps_per_epoch=self.steps, maximize=plateau_max)
+        self.optimizer = build_optimizer(config, split_weight_decay(self.model, groups, config.decay_norm_bias))
+        # ReduceLROnPlateau and early stopping watch the study metric's epoch value unless their
+        # field names another metric, in that metric's own direction.
+        self.plateau_metric, plateau_max = self._watched(config.plateau_metric)
+        self.stop_metric, self.stop_maximize = self._watched(config.early_stopping_metric)
+        self.schedule = LRSchedule(config, self.optimizer, steps_per_epoch=self.opt_steps, maximize=plateau_max)
         self.amp_dtype, use_scaler = resolve_amp(config, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
 
@@ -253,7 +274,8 @@ class _Trial:
         self.history: list[EpochMetrics] = []
         self.best: float | None = None
         self.best_epoch: int | None = None
-        self.bad_epochs = 0
+        self.bad_epochs = 0  # epochs since stop_metric last improved
+        self.stop_best: float | None = None
         self.stop_reason: str | None = None
         self.n_trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         self.prior_duration = 0.0
@@ -264,6 +286,12 @@ class _Trial:
         self.steady_from: float | None = None  # perf_counter() at the end of the first step
 
     # --- set-up helpers
+
+    def _watched(self, name: str) -> tuple[str, bool]:
+        """(per-epoch metric, maximize) of a plateau_metric / early_stopping_metric value."""
+        if name == "study":
+            return self.epoch_metric, self.maximize
+        return name, default_direction(name) == "maximize"
 
     def _sources(self) -> tuple[Any, Any | None, Any | None]:
         """Batch sources of train, val (None without a validation split) and test (None without
@@ -380,8 +408,11 @@ class _Trial:
         seen = 0
         started = time.perf_counter()
         smoothing = 0.0 if self.mix.active else self.config.label_smoothing  # mixed targets carry it
+        k = self.accumulate
         for i, (x, y) in enumerate(self.batches(self.train_src.train_batches(self.batch_size, seed))):
-            self.schedule.apply(epoch - 1, i)
+            first, last = i % k == 0, (i + 1) % k == 0 or i + 1 == self.steps
+            if first:
+                self.schedule.apply(epoch - 1, i // k)
             with self.data_threads():
                 inputs = self.augment.train(x, gen)
                 target: torch.Tensor = y
@@ -391,10 +422,18 @@ class _Trial:
             with self.autocast():
                 out = model(inputs)
                 loss = F.cross_entropy(out.float(), target, label_smoothing=smoothing)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            if first:
+                self.optimizer.zero_grad(set_to_none=True)
+            if k == 1:
+                self.scaler.scale(loss).backward()
+            else:  # each batch's share of the step's images, so the step sees their mean loss
+                self.scaler.scale(loss * (len(y) / self._group_images(i))).backward()
+            if last:
+                if self.config.clip_grad_norm > 0:
+                    self.scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
             with torch.no_grad():
                 loss_sum += loss.detach().double() * len(y)
                 correct += (out.argmax(1) == y).sum()
@@ -411,6 +450,13 @@ class _Trial:
         self.train_seconds += seconds
         self.train_images += seen
         return total / max(seen, 1), int(correct.item()) / max(seen, 1), seen, seconds
+
+    def _group_images(self, i: int) -> int:
+        """Images of the optimizer step that batch ``i`` belongs to (the last batch may be short)."""
+        n = len(self.train_src)
+        start = (i // self.accumulate) * self.accumulate
+        stop = min(start + self.accumulate, self.steps)
+        return min(stop * self.batch_size, n) - start * self.batch_size
 
     def _eval_batches(self, source: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self.forward.eval()
@@ -465,9 +511,7 @@ class _Trial:
         return run_evaluations(self.evaluations, self.model, self._eval_split(split), epoch=epoch)
 
     def _improved(self, value: float) -> bool:
-        if self.best is None:
-            return True
-        return value > self.best if self.maximize else value < self.best
+        return _better(value, self.best, self.maximize)
 
     def _end_epoch(self, m: EpochMetrics, entered: float) -> None:
         """Bookkeeping after a finished epoch, then the checkpoints (best before last)."""
@@ -478,8 +522,11 @@ class _Trial:
         # Without a validation split nothing is selected: the last epoch is the one kept.
         improved = (value is not None and self._improved(value)) or (value is None and self.val_src is None)
         if improved:
-            self.best, self.best_epoch, self.bad_epochs = value, m.epoch, 0
+            self.best, self.best_epoch = value, m.epoch
             self.best_state = self._model_state_copy()
+        watched = m.value(self.stop_metric)
+        if watched is not None and _better(watched, self.stop_best, self.stop_maximize):
+            self.stop_best, self.bad_epochs = watched, 0
         else:
             self.bad_epochs += 1
         if self.config.early_stopping and self.bad_epochs >= self.config.early_stopping:
@@ -508,6 +555,7 @@ class _Trial:
             "best": self.best,
             "best_epoch": self.best_epoch,
             "bad_epochs": self.bad_epochs,
+            "stop_best": self.stop_best,
             "stop_reason": self.stop_reason,
             "history": [m.as_dict() for m in self.history],
             "duration_s": self.elapsed(entered),
@@ -530,6 +578,8 @@ class _Trial:
         self.epoch = int(state["epoch"])
         self.best, self.best_epoch = state["best"], state["best_epoch"]
         self.bad_epochs = int(state["bad_epochs"])
+        # Checkpoints written before early_stopping_metric: it watched the study metric.
+        self.stop_best = state.get("stop_best", self.best)
         self.stop_reason = state["stop_reason"]
         self.history = [EpochMetrics.from_dict(d) for d in state["history"]]
         self.prior_duration = float(state["duration_s"])

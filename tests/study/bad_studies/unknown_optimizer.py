@@ -1,3 +1,3 @@
 # expect: 'optimizer'
 from ablate import Study, choice, uniform, loguniform, intrange
-study = Study(name="s", base=dict(optimizer="adam"), factors=dict(image_size=[8]))
+study = Study(name="s", base=dict(optimizer="lamb"), factors=dict(image_size=[8]))
