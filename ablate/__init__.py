@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ablate.errors import AblateError, DataNotFoundError, StoreError, StudyError
 
 if TYPE_CHECKING:
+    from ablate.dashboard import optuna_study
     from ablate.store import load_epochs, load_trials
     from ablate.study import Study, TrialConfig, choice, intrange, loguniform, uniform
 
@@ -29,6 +30,7 @@ __all__ = [
     "load_epochs",
     "load_trials",
     "loguniform",
+    "optuna_study",
     "uniform",
 ]
 
@@ -42,6 +44,7 @@ _LAZY = {
     "uniform": "ablate.study",
     "load_trials": "ablate.store",
     "load_epochs": "ablate.store",
+    "optuna_study": "ablate.dashboard",
 }
 
 

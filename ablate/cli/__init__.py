@@ -20,8 +20,8 @@ from ablate.errors import AblateError
 
 # The order a user meets the commands in: declare, run, watch, read; then the reference ones.
 WORKFLOW_ORDER = (
-    "plan", "run", "worker", "status", "retry", "report", "sql", "ls", "export", "db", "fields",
-    "models",
+    "plan", "run", "worker", "status", "dashboard", "retry", "report", "sql", "ls", "export", "db",
+    "fields", "models",
 )  # fmt: skip
 
 
@@ -154,6 +154,7 @@ class _ReaderGoneTolerantStream:
 
 def _register_commands() -> None:
     from ablate.cli import (
+        _dashboard,  # noqa: F401
         _plan,  # noqa: F401
         _report,  # noqa: F401
         _run,  # noqa: F401
