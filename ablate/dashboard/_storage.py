@@ -270,16 +270,35 @@ class AblateStorage(BaseStorage):
                 return trial._trial_id
         raise KeyError(f"no trial number {trial_number} in study id {study_id}")
 
-    def _read_trials(self, entry: _StudyEntry) -> list[FrozenTrial]:
-        """The study's trials as FrozenTrials, from one read of the trials and one of the epochs."""
+    def get_best_trial(self, study_id: int) -> FrozenTrial:
+        # optuna-dashboard asks on every study request: the trials without their curves, then
+        # the best one's curve, rather than every epoch of the study a second time.
+        entry = self._entry_by_id(study_id)
+        done = [t for t in self._read_trials(entry, curves=False) if t.state == TrialState.COMPLETE]
+        if not done:
+            raise ValueError("No trials are completed yet.")
+        pick = max if entry.direction == StudyDirection.MAXIMIZE else min
+        best = pick(done, key=lambda t: float(t.value))  # type: ignore[arg-type]
+        best.intermediate_values = self._curves(entry, [best._trial_id]).get(best._trial_id, {})
+        return best
+
+    def _curves(self, entry: _StudyEntry, trial_ids: list[int] | None = None) -> dict[int, dict[int, float]]:
+        """The study metric per epoch, by trial (of ``trial_ids`` only, when given)."""
+        curves: dict[int, dict[int, float]] = {}
+        rows = self.store.epoch_values(entry.info.name, entry.info.metric, trial_ids=trial_ids)
+        for trial_id, epoch, value, _ in rows:
+            if value is not None:
+                curves.setdefault(trial_id, {})[epoch] = value
+        return curves
+
+    def _read_trials(self, entry: _StudyEntry, *, curves: bool = True) -> list[FrozenTrial]:
+        """The study's trials as FrozenTrials, from one read of the trials and one of the epochs
+        (none with ``curves=False``: no intermediate values)."""
         info = entry.info
         frame = self.store.load_trials(info.name)
         # Epochs after trials: a trial may show an epoch more than its row says it reached,
         # never a finished trial without its last epochs.
-        curves: dict[int, dict[int, float]] = {}
-        for trial_id, epoch, value, _ in self.store.epoch_values(info.name, info.metric):
-            if value is not None:
-                curves.setdefault(trial_id, {})[epoch] = value
+        by_trial = self._curves(entry) if curves else {}
         rows = _records(frame)
         factors = list(info.factor_kinds)
         params = [{f: _param(row.get(f)) for f in factors} for row in rows]
@@ -290,7 +309,7 @@ class AblateStorage(BaseStorage):
             trial_id = int(row[column["trial_id"]])
             trials.append(
                 _frozen_trial(
-                    row, column, values, distributions, info.metric, curves.get(trial_id, {})
+                    row, column, values, distributions, info.metric, by_trial.get(trial_id, {})
                 )
             )
         with self._lock:

@@ -92,6 +92,7 @@ def test_trials_as_optuna_sees_them(filled: str) -> None:
     assert done.datetime_start <= done.datetime_complete
     assert running.datetime_start is not None and running.datetime_complete is None
     assert queued.datetime_start is None and queued.datetime_complete is None
+    assert storage.get_best_trial(study._study_id) == done  # its curve too
 
 
 def test_times_are_local_and_naive_as_optunas_own(filled: str) -> None:
@@ -191,6 +192,8 @@ def test_a_new_version_gets_a_new_id_and_the_old_one_is_gone(filled: str) -> Non
         store.register_study(STUDY, new_version=True)
     new = storage.get_study_id_from_name("kinds")
     assert new != old and storage.get_all_trials(new) == []
+    with pytest.raises(ValueError, match="No trials are completed"):
+        storage.get_best_trial(new)
     with pytest.raises(KeyError, match="older version"):
         storage.get_all_trials(old)
     assert [s._study_id for s in storage.get_all_studies()] == [new]
