@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ablate.errors import AblateError, DataNotFoundError, StoreError, StudyError
 
 if TYPE_CHECKING:
+    from ablate.dashboard import optuna_study
     from ablate.metrics import Evaluation, Metric, evaluation
     from ablate.store import load_epochs, load_trials
     from ablate.study import Study, TrialConfig, choice, intrange, loguniform, uniform
@@ -34,6 +35,7 @@ __all__ = [
     "load_epochs",
     "load_trials",
     "loguniform",
+    "optuna_study",
     "uniform",
     "verification",
 ]
@@ -53,6 +55,7 @@ _LAZY = {
     "Metric": "ablate.metrics",
     "evaluation": "ablate.metrics",
     "verification": "ablate.train",
+    "optuna_study": "ablate.dashboard",
 }
 
 

@@ -27,7 +27,7 @@ FLOORS: dict[str, int] = {
     "errors": 0, "registry": 0, "files": 0, "metrics": 0, "trial": 0,
     "study": 1,
     "store": 2, "data": 2,
-    "train": 3, "report": 3,
+    "train": 3, "report": 3, "dashboard": 3,
     "run": 4,
     "cli": 5,
     "__main__": 6, "": 6,  # "": the facade, ablate/__init__.py

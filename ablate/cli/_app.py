@@ -16,8 +16,8 @@ from ablate.errors import AblateError
 
 # The order a user meets the commands in: declare, run, watch, read; then the reference ones.
 WORKFLOW_ORDER = (
-    "plan", "run", "worker", "status", "retry", "report", "sql", "ls", "export", "db", "fields",
-    "models",
+    "plan", "run", "worker", "status", "dashboard", "retry", "report", "sql", "ls", "export", "db",
+    "fields", "models",
 )  # fmt: skip
 
 
