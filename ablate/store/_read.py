@@ -30,6 +30,7 @@ from ablate.store._models import (
     Trial,
     TrialParam,
 )
+from ablate.store._readonly import summary_records
 
 if TYPE_CHECKING:
     import numpy as np
@@ -96,27 +97,10 @@ def study_summaries(session: Session) -> list[dict[str, Any]]:
             Study.id, Study.name, Study.version, Study.design, Study.metric, Study.updated_at
         ).order_by(Study.name, Study.version)
     ).all()
-    counts: dict[int, dict[str, int]] = {}
-    for study_id, status, n in session.execute(
+    count_rows = session.execute(
         select(Trial.study_id, Trial.status, func.count()).group_by(Trial.study_id, Trial.status)
-    ):
-        counts.setdefault(study_id, {})[status] = int(n)
-    records = []
-    for study_id, name, version, design, metric, updated in studies:
-        c = counts.get(study_id, {})
-        counts_by_status = {s: c.get(s, 0) for s in STATUSES}
-        records.append(
-            {
-                "name": name,
-                "version": version,
-                "design": design,
-                "metric": metric,
-                "trials": sum(c.values()),
-                **counts_by_status,
-                "updated_at": updated,
-            }
-        )
-    return records
+    ).all()
+    return summary_records(studies, count_rows, lambda updated: updated)
 
 
 # ---------------------------------------------------------------------- frames

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -209,11 +209,21 @@ def read_study_summaries(opened: ReadOnlyConnection) -> list[dict[str, Any]]:
         )
         studies = cursor.fetchall()
         cursor.execute("SELECT study_id, status, count(*) FROM trials GROUP BY study_id, status")
-        counts: dict[int, dict[str, int]] = {}
-        for study_id, status, n in cursor.fetchall():
-            counts.setdefault(study_id, {})[status] = int(n)
+        count_rows = cursor.fetchall()
     finally:
         cursor.close()
+    return summary_records(studies, count_rows, _utc)
+
+
+def summary_records(
+    studies: Iterable[Sequence[Any]], count_rows: Iterable[Sequence[Any]], when: Callable[[Any], Any]
+) -> list[dict[str, Any]]:
+    """The rows of ``ablate ls`` from (id, name, version, design, metric, updated_at) per study
+    version and (study_id, status, count) per status, shared by the ORM reader and this one;
+    ``when`` turns the driver's updated_at into what the caller hands out."""
+    counts: dict[int, dict[str, int]] = {}
+    for study_id, status, n in count_rows:
+        counts.setdefault(study_id, {})[status] = int(n)
     records = []
     for study_id, name, version, design, metric, updated in studies:
         c = counts.get(study_id, {})
@@ -225,7 +235,7 @@ def read_study_summaries(opened: ReadOnlyConnection) -> list[dict[str, Any]]:
                 "metric": metric,
                 "trials": sum(c.values()),
                 **{s: c.get(s, 0) for s in STATUSES},
-                "updated_at": _utc(updated),
+                "updated_at": when(updated),
             }
         )
     return records
