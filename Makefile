@@ -2,7 +2,7 @@
 #   make demo   set up .venv, run the digits study on the CPU and write its report
 #   make test   set up .venv if needed and run the whole test suite
 #   make test-fast  the tests that neither train, start processes nor need PostgreSQL
-#                   (-m "not slow and not postgres"): about two minutes on 2 cores, no services to start
+#                   (-m "not slow and not postgres"): 25 s on 2 quiet cores, no services to start
 # Re-running any of them is quick: .venv is rebuilt only when pyproject.toml changes.
 
 PYTHON ?= python3.11
