@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ablate.study import Study, TrialConfig, choice, intrange, loguniform, uniform
     from ablate.train import verification
 
-__version__ = "0.1.0"
+from ablate.version import __version__
 
 __all__ = [
     "AblateError",

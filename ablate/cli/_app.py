@@ -11,8 +11,8 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from ablate import __version__
 from ablate.errors import AblateError
+from ablate.version import __version__
 
 # The order a user meets the commands in: declare, run, watch, read; then the reference ones.
 WORKFLOW_ORDER = (

@@ -57,7 +57,7 @@ def code_provenance(study_file: str | os.PathLike[str] | None) -> dict[str, Any]
         # Tracked files only: build outputs and results beside the study file are not code.
         status = _git(directory, "status", "--porcelain", "--untracked-files=no")
         dirty = None if status is None else bool(status)
-    from ablate import __version__
+    from ablate.version import __version__
 
     return {"ablate_version": __version__, "study_sha256": digest, "git_revision": revision, "git_dirty": dirty}
 
