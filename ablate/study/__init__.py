@@ -5,6 +5,7 @@ from ablate.study._config import (
     VIEW_METRIC_COLUMNS,
     VIEW_TRIAL_COLUMNS,
     TrialConfig,
+    TrialSpec,
     config_hash,
     make_config,
     split_source,
@@ -35,7 +36,6 @@ from ablate.study._space import (
 )
 from ablate.study._study import (
     Study,
-    TrialSpec,
     iter_level_counts,
     study_from_definition,
 )

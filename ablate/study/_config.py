@@ -193,6 +193,20 @@ class TrialConfig:
         return config_hash(self)
 
 
+@dataclass(frozen=True)
+class TrialSpec:
+    """One planned trial: its number in the study, factor values, seed and full configuration."""
+
+    number: int
+    params: dict[str, Any]
+    seed: int
+    config: TrialConfig
+
+    @property
+    def config_hash(self) -> str:
+        return self.config.config_hash
+
+
 FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(TrialConfig)}
 _HINTS = typing.get_type_hints(TrialConfig)
 
