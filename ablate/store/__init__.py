@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ablate.store._engine import mask_url, resolve_url
     from ablate.store._load import (
+        ReadOnlyResults,
         list_studies,
         load_artifacts,
         load_environments,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "mask_url": "ablate.store._engine",
     "resolve_url": "ablate.store._engine",
+    "ReadOnlyResults": "ablate.store._load",
     "list_studies": "ablate.store._load",
     "load_artifacts": "ablate.store._load",
     "load_environments": "ablate.store._load",
@@ -81,6 +83,7 @@ __all__ = [
     "QueryResult",
     "QueryStream",
     "ReadOnlyConnection",
+    "ReadOnlyResults",
     "ResultStore",
     "StudyInfo",
     "StudyProgress",
