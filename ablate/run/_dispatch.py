@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ablate.errors import AblateError, InfrastructureError, StudyError
 from ablate.run._prepare import SMOKE_SUFFIX, plan_trials, smoke_study
 from ablate.run._progress import PlainProgress, make_progress
+from ablate.run._warm_start import plan_warm_starts
 from ablate.run._worker import Stopped, WorkerOptions, WorkerSummary, run_worker, stop_exit_code
 from ablate.study import (
     Study,
@@ -256,6 +257,9 @@ def run_study(
 
     check_runs_dir(runs_dir if runs_dir is not None else WorkerOptions().runs_dir)
     store = ResultStore(db)
+    prepared = plan_warm_starts(
+        prepared, db=db, store=store, smoke=smoke, runs_dir=runs_dir if runs_dir is not None else WorkerOptions().runs_dir,
+    )
     outcomes = []
     for planned_study in prepared:
         study, specs = planned_study.study, planned_study.specs
