@@ -12,9 +12,10 @@ path). A warm-started trial that was interrupted resumes from its own ``last.pt`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -116,11 +117,17 @@ def resolve_warm_start(store: ResultStore, config: TrialConfig, runs_dir: Path) 
 
 
 def check_warm_starts(
-    study: Study, configs: Sequence[TrialConfig], *, store: ResultStore | None, runs_dir: Path, smoke: bool
+    study: Study, configs: Sequence[TrialConfig], *, store: ResultStore | None, runs_dir: Path, smoke: bool,
+    earlier: Mapping[str, PlannedStudy] | None = None,
 ) -> list[str]:
     """Resolve every warm start of ``configs`` before a trial is written (``ablate plan`` and
-    ``ablate run``); one line per source found. A StudyError naming the study file otherwise;
-    under ``smoke`` a missing source is a line instead (its trials start from random weights)."""
+    ``ablate run``); one line per source. A StudyError naming the study file otherwise.
+
+    A source trial not in the database yet is refused, unless its study is one of ``earlier``
+    (the studies of the same file before this one, which `ablate run` runs first): then its
+    planned trial is checked instead, and the checkpoint once that study has run. Under ``smoke``
+    a missing source is a line (its trials start from random weights: smoke trials keep no
+    checkpoint to start from)."""
     wanted = [c for c in configs if c.warm_start is not None]
     if not wanted:
         return []
@@ -142,12 +149,20 @@ def check_warm_starts(
         seen.add(key)
         try:
             if store is None:
-                raise WarmStartMissing(f"field 'warm_start' is {config.warm_start!r} but no database was given")
+                raise WarmStartMissing(
+                    f"field 'warm_start' is {config.warm_start!r} but there is no result database to "
+                    "find that trial in (--db, $ABLATE_DB, ./ablate.db)"
+                )
             line = resolve_warm_start(store, config, runs_dir).describe()
         except WarmStartMissing as e:
-            if not smoke:
+            assert config.warm_start is not None
+            source = (earlier or {}).get(parse_warm_start(config.warm_start)[0])
+            if smoke:
+                line = f"{e}: its --smoke trials start from random weights"
+            elif source is None:
                 raise StudyError(f"{study.where}: {e}") from None
-            line = f"{e}: its --smoke trials start from random weights"
+            else:
+                line = _check_planned_source(study, config, source)
         except StudyError as e:
             raise StudyError(f"{study.where}: {e}") from None
         if line not in lines:
@@ -155,16 +170,42 @@ def check_warm_starts(
     return lines
 
 
+def _check_planned_source(study: Study, config: TrialConfig, source: PlannedStudy) -> str:
+    """The line for a warm start from a trial that an earlier study of the same file plans (its
+    model checked against this one's), or a StudyError when that trial can give no weights."""
+    from ablate.train import check_warm_start
+
+    assert config.warm_start is not None
+    name, number = parse_warm_start(config.warm_start)
+    what = f"{study.where}: field 'warm_start' is {config.warm_start!r}"
+    if source.study.train is not None:
+        raise StudyError(f"{what} but study {name!r} trains with its own train= function, which keeps no checkpoint")
+    if not source.specs:
+        raise StudyError(
+            f"{what} but study {name!r} is adaptive: its trials are numbered as they are proposed; "
+            f"run it first (ablate run {source.study.source} --study {name})"
+        )
+    spec = next((s for s in source.specs if s.number == number), None)
+    if spec is None:
+        raise StudyError(f"{what} but study {name!r} plans trials 0 to {len(source.specs) - 1}, no trial {number}")
+    try:
+        check_warm_start(config, spec.config, None)
+    except StudyError as e:
+        raise StudyError(f"{study.where}: {e}") from None
+    return (f"warm start {config.warm_start}: trial {number} of study {name}, which this file "
+            "runs first (its checkpoint is checked before this study starts)")
+
+
 def plan_warm_starts(
     planned: Sequence[PlannedStudy], *, db: str | None, runs_dir: Path, smoke: bool,
     store: ResultStore | None = None,
 ) -> list[PlannedStudy]:
-    """The planned studies with a line per warm-start source in their notes, after
-    :func:`check_warm_starts`; the database is opened read-only (unless ``store`` is given) only
-    when a trial warm-starts."""
+    """The planned studies (of one file, in its order) with a line per warm-start source in
+    their notes, after :func:`check_warm_starts`; the database is opened read-only (unless
+    ``store`` is given) only when a trial warm-starts, and a missing one is no database."""
     from ablate.errors import NotAblateDatabaseError
 
-    out = []
+    out: list[PlannedStudy] = []
     opened = None
     try:
         for p in planned:
@@ -172,12 +213,12 @@ def plan_warm_starts(
             if store is None and opened is None and any(c.warm_start is not None for c in configs):
                 from ablate.store import ResultStore
 
-                try:
+                with contextlib.suppress(NotAblateDatabaseError):  # then the sources must be in the file
                     opened = ResultStore(db, read_only=True)
-                except NotAblateDatabaseError as e:
-                    if not smoke:
-                        raise StudyError(f"{p.study.where}: field 'warm_start' names a trial but {e}") from None
-            lines = check_warm_starts(p.study, configs, store=store or opened, runs_dir=runs_dir, smoke=smoke)
+            lines = check_warm_starts(
+                p.study, configs, store=store or opened, runs_dir=runs_dir, smoke=smoke,
+                earlier={q.study.name: q for q in out},
+            )
             out.append(dataclasses.replace(p, notes=[*p.notes, *lines]) if lines else p)
     finally:
         if opened is not None:

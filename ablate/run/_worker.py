@@ -454,8 +454,10 @@ class TrialRun:
                 if not setup.options.smoke:
                     raise
                 source = None
-                if setup.progress is not None:
-                    setup.progress.note(f"trial {self.claimed.number}: {e}: starts from random weights")
+                note = f"{e}: the smoke trial starts from random weights"
+                if setup.progress is not None and note not in setup.notes_shown:
+                    setup.notes_shown.add(note)
+                    setup.progress.note(note)
             if source is not None:
                 write_record(directory, source)
         if source is None:

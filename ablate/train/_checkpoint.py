@@ -70,18 +70,20 @@ def weight_shapes(path: Path) -> tuple[int | None, dict[str, tuple[int, ...]]]:
     return (int(epoch) if epoch is not None else None), {k: tuple(v.shape) for k, v in state["model"].items()}
 
 
-def weights_mismatch(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> str | None:
-    """Why weights of shapes ``found`` do not load into a model of shapes ``expected`` (strictly:
-    every name present on both sides, every shape equal), or None when they do."""
+def weights_mismatch(
+    expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], *, source: str = "the checkpoint"
+) -> str | None:
+    """Why weights of shapes ``found`` (those of ``source``) do not load into a model of shapes
+    ``expected`` (strictly: every name on both sides, every shape equal), or None when they do."""
     missing = [k for k in expected if k not in found]
     if missing:
-        return f"the checkpoint has no {missing[0]!r} ({len(missing)} of this model's weights missing)"
+        return f"{source} has no {missing[0]!r} ({len(missing)} of this model's weights missing)"
     unexpected = [k for k in found if k not in expected]
     if unexpected:
-        return f"the checkpoint's {unexpected[0]!r} is no weight of this model ({len(unexpected)} such)"
+        return f"{source} has {unexpected[0]!r}, no weight of this model ({len(unexpected)} such)"
     for name, shape in expected.items():
         if found[name] != shape:
-            return f"{name!r} is {list(found[name])} in the checkpoint, {list(shape)} in this model"
+            return f"{name!r} is {list(found[name])} in {source}, {list(shape)} in this model"
     return None
 
 

@@ -87,11 +87,12 @@ def _model_stages(config: TrialConfig, family: ModelFamily, in_chans: int, num_c
     return resolve_stages(model)
 
 
-def check_warm_start(config: TrialConfig, source: TrialConfig, checkpoint: Path) -> int | None:
+def check_warm_start(config: TrialConfig, source: TrialConfig, checkpoint: Path | None) -> int | None:
     """Raise a StudyError when the weights of ``checkpoint`` (a trial trained with ``source``)
     would not load into the model of ``config``: another model, another class count, other input
     channels, or any weight's name or shape (the model built on the meta device, the checkpoint
-    read memory-mapped). Return the epoch the checkpoint is from.
+    read memory-mapped; without ``checkpoint``, a trial still to run: the source's model built
+    on the meta device too). Return the epoch the checkpoint is from.
 
     Fields that change no weight (dropout, activation, everything about training) may differ."""
     what = f"field 'warm_start' is {config.warm_start!r}"
@@ -113,18 +114,25 @@ def check_warm_start(config: TrialConfig, source: TrialConfig, checkpoint: Path)
             f"{what} but that trial's model takes {source_chans}-channel images ({source.dataset}), "
             f"this one {in_chans}-channel ({config.dataset})"
         )
-    try:
-        epoch, found = ckpt.weight_shapes(checkpoint)
-    except (OSError, RuntimeError) as e:
-        raise StudyError(f"{what} but its checkpoint {checkpoint} does not read: {e}") from None
     import torch
 
+    heads = classes or source_classes or 2
+    if checkpoint is None:
+        epoch = None
+        with torch.device("meta"):
+            planned = build_model(source, in_chans=source_chans, num_classes=source_classes or heads, load_weights=False)
+        found = {k: tuple(v.shape) for k, v in planned.state_dict().items()}
+    else:
+        try:
+            epoch, found = ckpt.weight_shapes(checkpoint)
+        except (OSError, RuntimeError) as e:
+            raise StudyError(f"{what} but its checkpoint {checkpoint} does not read: {e}") from None
     with torch.device("meta"):
-        model = build_model(config, in_chans=in_chans, num_classes=classes or source_classes or 2, load_weights=False)
+        model = build_model(config, in_chans=in_chans, num_classes=heads, load_weights=False)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     if classes is None and source_classes is None:  # the heads' sizes are known once data is read
         expected = {k: found.get(k, shape) for k, shape in expected.items()}
-    why = ckpt.weights_mismatch(expected, found)
+    why = ckpt.weights_mismatch(expected, found, source="the checkpoint" if checkpoint else "that trial's model")
     if why is not None:
         fields = check_model_name(config.model).shape_fields or ()
         differ = [f"{f} {getattr(source, f)!r} there, {getattr(config, f)!r} here"
