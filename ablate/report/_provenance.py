@@ -93,7 +93,7 @@ def _warm_starts(env: pd.DataFrame) -> dict[str, int]:
     """The warm-start sources the workers recorded in the environments' ``extra`` (see
     ``ablate.run._warm_start``), each with its number of trials."""
     sources = []
-    for extra in env["extra"] if "extra" in env else ():
+    for extra in env.get("extra", ()):
         source = extra.get("warm_start") if isinstance(extra, dict) else None
         if isinstance(source, dict):
             epoch = f" of epoch {source.get('epoch')}" if source.get("epoch") is not None else ""

@@ -31,7 +31,7 @@ def test_trials_without_a_warm_start_keep_their_identity_and_one_with_it_has_ano
 
 
 def test_what_a_warm_start_refuses_and_allows() -> None:
-    with pytest.raises(StudyError, match="'warm_start' .* and 'pretrained' are both set"):
+    with pytest.raises(StudyError, match=r"'warm_start' .* and 'pretrained' are both set"):
         make_config(dict(BASE, warm_start="a:0", pretrained=True), where="x")
     # freezing trained layers is what a warm start is for; without one it is still refused
     make_config(dict(BASE, warm_start="a:0", freeze="head_only"), where="x")
