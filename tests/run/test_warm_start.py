@@ -103,6 +103,13 @@ def test_a_warm_started_trial_continues_where_its_source_stopped_with_its_own_lr
     assert "warm_start" not in (envs.loc[0, "extra"] or {})
     (kept,) = source.runs.glob("ws_next/trial-0001-*/warm_start.json")
     assert json.loads(kept.read_text()) == recorded
+    # and the report's provenance block names it
+    from ablate.report._provenance import collect_provenance, provenance_lines
+
+    block = collect_provenance(load_trials("ws_next", db=source.db), load_environments("ws_next", db=source.db))
+    assert block is not None
+    assert (f"Warm-started from: ws_source:0 (trial id {source.trial_id}, best checkpoint of epoch 2) "
+            "(1 trial).") in provenance_lines(block)
 
 
 def test_the_weights_at_the_start_are_the_source_checkpoints(source: Source, tmp_path: Path) -> None:
@@ -151,6 +158,9 @@ def test_plan_refuses_a_source_that_is_not_there_or_does_not_fit(source: Source,
     assert "cnn_filters 8 there, 16 here" in line
     line = _refused(study("ws_f", warm_start="ws_source:0", dataset="synthetic", num_classes=4), source)
     assert "that trial has 10 classes (digits), this one 4 (synthetic)" in line
+    other = _study_file(tmp_path, "ws_j", "study = Study(name='ws_j', base=dict(dataset='digits', model='tv:resnet18', "
+                        "device='cpu', epochs=1, warm_start='ws_source:0'), factors=dict(lr=[0.01]), seeds=[0])")
+    assert "that trial trained model 'cnn', this one 'tv:resnet18'" in _refused(other, source)
     assert "'pretrained' are both set" in _refused(study("ws_g", warm_start="ws_source:0", pretrained=True), source)
     # the checkpoint file gone (moved away for this check)
     last = source.best.with_name("last.pt")
@@ -205,7 +215,7 @@ def test_two_stages_in_one_file_run_in_order_and_smoke_runs_without_the_source(
 
 def test_an_interrupted_warm_started_trial_resumes_from_its_own_checkpoint(source: Source, tmp_path: Path) -> None:
     path = _study_file(tmp_path, "ws_long",
-                       "study = Study(name='ws_long', base=dict(BASE, epochs=40, lr=0.01, warm_start='ws_source:0'), "
+                       "study = Study(name='ws_long', base=dict(BASE, epochs=12, lr=0.01, warm_start='ws_source:0'), "
                        "factors=dict(lr=[0.01]), seeds=[0])")  # fmt: skip
     db, runs = f"sqlite:///{tmp_path / 'ablate.db'}", tmp_path / "runs"
     # the source lives in this test's own database and runs folder: it is deleted below
@@ -218,7 +228,7 @@ def test_an_interrupted_warm_started_trial_resumes_from_its_own_checkpoint(sourc
     out, err = first.communicate(timeout=60)
     assert first.returncode == 143, out + err
     done = len(load_epochs("ws_long", db=db))
-    assert 2 <= done < 40, "the trial finished before it could be interrupted"
+    assert 2 <= done < 12, "the trial finished before it could be interrupted"
     # the source's checkpoints are gone: a resume that went back to them would fail
     for f in runs.glob("ws_source/*/*.pt"):
         f.unlink()
@@ -228,6 +238,6 @@ def test_an_interrupted_warm_started_trial_resumes_from_its_own_checkpoint(sourc
     assert again.returncode == 0, again.stdout + again.stderr
     assert "resuming trial 0" in again.stdout
     trials = check_completed_trials("ws_long", db)
-    assert int(trials["epochs_run"][0]) == 40
+    assert int(trials["epochs_run"][0]) == 12
     (env,) = load_environments("ws_long", db=db)["extra"]
     assert env["warm_start"]["study"] == "ws_source" and env["warm_start"]["epoch"] == 2
