@@ -31,7 +31,13 @@ if TYPE_CHECKING:
         read_study_progress,
         read_study_summaries,
     )
-    from ablate.store._records import ClaimedTrial, EnvironmentRecord, StudyInfo, TrialRecord
+    from ablate.store._records import (
+        ClaimedTrial,
+        EnvironmentRecord,
+        StoredTrial,
+        StudyInfo,
+        TrialRecord,
+    )
     from ablate.store._sql import (
         QueryResult,
         QueryStream,
@@ -66,6 +72,7 @@ _WHERE = {
     "StudyProgress": "ablate.store._readonly",
     "ClaimedTrial": "ablate.store._records",
     "EnvironmentRecord": "ablate.store._records",
+    "StoredTrial": "ablate.store._records",
     "StudyInfo": "ablate.store._records",
     "TrialRecord": "ablate.store._records",
     "QueryResult": "ablate.store._sql",
@@ -85,6 +92,7 @@ __all__ = [
     "ReadOnlyConnection",
     "ReadOnlyResults",
     "ResultStore",
+    "StoredTrial",
     "StudyInfo",
     "StudyProgress",
     "Trial",

@@ -78,6 +78,7 @@ from ablate.store._read import (
 from ablate.store._records import (
     ClaimedTrial,
     EnvironmentRecord,
+    StoredTrial,
     StudyInfo,
     TrialRecord,
     config_from_json,
@@ -683,6 +684,30 @@ class ResultStore:
             return {int(t): (str(status), int(attempt or 0)) for t, status, attempt in rows}
 
         return self._transact(op, write=False, doing=f"reading the trials of study {name!r}")
+
+    def find_trial(self, name: str, number: int) -> StoredTrial | None:
+        """Trial ``number`` of study ``name``'s current version with its config, status, run
+        token and artifact paths (what a warm start reads); None when the study has no such
+        trial; StudyError listing the studies when there is no study ``name``."""
+
+        def op(session: Session) -> StoredTrial | None:
+            row = self._study_row(session, name)
+            trial = session.scalars(
+                select(Trial).where(Trial.study_id == row.id, Trial.number == number).limit(1)
+            ).first()
+            if trial is None:
+                return None
+            artifacts = session.execute(
+                select(Artifact.kind, Artifact.path).where(Artifact.trial_id == trial.id)
+            )
+            return StoredTrial(
+                trial_id=trial.id, study_name=row.name, study_version=row.version,
+                number=trial.number, seed=trial.seed, status=trial.status,
+                config=dict(trial.config), run_token=trial.run_token,
+                artifacts={str(kind): str(path) for kind, path in artifacts},
+            )  # fmt: skip
+
+        return self._transact(op, write=False, doing=f"reading trial {number} of study {name!r}")
 
     def epoch_values(
         self,

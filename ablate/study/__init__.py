@@ -8,6 +8,7 @@ from ablate.study._config import (
     TrialSpec,
     config_hash,
     make_config,
+    parse_warm_start,
     split_source,
 )
 from ablate.study._designs import (
@@ -68,6 +69,7 @@ __all__ = [
     "load_studies",
     "loguniform",
     "make_config",
+    "parse_warm_start",
     "select_study",
     "space_size",
     "split_source",

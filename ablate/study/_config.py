@@ -43,6 +43,8 @@ CNN_PADDING = ("same", "valid")
 CNN_POOLS = ("max", "avg", "none")
 CNN_BN_POSITIONS = ("before_act", "after_act")
 CNN_DROPOUT_POSITIONS = ("before_dense", "after_dense")
+# Which checkpoint of the source trial a warm start loads: its best epoch's or its last epoch's.
+WARM_START_FROM = ("best", "last")
 CNN_INITS = ("default", "kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform", "trunc_normal")
 # What a study may name as its metric.
 METRICS = metric_names(objective=True)
@@ -122,6 +124,8 @@ class TrialConfig:
     cnn_conv_bias: bool | None = _knob(None, "cnn: conv bias (None: off when batch norm directly follows the conv, else on)")
     freeze: str = _knob("none", "none | head_only | a stage name such as layer3 (frozen up to and including it)")
     lr_groups: list[float] = _knob([], "LR multipliers from the head backwards, e.g. [1, 0.5, 0.25]")
+    warm_start: str | None = _knob(None, "start from the weights of a finished trial, 'STUDY:NUMBER' (trial NUMBER of study STUDY's current version; same model and shape); only the weights: optimizer, schedule and epochs start afresh")
+    warm_start_from: str = _knob("best", "warm_start: that trial's checkpoint of its best epoch (best.pt) or of its last epoch (last.pt)", choices=WARM_START_FROM)
     # --- augmentation
     augment: str = _knob("basic", "preset: none | basic (crop+flip) | heavy (+erasing, jitter, rotation, grayscale)", choices=AUGMENT_PRESETS)
     crop_padding: int = _knob(4, "pixels of padding for the random crop (basic, heavy)", low=0, high=64)
@@ -220,7 +224,7 @@ _HASHED_WHEN_SET = (
     "cnn_dense_widths", "cnn_dropout_position", "cnn_conv_dropout", "cnn_bn_position", "cnn_leaky_relu_slope",
     "cnn_dense_activation", "cnn_init", "cnn_init_std", "cnn_conv_bias", "betas", "decay_norm_bias",
     "accumulate_steps", "clip_grad_norm", "schedule_step", "cosine_period", "warmup_steps",
-    "early_stopping_metric",
+    "early_stopping_metric", "warm_start", "warm_start_from",
 )  # fmt: skip
 
 
@@ -504,6 +508,8 @@ def unused_settings(config: TrialConfig) -> dict[str, str]:
         out.update(_unused_cnn_settings(config))
     if not config.pretrained:
         out["weights_path"] = "pretrained is false"
+    if config.warm_start is None:
+        out["warm_start_from"] = "warm_start is None"
     return out
 
 
@@ -575,12 +581,13 @@ def _check_cross_fields(config: TrialConfig, where: str) -> None:
             f"{where}: field 'freeze' is {config.freeze!r}; allowed: none, head_only, "
             "or a stage name such as layer3"
         )
-    if config.freeze != "none" and not config.pretrained:
+    if config.freeze != "none" and not config.pretrained and config.warm_start is None:
         raise StudyError(
-            f"{where}: field 'freeze' is {config.freeze!r} but 'pretrained' is false; freezing "
-            "randomly initialised layers is almost always a mistake (add a constraint to drop "
-            "such combinations)"
+            f"{where}: field 'freeze' is {config.freeze!r} but 'pretrained' is false (and no "
+            "warm_start); freezing randomly initialised layers is almost always a mistake (add a "
+            "constraint to drop such combinations)"
         )
+    _check_warm_start(config, where)
     if any(m <= 0 for m in config.lr_groups):
         raise StudyError(f"{where}: field 'lr_groups' must hold multipliers > 0, got {config.lr_groups}")
     if config.optimizer == "sgd" and config.nesterov and config.momentum <= 0:
@@ -594,6 +601,32 @@ def _check_cross_fields(config: TrialConfig, where: str) -> None:
     _check_recipe(config, where)
     if config.model == "cnn":
         _check_cnn(config, where)
+
+
+_WARM_START = re.compile(r"(?P<study>[a-z][a-z0-9_]*):(?P<number>[0-9]+)")
+
+
+def parse_warm_start(value: str, where: str = "") -> tuple[str, int]:
+    """``"digits_a:3"`` -> ``("digits_a", 3)``: the study and trial number a warm start names."""
+    match = _WARM_START.fullmatch(value.strip())
+    if match is None:
+        raise StudyError(
+            f"{where + ': ' if where else ''}field 'warm_start' is {value!r}; expected 'STUDY:NUMBER', a study name and one of "
+            "its trial numbers, e.g. 'digits_quick:0' (see `ablate status STUDY`)"
+        )
+    return match["study"], int(match["number"])
+
+
+def _check_warm_start(config: TrialConfig, where: str) -> None:
+    if config.warm_start is None:
+        return
+    parse_warm_start(config.warm_start, where)
+    if config.pretrained:
+        raise StudyError(
+            f"{where}: fields 'warm_start' ({config.warm_start!r}) and 'pretrained' are both set; "
+            "a warm start replaces every weight of the model, so the pretrained ones would be "
+            "overwritten: set pretrained=False (freeze works with warm_start)"
+        )
 
 
 def _check_recipe(config: TrialConfig, where: str) -> None:
