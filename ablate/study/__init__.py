@@ -9,6 +9,7 @@ from ablate.study._config import (
     config_hash,
     make_config,
     split_source,
+    tta_crop_side,
 )
 from ablate.study._designs import (
     DESIGNS,
@@ -72,6 +73,7 @@ __all__ = [
     "space_size",
     "split_source",
     "study_from_definition",
+    "tta_crop_side",
     "uniform",
     "with_overrides",
 ]
