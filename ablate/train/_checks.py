@@ -9,6 +9,7 @@ import json
 from ablate.data import dataset_source, expected_classes
 from ablate.errors import StudyError
 from ablate.study import TrialConfig, split_source
+from ablate.train._losses import class_weights, margin_embedding_dim
 from ablate.train._models import (
     ModelFamily,
     build_model,
@@ -16,7 +17,6 @@ from ablate.train._models import (
     check_model_output,
     model_in_chans,
 )
-from ablate.train._losses import class_weights, margin_embedding_dim
 from ablate.train._stages import Stages, check_freeze, check_lr_groups, resolve_stages
 
 # Smoke runs: the largest batch; each split holds two batches (at least 8 images).

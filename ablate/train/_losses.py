@@ -7,8 +7,8 @@ smoothed by ``label_smoothing``, or MixUp/CutMix's mixed targets); at ``gamma = 
 binary, per-logit form, not this one.)
 
 ``margin_loss`` adds a head of class centres on the embedding (the input of the model's
-classifier, :func:`~ablate.train._verification.classifier_layer`, taken with a forward hook in
-the same forward pass as the logits): cosine logits ``s cos(theta_j)`` with the target class's
+classifier, :func:`~ablate.train._models.classifier_name`, as verification's embedding is, taken
+with a forward hook in the same forward pass as the logits): cosine logits ``s cos(theta_j)`` with the target class's
 changed to ``s cos(theta_y + m)`` (ArcFace, Deng et al. 2019; past ``theta + m > pi`` the
 monotone extension ``cos(theta) - m sin(m)`` of insightface's implementation) or
 ``s (cos(theta_y) - m)`` (CosFace, Wang et al. 2018). Its cross-entropy, times ``margin_weight``,
@@ -20,14 +20,14 @@ verification compares.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 
 from ablate.errors import StudyError
 from ablate.study import TrialConfig
-from ablate.train._verification import classifier_layer
+from ablate.train._models import classifier_name
 
 # (1 - p)^gamma is cut at this from below: its gradient at p = 1 is infinite for gamma < 1.
 _FOCAL_FLOOR = 1e-12
@@ -104,10 +104,15 @@ class _EmbeddingTap:
         return value.flatten(1)
 
 
+def classifier_layer(model: torch.nn.Module) -> torch.nn.Linear:
+    """The model's classifier layer (timm's ``get_classifier()``, else its last ``nn.Linear``)."""
+    return cast(torch.nn.Linear, model.get_submodule(classifier_name(model)))
+
+
 def margin_embedding_dim(model: torch.nn.Module, num_classes: int, *, model_name: str) -> int:
     """Width of the embedding the margin head reads; StudyError when the model has no classifier
     ``nn.Linear`` giving its ``num_classes`` logits (so no penultimate embedding to take)."""
-    layer = classifier_layer(model, "margin_loss")
+    layer = classifier_layer(model)
     if layer.out_features != num_classes:
         raise StudyError(
             f"field 'margin_loss' needs the embedding the classifier reads, but the last nn.Linear of "
@@ -144,14 +149,18 @@ class TrainingLoss:
             self.head = MarginHead(
                 config.margin_loss, dim, num_classes, scale=config.margin_scale, margin=config.margin_m
             ).to(device)
-            self.tap = _EmbeddingTap(classifier_layer(model, "margin_loss"))
+            self.tap = _EmbeddingTap(classifier_layer(model))
 
     def param_groups(self) -> list[dict[str, Any]]:
         """The margin head's optimizer group (named "margin", at ``margin_lr``), or none."""
         if self.head is None:
             return []
         lr = self.config.margin_lr if self.config.margin_lr is not None else self.config.lr
-        return [{"params": list(self.head.parameters()), "lr": lr, "name": "margin"}]
+        return [{"params": self.parameters(), "lr": lr, "name": "margin"}]
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """The margin head's parameters (trained beside the model's), or none."""
+        return list(self.head.parameters()) if self.head is not None else []
 
     def __call__(self, logits: torch.Tensor, target: torch.Tensor, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
         """The batch's loss: ``target`` is what the classifier learns (class indices or mixed

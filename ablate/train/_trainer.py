@@ -438,7 +438,9 @@ class _Trial:
             if last:
                 if self.config.clip_grad_norm > 0:
                     self.scaler.unscale_(self.optimizer)
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
+                    torch.nn.utils.clip_grad_norm_(
+                        [*self.model.parameters(), *self.loss.parameters()], self.config.clip_grad_norm
+                    )
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
             with torch.no_grad():

@@ -93,8 +93,14 @@ def embeddings(model: Any, inputs: Any) -> Any:
 
     if hasattr(model, "forward_features") and hasattr(model, "forward_head"):
         return model.forward_head(model.forward_features(inputs), pre_logits=True).flatten(1)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    if not linears:
+        raise StudyError(
+            f"verification takes the input of the model's last nn.Linear as the embedding; "
+            f"{type(model).__name__} has none"
+        )
     taken: list[Any] = []
-    handle = classifier_layer(model, "verification").register_forward_hook(lambda _m, args, _out: taken.append(args[0]))
+    handle = linears[-1].register_forward_hook(lambda _m, args, _out: taken.append(args[0]))
     try:
         model(inputs)
     finally:
@@ -102,26 +108,6 @@ def embeddings(model: Any, inputs: Any) -> Any:
     if not taken:
         raise StudyError(f"verification: the last nn.Linear of {type(model).__name__} is not called by its forward")
     return taken[-1].flatten(1)
-
-
-def classifier_layer(model: Any, what: str) -> Any:
-    """The layer whose input is the model's embedding: timm's classifier (``get_classifier()``)
-    when it is an ``nn.Linear``, else the last ``nn.Linear``; ``what`` names the user in the
-    StudyError for a model without one."""
-    import torch
-
-    get_classifier = getattr(model, "get_classifier", None)
-    if callable(get_classifier):
-        layer = get_classifier()
-        if isinstance(layer, torch.nn.Linear):
-            return layer
-    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    if not linears:
-        raise StudyError(
-            f"{what} takes the input of the model's last nn.Linear as the embedding; "
-            f"{type(model).__name__} has none"
-        )
-    return linears[-1]
 
 
 # ---------------------------------------------------------------------------- pairs
