@@ -119,7 +119,7 @@ def _accuracy(name: str, label: str, **where: Any) -> Metric:
 
 
 def _loss(name: str, label: str, **where: Any) -> Metric:
-    # The mean cross-entropy per image.
+    # The mean cross-entropy per image (train_loss: the loss trained on, focal and the margin head's term when set).
     return Metric(name, label, unit="nats", direction="minimize", low=0.0, **where)
 
 
