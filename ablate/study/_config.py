@@ -675,11 +675,6 @@ def _check_losses(config: TrialConfig, where: str) -> None:
                 f"{getattr(config, mixed[0]):g}: a margin head needs each image's one class, and mixed "
                 "images have two; set margin_loss='none' or the alpha to 0"
             )
-        if config.compile:
-            raise StudyError(
-                f"{where}: field 'margin_loss' is {config.margin_loss!r} but compile is true: the margin "
-                "head takes the embedding with a forward hook, which is not run compiled here; set compile=false"
-            )
     if config.tta == "crops":
         if config.tta_crops not in TTA_CROP_COUNTS:
             raise StudyError(

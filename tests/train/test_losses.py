@@ -78,8 +78,6 @@ def test_settings_of_an_option_that_is_off_are_unused() -> None:
 def test_wrong_interactions_are_refused_with_the_reason() -> None:
     with pytest.raises(StudyError, match=r"field 'margin_loss' is 'arcface' but mixup_alpha is 0\.2: a margin head needs each image's one class"):
         tiny(margin_loss="arcface", mixup_alpha=0.2)
-    with pytest.raises(StudyError, match="field 'margin_loss' is 'cosface' but compile is true"):
-        tiny(margin_loss="cosface", compile=True)
     with pytest.raises(StudyError, match="field 'tta_crop_size' is 12 but image_size is 12: a crop must be smaller"):
         tiny(tta="crops", tta_crop_size=12)
     with pytest.raises(StudyError, match=r"field 'tta_crops' is 7; allowed: 5 .*, 10"):
@@ -186,6 +184,21 @@ def test_margin_head_has_its_own_group_reads_the_embedding_and_trains() -> None:
     assert lrs["margin"] / lrs["all"] == pytest.approx(0.2)
     plain = train_trial(tiny(lr=0.05, epochs=2))
     assert result.history[0].train_loss != plain.history[0].train_loss  # the margin term is in the loss
+
+
+def test_the_embedding_is_taken_from_a_compiled_model_too() -> None:
+    from ablate.train._losses import TrainingLoss
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4))
+    loss = TrainingLoss(tiny(margin_loss="arcface", compile=True), model, num_classes=4, device=torch.device("cpu"))
+    compiled = torch.compile(model, backend="aot_eager")  # the hook is traced by dynamo, whatever the backend
+    x, y = torch.randn(6, 3, 2, 2), torch.tensor([0, 1, 2, 3, 0, 1])
+    model.train()
+    eager = loss(model(x), y, y, 0.0)
+    assert torch.allclose(loss(compiled(x), y, y, 0.0), eager)
+    eager.backward()
+    assert loss.head is not None and loss.head.weight.grad is not None
 
 
 @pytest.mark.slow
