@@ -119,7 +119,7 @@ def _accuracy(name: str, label: str, **where: Any) -> Metric:
 
 
 def _loss(name: str, label: str, **where: Any) -> Metric:
-    # The mean cross-entropy per image.
+    # The mean cross-entropy per image (train_loss: the loss trained on, focal and the margin head's term when set).
     return Metric(name, label, unit="nats", direction="minimize", low=0.0, **where)
 
 
@@ -152,9 +152,11 @@ for _metric in (
     Metric("best_epoch", "best epoch", low=1.0, dtype="int", **_FINAL),
     # The study metric at the best epoch (its direction is the study's); in extra_metrics.
     Metric("best_metric", "best metric"),
-    # The best checkpoint on the test split; None without a test split.
+    # The test_checkpoint epoch (best by default) on the test split; None without a test split.
     _accuracy("test_acc", "test acc", **_FINAL, **_OBJECTIVE, table=True, epoch_stand_in="val_acc"),
     _loss("test_loss", "test loss", **_FINAL, rankable=True),
+    # The epoch whose weights scored the test split (test_checkpoint); in extra_metrics.
+    Metric("test_epoch", "test epoch", low=1.0, dtype="int"),
     _count("epochs_run", "epochs run", **_FINAL),
     # Training time over all sessions of a trial (resumes included), start-up left out.
     _seconds("duration_s", "train time", **_FINAL, table=True),

@@ -121,7 +121,7 @@ class TrainResult:
     best_val_acc: float | None
     best_epoch: int | None
     best_metric: float | None  # the study metric at the best epoch
-    test_acc: float | None  # best checkpoint on the test split; None without a test split
+    test_acc: float | None  # test_checkpoint's weights (best or last epoch) on the test split; None without one
     test_loss: float | None
     epochs_run: int
     # Training time over all sessions of the trial (resumes included), each session counted
@@ -138,6 +138,8 @@ class TrainResult:
     data: dict[str, Any] = field(default_factory=dict)
     # Final values of the study's own evaluations: the last epoch's val_x, the test split's test_x.
     evaluated: dict[str, float] = field(default_factory=dict)
+    # The epoch whose weights scored the test split (test_checkpoint: best or last); None without.
+    test_epoch: int | None = None
 
     def metrics_dict(self) -> dict[str, Any]:
         """The results for the database: each final metric of the table this result holds

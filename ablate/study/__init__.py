@@ -10,6 +10,7 @@ from ablate.study._config import (
     make_config,
     parse_warm_start,
     split_source,
+    tta_crop_side,
 )
 from ablate.study._designs import (
     DESIGNS,
@@ -74,6 +75,7 @@ __all__ = [
     "space_size",
     "split_source",
     "study_from_definition",
+    "tta_crop_side",
     "uniform",
     "with_overrides",
 ]

@@ -45,6 +45,13 @@ CNN_BN_POSITIONS = ("before_act", "after_act")
 CNN_DROPOUT_POSITIONS = ("before_dense", "after_dense")
 # Which checkpoint of the source trial a warm start loads: its best epoch's or its last epoch's.
 WARM_START_FROM = ("best", "last")
+# The training loss, the auxiliary margin head on the embedding, the test split's weights, TTA.
+LOSSES = ("cross_entropy", "focal")
+MARGIN_LOSSES = ("none", "arcface", "cosface")
+TEST_CHECKPOINTS = ("best", "last")
+TTA_MODES = ("none", "flip", "crops")
+# torchvision's FiveCrop (four corners and the centre) and TenCrop (those and their mirror images).
+TTA_CROP_COUNTS = (5, 10)
 CNN_INITS = ("default", "kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform", "trunc_normal")
 # What a study may name as its metric.
 METRICS = metric_names(objective=True)
@@ -146,6 +153,19 @@ class TrialConfig:
     mixup_alpha: float = _knob(0.0, "MixUp alpha, 0 = off", low=0.0)
     cutmix_alpha: float = _knob(0.0, "CutMix alpha, 0 = off", low=0.0)
     label_smoothing: float = _knob(0.0, "cross-entropy label smoothing", low=0.0, high=0.99)
+    # --- loss and evaluation
+    loss: str = _knob("cross_entropy", "training loss: cross_entropy, or focal (-sum_c q_c (1 - p_c)^focal_gamma log p_c, q the target with label_smoothing)", choices=LOSSES)
+    focal_gamma: float = _knob(2.0, "focal: focusing exponent (0: cross-entropy)", low=0.0)
+    focal_alpha: list[float] = _knob([], "focal: weight of each class, one per class ([]: all 1)")
+    margin_loss: str = _knob("none", "auxiliary margin head on the embedding (the classifier's input), trained beside the classifier: none, arcface (s cos(theta + m)), cosface (s (cos theta - m))", choices=MARGIN_LOSSES)
+    margin_scale: float = _knob(64.0, "arcface/cosface: scale s of the cosine logits", low=0.0, low_open=True)
+    margin_m: float = _knob(0.5, "arcface: additive angular margin m; cosface: additive cosine margin m (0.35 is usual)", low=0.0, high=1.5)
+    margin_weight: float = _knob(1.0, "weight of the margin head's cross-entropy in the training loss", low=0.0, low_open=True)
+    margin_lr: float | None = _knob(None, "learning rate of the margin head's parameter group, scheduled as the others (None: lr)", low=0.0, low_open=True)
+    test_checkpoint: str = _knob("best", "weights the test split is scored with: best (the epoch selected on the study metric) or last (the last epoch trained)", choices=TEST_CHECKPOINTS)
+    tta: str = _knob("none", "test-time augmentation of val and test: none, flip (image and its mirror), crops (tta_crops crops of tta_crop_size resized to image_size); softmax probabilities averaged", choices=TTA_MODES)
+    tta_crops: int = _knob(5, "tta='crops': 5 (four corners and centre) or 10 (and their mirror images)", low=5, high=10)
+    tta_crop_size: int | None = _knob(None, "tta='crops': side of each crop, < image_size (None: 7/8 of image_size)", low=1)
     # --- optimisation
     optimizer: str = _knob("sgd", "optimizer: sgd, adamw (decoupled weight decay), adam (weight_decay as L2 in the gradient, torch's Adam)", choices=OPTIMIZERS)
     betas: list[float] = _knob([0.9, 0.999], "adam/adamw: [beta1, beta2], decay rates of the moment estimates")
@@ -224,7 +244,8 @@ _HASHED_WHEN_SET = (
     "cnn_dense_widths", "cnn_dropout_position", "cnn_conv_dropout", "cnn_bn_position", "cnn_leaky_relu_slope",
     "cnn_dense_activation", "cnn_init", "cnn_init_std", "cnn_conv_bias", "betas", "decay_norm_bias",
     "accumulate_steps", "clip_grad_norm", "schedule_step", "cosine_period", "warmup_steps",
-    "early_stopping_metric", "warm_start", "warm_start_from",
+    "early_stopping_metric", "warm_start", "warm_start_from", "loss", "focal_gamma", "focal_alpha", "margin_loss", "margin_scale", "margin_m",
+    "margin_weight", "margin_lr", "test_checkpoint", "tta", "tta_crops", "tta_crop_size",
 )  # fmt: skip
 
 
@@ -510,6 +531,22 @@ def unused_settings(config: TrialConfig) -> dict[str, str]:
         out["weights_path"] = "pretrained is false"
     if config.warm_start is None:
         out["warm_start_from"] = "warm_start is None"
+    out.update(_unused_loss_settings(config))
+    return out
+
+
+def _unused_loss_settings(config: TrialConfig) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if config.loss != "focal":
+        out.update(dict.fromkeys(("focal_gamma", "focal_alpha"), f"loss is {config.loss!r}; only 'focal' uses it"))
+    if config.margin_loss == "none":
+        out.update(dict.fromkeys(("margin_scale", "margin_m", "margin_weight", "margin_lr"), "margin_loss is 'none'"))
+    if config.tta != "crops":
+        out.update(dict.fromkeys(("tta_crops", "tta_crop_size"), f"tta is {config.tta!r}; only 'crops' uses it"))
+    if not has_test_split(config):
+        out["test_checkpoint"] = "there is no test split (test_split is None)"
+    elif not has_val_split(config):
+        out["test_checkpoint"] = "there is no validation split: the last epoch is the one kept"
     return out
 
 
@@ -599,6 +636,7 @@ def _check_cross_fields(config: TrialConfig, where: str) -> None:
             f"{where}: field 'warmup_epochs' is {config.warmup_epochs}; it must be < epochs ({config.epochs})"
         )
     _check_recipe(config, where)
+    _check_losses(config, where)
     if config.model == "cnn":
         _check_cnn(config, where)
 
@@ -650,6 +688,38 @@ def _check_recipe(config: TrialConfig, where: str) -> None:
             f"batch_size x accumulate_steps = {effective} images needs more than max_train_samples "
             f"({config.max_train_samples}); lower one of them"
         )
+
+
+def tta_crop_side(config: TrialConfig) -> int:
+    """The side of each test-time crop (``tta_crop_size``, by default 7/8 of ``image_size``)."""
+    return config.tta_crop_size if config.tta_crop_size is not None else max(1, config.image_size * 7 // 8)
+
+
+def _check_losses(config: TrialConfig, where: str) -> None:
+    """How the loss, margin head and test-time augmentation settings combine (the focal class
+    weights against the class count and the margin head against the model: the trainer's check)."""
+    if any(a <= 0 for a in config.focal_alpha):
+        raise StudyError(f"{where}: field 'focal_alpha' is {config.focal_alpha}; each class weight must be > 0")
+    if config.margin_loss != "none":
+        mixed = [n for n in ("mixup_alpha", "cutmix_alpha") if getattr(config, n) > 0]
+        if mixed:
+            raise StudyError(
+                f"{where}: field 'margin_loss' is {config.margin_loss!r} but {mixed[0]} is "
+                f"{getattr(config, mixed[0]):g}: a margin head needs each image's one class, and mixed "
+                "images have two; set margin_loss='none' or the alpha to 0"
+            )
+    if config.tta == "crops":
+        if config.tta_crops not in TTA_CROP_COUNTS:
+            raise StudyError(
+                f"{where}: field 'tta_crops' is {config.tta_crops}; allowed: 5 (four corners and the "
+                "centre), 10 (those and their mirror images)"
+            )
+        side = tta_crop_side(config)
+        if side >= config.image_size:
+            raise StudyError(
+                f"{where}: field 'tta_crop_size' is {side} but image_size is {config.image_size}: a crop "
+                "must be smaller than the image it is cut from"
+            )
 
 
 def _check_cnn(config: TrialConfig, where: str) -> None:
@@ -725,6 +795,14 @@ FIELD_UNITS: dict[str, str] = {
     "grayscale_p": "probability",
     "erasing_p": "probability",
     "label_smoothing": "fraction",
+    "focal_gamma": "exponent",
+    "focal_alpha": "weight",
+    "margin_scale": "x",
+    "margin_m": "rad (arcface) / cosine (cosface)",
+    "margin_weight": "x",
+    "margin_lr": "as lr",
+    "tta_crops": "crops",
+    "tta_crop_size": "px",
     "step_size": "epochs",
     "milestones": "epochs",
     "plateau_patience": "epochs",

@@ -11,6 +11,7 @@ from ablate.data import dataset_source, expected_classes
 from ablate.errors import StudyError
 from ablate.study import TrialConfig, split_source
 from ablate.train import _checkpoint as ckpt
+from ablate.train._losses import class_weights, margin_embedding_dim
 from ablate.train._models import (
     ModelFamily,
     build_model,
@@ -65,6 +66,35 @@ def check_trial_config(config: TrialConfig) -> None:
         _STAGES[key] = stages
     check_freeze(stages, config.freeze, model=config.model)
     check_lr_groups(stages, config.lr_groups, model=config.model)
+    _check_loss(config, family, key, in_chans, classes)
+
+
+# Per model shape (the key of _STAGES): the margin head's embedding width, or why there is none.
+_MARGIN_DIMS: dict[tuple[object, ...], int | StudyError] = {}
+
+
+def _check_loss(config: TrialConfig, family: ModelFamily, key: tuple[object, ...], in_chans: int, classes: int) -> None:
+    """``focal_alpha`` against the class count (when known before the data is read), and a
+    margin head against the model: it needs the classifier's input as the embedding."""
+    if expected_classes(config) is not None:
+        class_weights(config, classes)
+    if config.margin_loss == "none":
+        return
+    found = _MARGIN_DIMS.get(key)
+    if found is None:
+        import torch
+
+        with torch.device("meta"):
+            model = build_model(config, in_chans=in_chans, num_classes=classes, load_weights=False)
+        try:
+            found = margin_embedding_dim(model, classes, model_name=config.model)
+        except StudyError as e:
+            found = e
+        if len(_MARGIN_DIMS) >= _MAX_STAGES:
+            _MARGIN_DIMS.clear()
+        _MARGIN_DIMS[key] = found
+    if isinstance(found, StudyError):
+        raise StudyError(str(found))
 
 
 def _shape_key(config: TrialConfig, fields: tuple[str, ...] | None, in_chans: int, classes: int) -> tuple[object, ...]:

@@ -2,7 +2,8 @@
 
 Read top to bottom: ``train_trial`` builds a :class:`_Trial` (data on the device, model, optimizer,
 schedule), resumes it from ``last.pt`` when there is one, runs epochs until the last one, early
-stopping, the time limit or a non-finite loss, then evaluates the best weights on the test split.
+stopping, the time limit or a non-finite loss, then evaluates the best (or, with
+``test_checkpoint="last"``, the last) epoch's weights on the test split.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from ablate.train._evaluation import (
     read_images,
     run_evaluations,
 )
+from ablate.train._losses import TrainingLoss
 from ablate.train._mix import MixUpCutMix
 from ablate.train._models import build_model, is_conv_model, model_in_chans
 from ablate.train._optim import LRSchedule, build_optimizer, split_weight_decay
@@ -53,6 +55,7 @@ from ablate.train._stages import (
     parameter_groups,
     resolve_stages,
 )
+from ablate.train._tta import tta_scores
 from ablate.train._verification import data_folder
 from ablate.trial import EpochMetrics, TrainResult, TrialPruned
 
@@ -246,6 +249,8 @@ class _Trial:
         self.model.to(self.device)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
+        # Before compile: a margin head hooks the classifier layer of the model.
+        self.loss = TrainingLoss(config, self.model, num_classes=self.data.num_classes, device=self.device)
         # The module that runs batches; self.model stays the one whose state is saved.
         self.forward: torch.nn.Module = (
             cast(torch.nn.Module, torch.compile(self.model)) if config.compile else self.model
@@ -263,7 +268,9 @@ class _Trial:
         groups = parameter_groups(self.model, self.stages, config.lr, config.lr_groups)
         if not any(g["params"] for g in groups):
             raise StudyError(f"field 'freeze' is {config.freeze!r}: it leaves no parameter to train")
-        self.optimizer = build_optimizer(config, split_weight_decay(self.model, groups, config.decay_norm_bias))
+        self.optimizer = build_optimizer(
+            config, split_weight_decay(self.model, groups, config.decay_norm_bias) + self.loss.param_groups()
+        )
         # ReduceLROnPlateau and early stopping watch the study metric's epoch value unless their
         # field names another metric, in that metric's own direction.
         self.plateau_metric, plateau_max = self._watched(config.plateau_metric)
@@ -427,7 +434,7 @@ class _Trial:
                     inputs = inputs.contiguous(memory_format=self.augment.memory_format)
             with self.autocast():
                 out = model(inputs)
-                loss = F.cross_entropy(out.float(), target, label_smoothing=smoothing)
+                loss = self.loss(out, target, y, smoothing)
             if first:
                 self.optimizer.zero_grad(set_to_none=True)
             if k == 1:
@@ -437,7 +444,9 @@ class _Trial:
             if last:
                 if self.config.clip_grad_norm > 0:
                     self.scaler.unscale_(self.optimizer)
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
+                    torch.nn.utils.clip_grad_norm_(
+                        [*self.model.parameters(), *self.loss.parameters()], self.config.clip_grad_norm
+                    )
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
             with torch.no_grad():
@@ -470,7 +479,7 @@ class _Trial:
             for x, y in self.batches(source.eval_batches(self.eval_batch_size)):
                 with self.data_threads():
                     inputs = self.augment.eval(x)
-                yield self.forward(inputs).float(), y
+                yield tta_scores(self.forward, inputs, self.config), y
 
     def _evaluate(self, source: Any) -> tuple[float, float, float | None]:
         """(mean loss, top-1 accuracy, top-5 accuracy or None with 5 classes or fewer)."""
@@ -557,6 +566,7 @@ class _Trial:
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(),
+            "margin": self.loss.state_dict(),
             "rng": ckpt.rng_state(),
             "best": self.best,
             "best_epoch": self.best_epoch,
@@ -581,6 +591,7 @@ class _Trial:
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.scaler.load_state_dict(state["scaler"])
+        self.loss.load_state_dict(state.get("margin"))
         self.epoch = int(state["epoch"])
         self.best, self.best_epoch = state["best"], state["best_epoch"]
         self.bad_epochs = int(state["bad_epochs"])
@@ -629,10 +640,9 @@ class _Trial:
 
     def _finish(self, error: str | None, entered: float) -> TrainResult:
         test_loss = test_acc = None
-        have_best = self.best_epoch is not None
+        test_epoch = self._load_test_weights()
         evaluated = dict(self.history[-1].evaluated) if self.history else {}
-        if have_best:
-            self.model.load_state_dict(self.best_state)
+        if test_epoch is not None:
             if self.test_src is not None:
                 test_loss, test_acc, _ = self._evaluate(self.test_src)
                 if error is None:
@@ -668,6 +678,7 @@ class _Trial:
             best_metric=best_metric,
             test_acc=test_acc,
             test_loss=test_loss,
+            test_epoch=test_epoch if test_acc is not None else None,
             epochs_run=len(self.history),
             duration_s=self.elapsed(entered),
             images_per_s=self.train_images / self.train_seconds if self.train_seconds > 0 else None,
@@ -680,6 +691,20 @@ class _Trial:
             data=self.data.provenance(),
             evaluated=evaluated,
         )
+
+    def _load_test_weights(self) -> int | None:
+        """Put the weights ``test_checkpoint`` names into the model and return their epoch (None:
+        nothing to score). ``best``: the selected epoch's; ``last``: the last epoch trained (none
+        after a failure, whose weights are not an epoch's end). Without a validation split the
+        last epoch is the best."""
+        if self.config.test_checkpoint == "last" and self.val_src is not None:
+            if not self.history or self.stop_reason in ("diverged", "evaluation_failed"):
+                return None
+            return self.history[-1].epoch  # the model holds it: the loop stops after _end_epoch
+        if self.best_epoch is None:
+            return None
+        self.model.load_state_dict(self.best_state)
+        return self.best_epoch
 
     def _write_predictions(self) -> None:
         """``prediction_samples`` test (else val) images, class-balanced, with the best model's
@@ -695,7 +720,7 @@ class _Trial:
         for start in range(0, len(index), self.eval_batch_size):
             x, y = source.take(index[start : start + self.eval_batch_size])
             with torch.inference_mode(), self.autocast():
-                preds.append(self.forward(self.augment.eval(x)).argmax(1).cpu())
+                preds.append(tta_scores(self.forward, self.augment.eval(x), self.config).argmax(1).cpu())
             side = min(self.config.image_size, PREDICTION_MAX_SIDE)
             if x.shape[1] != side or x.shape[2] != side:
                 x = resize_nhwc(x, side)

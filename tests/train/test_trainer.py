@@ -66,7 +66,7 @@ def test_metrics_dict_holds_the_numbers_for_the_database() -> None:
     metrics = result.metrics_dict()
     assert set(metrics) == {
         "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "best_val_acc", "best_epoch",
-        "best_metric", "test_acc", "test_loss", "epochs_run", "duration_s", "images_per_s",
+        "best_metric", "test_acc", "test_loss", "test_epoch", "epochs_run", "duration_s", "images_per_s",
         "peak_mem_mb", "n_params", "n_trainable_params", "startup_s", "stop_reason", "n_train", "n_val", "n_test",
         "data",
     }
