@@ -1,0 +1,129 @@
+"""Fine-tuning a library's model: its own dropout and drop-path rates, and a replacement head.
+
+``drop_rate`` and ``drop_path_rate`` are handed to the library (timm's ``create_model`` keywords,
+torchvision's builder ``dropout`` / ``stochastic_depth_prob``); :func:`check_regularisation` then
+reads the built model to confirm the rate took effect, so a model that silently ignores one
+(torchvision's convnext takes ``dropout`` and drops it) is refused by name instead of trained
+without it. ``head_widths`` replaces the classifier by a :class:`ReplacementHead` MLP, which keeps
+the classifier's qualified name, so it is the "head" stage of ``freeze`` and ``lr_groups``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+from torch import nn
+
+from ablate.errors import StudyError
+from ablate.train._cnn import _activation as activation
+
+if TYPE_CHECKING:
+    from ablate.study import TrialConfig
+
+# The replacement head's leaky_relu slope: torch's default (cnn_leaky_relu_slope is the CNN's).
+HEAD_LEAKY_SLOPE = 0.01
+
+# What each library calls the two rates.
+_KEYWORDS = {
+    "timm": {"drop_rate": "drop_rate", "drop_path_rate": "drop_path_rate"},
+    "torchvision": {"drop_rate": "dropout", "drop_path_rate": "stochastic_depth_prob"},
+}
+
+
+def library_kwargs(config: TrialConfig, library: str) -> dict[str, float]:
+    """The keywords of the rates ``config`` sets, as ``library`` ("timm" / "torchvision") names them."""
+    return {kw: getattr(config, field) for field, kw in _KEYWORDS[library].items() if getattr(config, field) is not None}
+
+
+def build_refusal(config: TrialConfig, library: str, error: Exception) -> StudyError | None:
+    """The one-line refusal when building failed on a rate keyword (the builder has no such
+    argument, or fixes it itself); None when the error is about something else."""
+    text = str(error)
+    for field, kw in _KEYWORDS[library].items():
+        if getattr(config, field) is None or f"'{kw}'" not in text:
+            continue
+        what = "drop-path (stochastic depth) rate" if field == "drop_path_rate" else "dropout rate"
+        why = "its builder fixes it" if "multiple values" in text else f"it takes no {kw!r}"
+        return StudyError(
+            f"field {field!r} is {getattr(config, field)} but the {what} of model {config.model!r} cannot "
+            f"be set ({why}); leave {field} None for this model"
+        )
+    return None
+
+
+def _is_drop_path(module: nn.Module) -> bool:
+    # timm's DropPath (and its variants), torchvision's StochasticDepth.
+    name = type(module).__name__
+    return "DropPath" in name or name == "StochasticDepth"
+
+
+def check_regularisation(model: nn.Module, config: TrialConfig) -> None:
+    """Raise a StudyError when the built model does not hold the rate ``config`` set: no
+    drop-path module for ``drop_path_rate`` > 0, no dropout of ``drop_rate`` (a ``drop_rate``
+    attribute, timm's convention, or a Dropout layer of that probability)."""
+    if config.drop_path_rate:
+        if not any(_is_drop_path(m) for m in model.modules()):
+            raise StudyError(
+                f"field 'drop_path_rate' is {config.drop_path_rate} but model {config.model!r} has no "
+                "drop-path (stochastic depth) layer; leave drop_path_rate None for this model"
+            )
+    rate = config.drop_rate
+    if rate is not None:
+        attr = getattr(model, "drop_rate", None)
+        found = (isinstance(attr, float) and math.isclose(attr, rate)) or any(
+            isinstance(m, nn.Dropout) and math.isclose(m.p, rate) for m in model.modules()
+        )
+        if not found:
+            raise StudyError(
+                f"field 'drop_rate' is {rate} but model {config.model!r} has no dropout of that rate "
+                "once built (its builder ignores it); leave drop_rate None, or add one with "
+                "head_widths=[] and head_dropout"
+            )
+
+
+class ReplacementHead(nn.Sequential):
+    """The MLP ``head_widths`` puts in place of a model's classifier: for each width Linear ->
+    [norm] -> activation -> [dropout], then the classifier Linear (named ``classifier``). With no
+    width, dropout (if any) and the classifier."""
+
+    def __init__(
+        self, in_features: int, num_classes: int, *, widths: list[int], dropout: float, norm: str, act: str
+    ) -> None:
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        features = in_features
+        for j, width in enumerate(widths, 1):
+            n = "" if j == 1 else str(j)
+            layers[f"dense{n}"] = nn.Linear(features, width)
+            if norm == "batch":
+                layers[f"norm{n}"] = nn.BatchNorm1d(width)
+            elif norm == "layer":
+                layers[f"norm{n}"] = nn.LayerNorm(width)
+            layers[f"act{n}"] = activation(act, HEAD_LEAKY_SLOPE)
+            if dropout > 0:
+                layers[f"dropout{n}"] = nn.Dropout(dropout)
+            features = width
+        if not widths and dropout > 0:
+            layers["dropout"] = nn.Dropout(dropout)
+        layers["classifier"] = nn.Linear(features, num_classes)
+        super().__init__(layers)
+
+
+def replace_head(model: nn.Module, classifier: str, config: TrialConfig, num_classes: int) -> None:
+    """Put a :class:`ReplacementHead` where the Linear ``classifier`` (a qualified name) is."""
+    assert config.head_widths is not None
+    modules = dict(model.named_modules())
+    old = modules[classifier]
+    if not isinstance(old, nn.Linear):
+        raise StudyError(
+            f"field 'head_widths' is {config.head_widths} but the classifier of model {config.model!r} "
+            f"({classifier}) is a {type(old).__name__}, not a Linear; leave head_widths None"
+        )
+    parent_name, _, attr = classifier.rpartition(".")
+    parent = modules[parent_name] if parent_name else model
+    head = ReplacementHead(
+        old.in_features, num_classes, widths=config.head_widths, dropout=config.head_dropout,
+        norm=config.head_norm, act=config.head_activation,
+    )
+    setattr(parent, attr, head)
