@@ -32,7 +32,7 @@ SMOKE_BATCH = 4
 _STAGES: dict[tuple[object, ...], Stages] = {}
 _MAX_STAGES = 1024
 # Fields that shape (or are checked on) every family's built model, besides its own shape_fields.
-_FINETUNE_FIELDS = ("drop_rate", "drop_path_rate", "head_widths", "head_norm", "image_size")
+EVERY_FAMILY_FIELDS = ("drop_rate", "drop_path_rate", "head_widths", "head_norm", "image_size")
 
 
 def check_trial_config(config: TrialConfig) -> None:
@@ -66,7 +66,7 @@ def check_trial_config(config: TrialConfig) -> None:
     # The family itself is part of the key: a study file loaded again declares its models anew.
     key = (
         family, *_shape_key(config, family.shape_fields, in_chans, classes),
-        *(_hashable(getattr(config, f)) for f in _FINETUNE_FIELDS),
+        *(_hashable(getattr(config, f)) for f in EVERY_FAMILY_FIELDS),
     )
     stages = _STAGES.get(key)
     if stages is None:

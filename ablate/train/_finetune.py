@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
@@ -37,20 +38,29 @@ def library_kwargs(config: TrialConfig, library: str) -> dict[str, float]:
     return {kw: getattr(config, field) for field, kw in _KEYWORDS[library].items() if getattr(config, field) is not None}
 
 
-def build_refusal(config: TrialConfig, library: str, error: Exception) -> StudyError | None:
-    """The one-line refusal when building failed on a rate keyword (the builder has no such
-    argument, or fixes it itself); None when the error is about something else."""
-    text = str(error)
-    for field, kw in _KEYWORDS[library].items():
-        if getattr(config, field) is None or f"'{kw}'" not in text:
-            continue
-        what = "drop-path (stochastic depth) rate" if field == "drop_path_rate" else "dropout rate"
-        why = "its builder fixes it" if "multiple values" in text else f"it takes no {kw!r}"
-        return StudyError(
-            f"field {field!r} is {getattr(config, field)} but the {what} of model {config.model!r} cannot "
-            f"be set ({why}); leave {field} None for this model"
-        )
-    return None
+def build_with_rates(create: Callable[..., nn.Module], config: TrialConfig, library: str, **kwargs: Any) -> nn.Module:
+    """``create(**kwargs)`` with the rates ``config`` sets. A rate the builder has no argument for
+    is a StudyError naming the field, except a rate of 0, left out (the model trains without
+    one either way); other errors propagate."""
+    rates = library_kwargs(config, library)
+    while True:
+        try:
+            return create(**kwargs, **rates)
+        except TypeError as e:
+            text = str(e)
+            field = next((f for f, kw in _KEYWORDS[library].items() if kw in rates and f"'{kw}'" in text), None)
+            if field is None:
+                raise
+            kw = _KEYWORDS[library][field]
+            if rates[kw] == 0 and "unexpected keyword" in text:
+                del rates[kw]
+                continue
+            what = "drop-path (stochastic depth) rate" if field == "drop_path_rate" else "dropout rate"
+            why = "its builder fixes it" if "multiple values" in text else f"it takes no {kw!r}"
+            raise StudyError(
+                f"field {field!r} is {rates[kw]} but the {what} of model {config.model!r} cannot be set "
+                f"({why}); leave {field} None for this model"
+            ) from e
 
 
 def _is_drop_path(module: nn.Module) -> bool:
@@ -63,14 +73,13 @@ def check_regularisation(model: nn.Module, config: TrialConfig) -> None:
     """Raise a StudyError when the built model does not hold the rate ``config`` set: no
     drop-path module for ``drop_path_rate`` > 0, no dropout of ``drop_rate`` (a ``drop_rate``
     attribute, timm's convention, or a Dropout layer of that probability)."""
-    if config.drop_path_rate:
-        if not any(_is_drop_path(m) for m in model.modules()):
-            raise StudyError(
-                f"field 'drop_path_rate' is {config.drop_path_rate} but model {config.model!r} has no "
-                "drop-path (stochastic depth) layer; leave drop_path_rate None for this model"
-            )
+    if config.drop_path_rate and not any(_is_drop_path(m) for m in model.modules()):
+        raise StudyError(
+            f"field 'drop_path_rate' is {config.drop_path_rate} but model {config.model!r} has no "
+            "drop-path (stochastic depth) layer; leave drop_path_rate None for this model"
+        )
     rate = config.drop_rate
-    if rate is not None:
+    if rate:  # 0: no dropout, which a model without one has too
         attr = getattr(model, "drop_rate", None)
         found = (isinstance(attr, float) and math.isclose(attr, rate)) or any(
             isinstance(m, nn.Dropout) and math.isclose(m.p, rate) for m in model.modules()

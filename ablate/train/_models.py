@@ -30,9 +30,8 @@ from ablate.registry import Registry
 from ablate.study import TrialConfig
 from ablate.train._finetune import (
     ReplacementHead,
-    build_refusal,
+    build_with_rates,
     check_regularisation,
-    library_kwargs,
     replace_head,
 )
 
@@ -373,7 +372,7 @@ def _timm_model(config: TrialConfig, in_chans: int, num_classes: int, load_weigh
     from timm.models import get_pretrained_cfg
 
     name = config.model
-    kwargs: dict[str, Any] = {"num_classes": num_classes, "in_chans": in_chans, **library_kwargs(config, "timm")}
+    kwargs: dict[str, Any] = {"num_classes": num_classes, "in_chans": in_chans}
     cfg = get_pretrained_cfg(name)
     # Transformers are built for one input size; give them ours (timm resamples position
     # embeddings of pretrained weights to it).
@@ -383,11 +382,8 @@ def _timm_model(config: TrialConfig, in_chans: int, num_classes: int, load_weigh
         weights = _timm_weights_file(config)
         kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(weights)})
     try:
-        return timm.create_model(name, **kwargs)
+        return build_with_rates(timm.create_model, config, "timm", model_name=name, **kwargs)
     except (RuntimeError, ValueError, AssertionError, TypeError) as e:
-        refused = build_refusal(config, "timm", e)
-        if refused is not None:
-            raise refused from e
         if load_weights and config.pretrained:
             raise StudyError(
                 f"field 'weights_path': weights for model {name!r} could not be loaded ({_first_line(e)})"
@@ -472,14 +468,9 @@ def _torchvision_model(config: TrialConfig, num_classes: int, load_weights: bool
     # Their pretrained weights expect inputs scaled as Google's (transform_input maps ImageNet
     # normalisation to it), as torchvision's own builders set whenever weights are given.
     kwargs: dict[str, Any] = {"aux_logits": False, "init_weights": True, "transform_input": pretrained} if aux else {}
-    kwargs.update(library_kwargs(config, "torchvision"))
-    try:
-        model = torchvision.models.get_model(bare, weights=None, num_classes=num_classes, **kwargs)
-    except TypeError as e:
-        refused = build_refusal(config, "torchvision", e)
-        if refused is not None:
-            raise refused from e
-        raise
+    model = build_with_rates(
+        torchvision.models.get_model, config, "torchvision", name=bare, weights=None, num_classes=num_classes, **kwargs
+    )
     if not pretrained:
         return model
     if config.weights_path:
