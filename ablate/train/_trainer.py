@@ -691,9 +691,17 @@ class _Trial:
             history=list(self.history),
             n_trainable_params=self.n_trainable,
             startup_s=self.first_step_at,
-            data=self.data.provenance(),
+            data=self._data_record(),
             evaluated=evaluated,
         )
+
+    def _data_record(self) -> dict[str, Any]:
+        """The data's provenance, and with native_input_size the side the trial trained at
+        (the planned config keeps the study's image_size)."""
+        record = self.data.provenance()
+        if self.config.native_input_size:
+            record["image_size"] = self.config.image_size
+        return record
 
     def _write_predictions(self) -> None:
         """``prediction_samples`` test (else val) images, class-balanced, with the best model's

@@ -265,6 +265,17 @@ def test_native_input_size_follows_the_model() -> None:
     assert isinstance(out, torch.Tensor) and out.shape == (2, 4)
 
 
+@pytest.mark.slow
+def test_a_trial_at_native_size_trains_there_and_records_it() -> None:
+    from ablate.train import train_trial
+
+    cfg = tiny(model="test_vit", native_input_size=True, image_size=32, synthetic_samples=16, batch_size=8, epochs=1)
+    result = train_trial(cfg)
+    assert result.status == "completed", result.error
+    assert result.data is not None and result.data["image_size"] == 160  # test_vit's pretrained_cfg
+    assert "image_size" not in (train_trial(tiny(synthetic_samples=16, epochs=1)).data or {})
+
+
 def test_pretrained_inception_and_googlenet_scale_their_input_as_their_weights_expect(tmp_path: Path) -> None:
     import torchvision
 
