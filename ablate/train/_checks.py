@@ -41,7 +41,9 @@ def check_trial_config(config: TrialConfig) -> None:
     (with close matches), what the dataset refuses (synthetic data without num_classes),
     pretrained weights the model family has none of, a model that does not build (on the meta
     device), a study's own model whose factory raises, returns no module or whose logits are
-    not (batch, num_classes), ``freeze`` or ``lr_groups`` not fitting the model's stages.
+    not (batch, num_classes), ``freeze``, ``lr_groups`` or ``train_last_stages`` not fitting the
+    model's stages, a ``drop_rate`` / ``drop_path_rate`` the model has not, a replacement head
+    for a classifier that is no Linear, ``native_input_size`` for a model without a size of its own.
 
     Cheap when called again for a config of the same shape: the stage layout is cached on every
     field the model's family says shapes it, plus input channels and class count."""

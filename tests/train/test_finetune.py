@@ -224,6 +224,28 @@ def test_unfrozen_stages_get_gradients_and_the_optimizer_updates_them_only_then(
     )
 
 
+@pytest.mark.slow
+def test_a_gradually_unfrozen_trial_resumes_exactly(tmp_path: Path) -> None:
+    from ablate.train import TrialPruned, train_trial
+
+    class StopAfter:
+        def report_epoch(self, m: Any) -> None:
+            if m.epoch == 2:
+                raise TrialPruned()
+
+    cfg = _pretrained(_weights(tmp_path), freeze="layer3", unfreeze_every=1, epochs=3, optimizer="adamw",
+                      synthetic_samples=32, batch_size=8)
+    whole = train_trial(cfg, checkpoint_dir=tmp_path / "whole")
+    with pytest.raises(TrialPruned):  # stopped after epoch 2, layer3 just unfrozen
+        train_trial(cfg, reporter=StopAfter(), checkpoint_dir=tmp_path / "parts")
+    resumed = train_trial(cfg, checkpoint_dir=tmp_path / "parts")
+    drop = {"seconds", "images_per_s", "peak_mem_mb"}
+    assert [{k: v for k, v in m.as_dict().items() if k not in drop} for m in resumed.history] == [
+        {k: v for k, v in m.as_dict().items() if k not in drop} for m in whole.history
+    ]
+    assert resumed.n_trainable_params == whole.n_trainable_params
+
+
 # --- frozen batch norm
 
 
