@@ -140,6 +140,18 @@ def test_a_replacement_head_takes_the_classifiers_place_and_is_the_head_stage() 
     assert [type(m).__name__ for m in with_dropout.head] == ["Dropout", "Linear"]
 
 
+def test_plan_counts_list_levels_of_a_head_factor(tmp_path: Path) -> None:
+    study = tmp_path / "heads.py"
+    study.write_text(
+        "from ablate import Study\n"
+        "study = Study(name='heads', base=dict(dataset='synthetic', num_classes=4, model='resnet18', image_size=16),"
+        " factors=dict(head_widths=[None, [], [16, 8]]))\n"
+    )
+    plan = CliRunner().invoke(app, ["plan", str(study)])
+    assert plan.exit_code == 0, plan.output
+    assert "head_widths: None: 1, []: 1, [16, 8]: 1" in plan.output
+
+
 def test_head_settings_without_a_head_are_unused() -> None:
     reasons = unused_settings(tiny(model="resnet18", head_dropout=0.3))
     assert "head_widths is None" in reasons["head_dropout"]
