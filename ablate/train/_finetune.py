@@ -41,11 +41,13 @@ def library_kwargs(config: TrialConfig, library: str) -> dict[str, float]:
 def build_with_rates(create: Callable[..., nn.Module], config: TrialConfig, library: str, **kwargs: Any) -> nn.Module:
     """``create(**kwargs)`` with the rates ``config`` sets. A rate the builder has no argument for
     is a StudyError naming the field, except a rate of 0, left out (the model trains without
-    one either way); other errors propagate."""
+    one either way); a drop-path rate the builder fixes is rescaled (:func:`_rescale_drop_path`);
+    other errors propagate."""
     rates = library_kwargs(config, library)
+    rescale: float | None = None
     while True:
         try:
-            return create(**kwargs, **rates)
+            model = create(**kwargs, **rates)
         except TypeError as e:
             text = str(e)
             field = next((f for f, kw in _KEYWORDS[library].items() if kw in rates and f"'{kw}'" in text), None)
@@ -55,12 +57,34 @@ def build_with_rates(create: Callable[..., nn.Module], config: TrialConfig, libr
             if rates[kw] == 0 and "unexpected keyword" in text:
                 del rates[kw]
                 continue
+            if kw == "stochastic_depth_prob" and "multiple values" in text:
+                rescale = rates.pop(kw)
+                continue
             what = "drop-path (stochastic depth) rate" if field == "drop_path_rate" else "dropout rate"
             why = "its builder fixes it" if "multiple values" in text else f"it takes no {kw!r}"
             raise StudyError(
                 f"field {field!r} is {rates[kw]} but the {what} of model {config.model!r} cannot be set "
                 f"({why}); leave {field} None for this model"
             ) from e
+        else:
+            if rescale is not None:
+                _rescale_drop_path(model, rescale, config.model)
+            return model
+
+
+def _rescale_drop_path(model: nn.Module, rate: float, name: str) -> None:
+    """Set the drop-path rate of a torchvision model whose builder fixes it (swin_*, maxvit_t):
+    their rate rises linearly over the blocks to the builder's value at the last one, so scaling
+    every block's probability by rate / the largest gives what passing ``rate`` would."""
+    layers = [m for m in model.modules() if type(m).__name__ == "StochasticDepth"]
+    top = max((float(m.p) for m in layers), default=0.0)
+    if top <= 0:
+        raise StudyError(
+            f"field 'drop_path_rate' is {rate} but model {name!r} has no drop-path (stochastic depth) "
+            "layer; leave drop_path_rate None for this model"
+        )
+    for m in layers:
+        m.p = float(m.p) * rate / top
 
 
 def _is_drop_path(module: nn.Module) -> bool:

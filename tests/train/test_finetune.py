@@ -72,7 +72,6 @@ def test_drop_rates_reach_timm_and_torchvision_models() -> None:
     [
         ("tv:resnet18", "drop_path_rate", "it takes no 'stochastic_depth_prob'"),
         ("tv:resnet18", "drop_rate", "it takes no 'dropout'"),
-        ("tv:swin_t", "drop_path_rate", "its builder fixes it"),
         ("vgg11", "drop_path_rate", "it takes no 'drop_path_rate'"),
         ("tv:mobilenet_v3_small", "drop_path_rate", "no drop-path (stochastic depth) layer"),  # taken, ignored
         ("tv:convnext_tiny", "drop_rate", "its builder ignores it"),
@@ -83,6 +82,17 @@ def test_a_rate_the_model_has_not_is_refused_by_name(model: str, field: str, why
         check_trial_config(tiny(model=model, image_size=32, **{field: 0.1}))
     text = str(err.value)
     assert text.startswith(f"field {field!r} is 0.1 but ") and repr(model) in text and why in text
+
+
+def test_drop_path_of_a_builder_that_fixes_it_is_what_passing_the_rate_gives() -> None:
+    from torchvision.models.swin_transformer import SwinTransformer
+
+    swin = _meta(tiny(model="tv:swin_t", image_size=32, drop_path_rate=0.05))
+    with torch.device("meta"):  # swin_t's own arguments, with the rate passed
+        direct = SwinTransformer([4, 4], 96, [2, 2, 6, 2], [3, 6, 12, 24], [7, 7], stochastic_depth_prob=0.05)
+    probs = [m.p for m in swin.modules() if type(m).__name__ == "StochasticDepth"]
+    assert probs == pytest.approx([m.p for m in direct.modules() if type(m).__name__ == "StochasticDepth"])
+    assert max(probs) == pytest.approx(0.05)
 
 
 def test_a_rate_of_zero_is_accepted_on_a_model_without_one() -> None:
