@@ -76,7 +76,7 @@ def _rescale_drop_path(model: nn.Module, rate: float, name: str) -> None:
     """Set the drop-path rate of a torchvision model whose builder fixes it (swin_*, maxvit_t):
     their rate rises linearly over the blocks to the builder's value at the last one, so scaling
     every block's probability by rate / the largest gives what passing ``rate`` would."""
-    layers = [m for m in model.modules() if type(m).__name__ == "StochasticDepth"]
+    layers: list[Any] = [m for m in model.modules() if type(m).__name__ == "StochasticDepth"]
     top = max((float(m.p) for m in layers), default=0.0)
     if top <= 0:
         raise StudyError(
