@@ -320,6 +320,18 @@ def test_a_trial_at_native_size_trains_there_and_records_it() -> None:
     assert "image_size" not in (train_trial(tiny(synthetic_samples=16, epochs=1)).data or {})
 
 
+def test_plan_refuses_an_image_size_that_native_input_size_overrides(tmp_path: Path) -> None:
+    study = tmp_path / "native.py"
+    study.write_text(
+        "from ablate import Study\n"
+        "study = Study(name='native', base=dict(dataset='synthetic', num_classes=4, model='test_vit',"
+        " image_size=64, native_input_size=True), factors=dict(lr=[0.1]))\n"
+    )
+    plan = CliRunner().invoke(app, ["plan", str(study)])
+    assert plan.exit_code == 2, plan.output
+    assert "field 'image_size' is set but no trial uses it (native_input_size is true" in plan.output
+
+
 def test_pretrained_inception_and_googlenet_scale_their_input_as_their_weights_expect(tmp_path: Path) -> None:
     import torchvision
 
