@@ -72,7 +72,7 @@ def test_the_database_columns_are_the_tables(name: str) -> None:
 
 
 def test_the_lists_keep_their_order_and_members() -> None:
-    from ablate.store._models import EPOCH_METRICS, INT_METRICS, TRIAL_METRICS
+    from ablate.store._columns import EPOCH_METRICS, INT_METRICS, TRIAL_METRICS
 
     assert TRIAL_METRICS == (
         "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "best_val_acc", "best_epoch",

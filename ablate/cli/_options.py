@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -21,6 +22,10 @@ DbOption = Annotated[
         "a SQLite file path. Default: $ABLATE_DB, else ./ablate.db.",
         show_default=False,
     ),
+]
+
+RunsDir = Annotated[
+    Path | None, typer.Option("--runs-dir", envvar="ABLATE_RUNS", help="Checkpoints and artifacts (default ./runs).")
 ]
 
 StudyArgument = Annotated[

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from ablate.cli._app import app
-from ablate.cli._options import DbOption, SetOption, parse_overrides
+from ablate.cli._options import DbOption, RunsDir, SetOption, parse_overrides
 
 StudyFile = Annotated[Path, typer.Argument(help="Study file, e.g. studies/digits_quick.py", show_default=False)]
 StudyName = Annotated[
@@ -24,13 +24,15 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON for scripts.")] = False,
     set_fields: SetOption = None,
     db: DbOption = None,
+    runs_dir: RunsDir = None,
 ) -> None:
     """Show the trials a study expands to, after validating every one of them as `ablate run` does.
 
     With --db (or $ABLATE_DB) it also shows which planned trials that database already has, by
-    status; without either, the plan reads no database.
+    status; without either, the plan reads no database, except to check a warm_start's source
+    trial (in ./ablate.db, its checkpoint under --runs-dir), as `ablate run` would.
     """
-    from ablate.run import plan_trials
+    from ablate.run import WorkerOptions, plan_trials, plan_warm_starts
     from ablate.study import (
         describe_overrides,
         iter_level_counts,
@@ -45,6 +47,8 @@ def plan(
     chosen = [with_overrides(s, overrides) for s in chosen]
     # The pipeline of `ablate run`, but a dataset absent from this machine is a line, not an error.
     planned = [plan_trials(s, missing_data_ok=True) for s in chosen]
+    # A warm start's source trial and checkpoint are checked in the database `run` would use.
+    planned = plan_warm_starts(planned, db=db, runs_dir=runs_dir or WorkerOptions().runs_dir, smoke=False)
     payload = [(p.study, p.specs, _in_database(db, p.study.name, p.specs) if db else None) for p in planned]
     data_lines = {p.study.name: p.data for p in planned}
     notes = {p.study.name: p.notes for p in planned}

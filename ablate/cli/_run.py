@@ -10,6 +10,7 @@ import typer
 from ablate.cli._app import app
 from ablate.cli._options import (
     DbOption,
+    RunsDir,
     SetOption,
     StudyArgument,
     StudyOption,
@@ -31,9 +32,6 @@ LeaseS = Annotated[
         help="Seconds a worker holds a trial between heartbeats (default 60): a worker silent for "
         "this long loses its trial to another, which resumes it from its checkpoint.",
     ),
-]
-RunsDir = Annotated[
-    Path | None, typer.Option("--runs-dir", envvar="ABLATE_RUNS", help="Checkpoints and artifacts (default ./runs).")
 ]
 
 

@@ -459,7 +459,7 @@ def build_report(
 
 def load_study_data(study: str, store: Any) -> StudyData:
     """A study and its trials read through the store's public API (``store``: an open
-    :class:`ablate.store.ResultStore`); epochs are read later, only for the curves drawn."""
+    :class:`ablate.store.ReadOnlyResults` or ResultStore); epochs are read later, only for the curves drawn."""
     from ablate.store import load_epochs
 
     info = store.load_study(study)
@@ -495,11 +495,12 @@ def load_study_data(study: str, store: Any) -> StudyData:
 
 def load_report(study: str, db: str | None = None, options: ReportOptions | None = None) -> Report:
     """Read a study through the store's public API and compute its :class:`Report`."""
-    from ablate.store import ResultStore
+    from ablate.store import ReadOnlyResults
 
     options = options or ReportOptions()
-    # read_only: a mistyped path or another application's database is an error, left as it was.
-    with ResultStore(db, read_only=True) as store:
+    # Read-only: a mistyped path or another application's database is an error, left as it
+    # was; and for a SQLite file no SQLAlchemy is imported.
+    with ReadOnlyResults(db) as store:
         data = load_study_data(study, store)
         if options.metric:
             check_metric(options.metric, data.trials, study=study)

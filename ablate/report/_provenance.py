@@ -36,6 +36,8 @@ class Provenance:
     revisions: dict[str, int]  # "<revision>", "<revision> (uncommitted changes)", "no git repository"
     study_files: dict[str, int]  # the study file's SHA-256, shortened; "no study file"
     warnings: list[str] = field(default_factory=list)
+    # The checkpoints warm-started trials began from: "STUDY:NUMBER (trial id 4, best.pt of epoch 6)".
+    warm_starts: dict[str, int] = field(default_factory=dict)
 
 
 def _revision(revision: object, dirty: object) -> str:
@@ -83,7 +85,21 @@ def collect_provenance(trials: pd.DataFrame, environments: pd.DataFrame) -> Prov
         revisions=_counts(env["revision"]),
         study_files=_counts(env["study_sha256"]),
         warnings=warnings,
+        warm_starts=_warm_starts(env),
     )
+
+
+def _warm_starts(env: pd.DataFrame) -> dict[str, int]:
+    """The warm-start sources the workers recorded in the environments' ``extra`` (see
+    ``ablate.run._warm_start``), each with its number of trials."""
+    sources = []
+    for extra in env.get("extra", ()):
+        source = extra.get("warm_start") if isinstance(extra, dict) else None
+        if isinstance(source, dict):
+            epoch = f" of epoch {source.get('epoch')}" if source.get("epoch") is not None else ""
+            sources.append(f"{source.get('reference')} (trial id {source.get('trial_id')}, "
+                           f"{source.get('checkpoint')} checkpoint{epoch})")
+    return _counts(pd.Series(sources, dtype=object))
 
 
 def _joined(counts: dict[str, int], total: int) -> str:
@@ -101,6 +117,9 @@ def provenance_lines(p: Provenance) -> list[str]:
         f"Code: git revision of the study file's repository {_joined(p.revisions, p.trials)}; "
         f"study file SHA-256 {_joined(p.study_files, p.trials)}.",
     ]
+    if p.warm_starts:
+        lines.append("Warm-started from: " + ", ".join(f"{v} ({n} trial{'s' if n != 1 else ''})"
+                                                       for v, n in p.warm_starts.items()) + ".")
     if p.unrecorded:
         lines.append(f"{p.unrecorded} completed trial(s) have no recorded environment.")
     return lines

@@ -9,15 +9,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ablate.run._adaptive import PruningCheck, PruningHistory, make_proposer
     from ablate.run._dispatch import RunOutcome, load_study_for_worker, retry_trials, run_study
+    from ablate.run._folders import trial_dir
     from ablate.run._prepare import PlannedStudy, plan_trials, smoke_study
     from ablate.run._progress import format_duration, make_progress
     from ablate.run._status import StudyStatus, study_status
+    from ablate.run._warm_start import WarmStartSource, plan_warm_starts
     from ablate.run._worker import (
         WorkerOptions,
         WorkerSummary,
         run_worker,
         stop_exit_code,
-        trial_dir,
     )
 
 # Each name is imported on first use: `ablate status` needs neither the trainer nor Optuna.
@@ -40,7 +41,9 @@ _WHERE = {
     "WorkerSummary": "ablate.run._worker",
     "run_worker": "ablate.run._worker",
     "stop_exit_code": "ablate.run._worker",
-    "trial_dir": "ablate.run._worker",
+    "trial_dir": "ablate.run._folders",
+    "WarmStartSource": "ablate.run._warm_start",
+    "plan_warm_starts": "ablate.run._warm_start",
 }
 
 __all__ = [
@@ -49,6 +52,7 @@ __all__ = [
     "PruningHistory",
     "RunOutcome",
     "StudyStatus",
+    "WarmStartSource",
     "WorkerOptions",
     "WorkerSummary",
     "format_duration",
@@ -56,6 +60,7 @@ __all__ = [
     "make_progress",
     "make_proposer",
     "plan_trials",
+    "plan_warm_starts",
     "retry_trials",
     "run_study",
     "run_worker",

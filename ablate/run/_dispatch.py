@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ablate.errors import AblateError, InfrastructureError, StudyError
 from ablate.run._prepare import SMOKE_SUFFIX, plan_trials, smoke_study
 from ablate.run._progress import PlainProgress, make_progress
+from ablate.run._warm_start import check_warm_starts, plan_warm_starts
 from ablate.run._worker import Stopped, WorkerOptions, WorkerSummary, run_worker, stop_exit_code
 from ablate.study import (
     Study,
@@ -256,9 +257,15 @@ def run_study(
 
     check_runs_dir(runs_dir if runs_dir is not None else WorkerOptions().runs_dir)
     store = ResultStore(db)
+    runs = runs_dir if runs_dir is not None else WorkerOptions().runs_dir
+    # Every warm start's source, before any write; one from a study of this file that runs
+    # first is checked against its checkpoint again when its turn comes.
+    plan_warm_starts(prepared, db=db, store=store, smoke=smoke, runs_dir=runs)
     outcomes = []
     for planned_study in prepared:
         study, specs = planned_study.study, planned_study.specs
+        configs = [s.config for s in specs] or study.example_configs()
+        sources = check_warm_starts(study, configs, store=store, runs_dir=runs, smoke=smoke)
         base_changed = bool(overrides) and _base_differs(store, study)
         info = store.register_study(study, new_version=new_version or base_changed)
         if base_changed:
@@ -267,7 +274,7 @@ def run_study(
                 f"is version {info.version} of the study (earlier versions keep their results)",
                 flush=True,
             )
-        for note in planned_study.notes:
+        for note in [*planned_study.notes, *sources]:
             print(note, flush=True)
         added = store.add_trials(study, specs) if specs else 0
         counts = store.status_counts(study.name)

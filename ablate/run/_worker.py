@@ -15,7 +15,6 @@ hands the trial back too and stops the worker: it never marks a trial failed.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import signal
 import socket
@@ -30,9 +29,10 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ablate.errors import AblateError, InfrastructureError
-from ablate.files import write_atomic
 from ablate.run._adaptive import PruningCheck, PruningHistory, make_proposer
 from ablate.run._custom import CustomTrainError, run_custom_train
+from ablate.run._folders import checkpoint_folder, trial_dir
+from ablate.run._warm_start import WarmStartMissing, read_record, resolve_warm_start, write_record
 from ablate.study import Study, TrialConfig, TrialSpec
 
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from ablate.store import ClaimedTrial, EnvironmentRecord, ResultStore, TrialRecord
 
 DEFAULT_LEASE_S = 60.0
-IDENTITY = "identity.json"
 # Longest pause between two looks at the queue while other workers' trials are running.
 WAIT_POLL_S = 5.0
 
@@ -221,47 +220,6 @@ def _trial_environment(setup: WorkerSetup, config: TrialConfig) -> EnvironmentRe
             setup.progress.note(note)
     env = setup.environment
     return replace(env, device_name=_device_name(config), extra={**env.extra, "precision": precision})
-
-
-def trial_dir(runs_dir: Path, study: str, number: int, seed: int, run_token: str) -> Path:
-    """Where a trial's checkpoints and artifacts live (shared by every attempt of it).
-
-    ``run_token`` comes from the trial's row: the same study run into another database, or as a
-    new version, gets folders of its own instead of "resuming" this trial's checkpoints.
-    """
-    return runs_dir / study / f"trial-{number:04d}-seed{seed}-{run_token}"
-
-
-def checkpoint_folder(runs_dir: Path, study: str, claimed: ClaimedTrial) -> tuple[Path, str | None]:
-    """The trial's own folder, and a line saying why it is not the usual one (or None).
-
-    A folder whose ``identity.json`` names another trial (copied in by hand, or of an ablate that
-    wrote none) is never resumed and never blocks: the trial takes the next free ``-N`` folder.
-    """
-    token = claimed.run_token or f"id{claimed.trial_id}"
-    base = trial_dir(runs_dir, study, claimed.number, claimed.seed, token)
-    identity = {"run_token": token, "study": claimed.study_name, "trial_id": claimed.trial_id,
-                "number": claimed.number, "seed": claimed.seed, "config_hash": claimed.config_hash}
-    note = None
-    for n in range(1, 1000):
-        folder = base if n == 1 else base.with_name(f"{base.name}-{n}")
-        owner = _folder_token(folder)
-        if owner == token:
-            return folder, note
-        if owner is None and not any(folder.glob("*.pt")):
-            write_atomic(folder / IDENTITY, json.dumps(identity, indent=1))
-            return folder, note
-        note = (f"{folder} holds checkpoints of another run (token {owner or 'none'}, not "
-                f"{token}): not resumed; trial {claimed.number} starts fresh in a folder of its own")
-    raise AssertionError(f"{base}: 999 foreign checkpoint folders")
-
-
-def _folder_token(folder: Path) -> str | None:
-    try:
-        token = json.loads((folder / IDENTITY).read_text()).get("run_token")
-    except (FileNotFoundError, NotADirectoryError, ValueError, AttributeError):
-        return None
-    return token if isinstance(token, str) else None
 
 
 def run_worker(
@@ -476,11 +434,37 @@ class TrialRun:
             )
             return TrialOutcome("completed", done.metrics, artifacts=done.artifacts)
         assert self.setup.train_trial is not None
+        warm_start = self._warm_start(directory) if config.warm_start is not None else None
         result = self.setup.train_trial(
             config, reporter=reporter, checkpoint_dir=directory, metric=study.metric, direction=study.direction,
-            evaluations=study.evaluations,
+            evaluations=study.evaluations, warm_start=warm_start,
         )
         return TrialOutcome(result.status, result.metrics_dict(), result.error, result.artifacts)
+
+    def _warm_start(self, directory: Path) -> Path | None:
+        """The checkpoint a trial that starts fresh loads its weights from (None when it resumes
+        from its own ``last.pt``); the source goes into the trial's environment row either way."""
+        setup = self.setup
+        if (directory / "last.pt").exists():
+            source = read_record(directory)
+        else:
+            try:
+                source = resolve_warm_start(setup.store, self.claimed.config, setup.options.runs_dir)
+            except WarmStartMissing as e:
+                if not setup.options.smoke:
+                    raise
+                source = None
+                note = f"{e}: the smoke trial starts from random weights"
+                if setup.progress is not None and note not in setup.notes_shown:
+                    setup.notes_shown.add(note)
+                    setup.progress.note(note)
+            if source is not None:
+                write_record(directory, source)
+        if source is None:
+            return None
+        env = self.environment
+        self.environment = replace(env, extra={**env.extra, "warm_start": source.record()})
+        return None if (directory / "last.pt").exists() else Path(source.path)
 
     def record(self, outcome: TrialOutcome) -> str:
         """Store the outcome as the trial's result; return its final status, which is "lost"

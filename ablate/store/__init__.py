@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ablate.store._engine import mask_url, resolve_url
     from ablate.store._load import (
+        ReadOnlyResults,
         list_studies,
         load_artifacts,
         load_environments,
@@ -30,7 +31,13 @@ if TYPE_CHECKING:
         read_study_progress,
         read_study_summaries,
     )
-    from ablate.store._records import ClaimedTrial, EnvironmentRecord, StudyInfo, TrialRecord
+    from ablate.store._records import (
+        ClaimedTrial,
+        EnvironmentRecord,
+        StoredTrial,
+        StudyInfo,
+        TrialRecord,
+    )
     from ablate.store._sql import (
         QueryResult,
         QueryStream,
@@ -45,6 +52,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "mask_url": "ablate.store._engine",
     "resolve_url": "ablate.store._engine",
+    "ReadOnlyResults": "ablate.store._load",
     "list_studies": "ablate.store._load",
     "load_artifacts": "ablate.store._load",
     "load_environments": "ablate.store._load",
@@ -64,6 +72,7 @@ _WHERE = {
     "StudyProgress": "ablate.store._readonly",
     "ClaimedTrial": "ablate.store._records",
     "EnvironmentRecord": "ablate.store._records",
+    "StoredTrial": "ablate.store._records",
     "StudyInfo": "ablate.store._records",
     "TrialRecord": "ablate.store._records",
     "QueryResult": "ablate.store._sql",
@@ -81,7 +90,9 @@ __all__ = [
     "QueryResult",
     "QueryStream",
     "ReadOnlyConnection",
+    "ReadOnlyResults",
     "ResultStore",
+    "StoredTrial",
     "StudyInfo",
     "StudyProgress",
     "Trial",

@@ -12,10 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
-
-from sqlalchemy import Connection, text
-from sqlalchemy.engine import Dialect
+from typing import TYPE_CHECKING, Any
 
 from ablate.metrics import declared_metrics
 from ablate.study import (
@@ -28,6 +25,10 @@ from ablate.study import (
     jsonable,
     level_value,
 )
+
+if TYPE_CHECKING:  # SQLAlchemy only where a view is written: the readers work without it
+    from sqlalchemy import Connection
+    from sqlalchemy.engine import Dialect
 
 # Columns of the per-study view besides the factors. A factor with one of these names keeps its
 # name and the trial column is renamed "trial_<name>".
@@ -200,10 +201,14 @@ def replace_view(
     conn: Connection, view_name: str, study_id: int, factors: Mapping[str, str], metrics: Sequence[str] = ()
 ) -> None:
     """Drop and create the study's view (its columns change when the factors or metrics do)."""
+    from sqlalchemy import text
+
     drop_view(conn, view_name)
     conn.execute(text(view_sql(conn.dialect, view_name, study_id, factors, metrics)))
 
 
 def drop_view(conn: Connection, view_name: str) -> None:
+    from sqlalchemy import text
+
     quote = conn.dialect.identifier_preparer.quote
     conn.execute(text(f"DROP VIEW IF EXISTS {quote(view_name)}"))

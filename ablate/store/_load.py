@@ -7,29 +7,114 @@ Each takes ``db`` as a URL, a path, an open :class:`ResultStore`, or None for ``
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
+from ablate.store._read import (
+    Rows,
+    artifacts_frame,
+    environments_frame,
+    epochs_frame,
+    read_study,
+    studies_frame,
+    trials_frame,
+)
+from ablate.store._read import study_summaries as read_summaries
+from ablate.store._readonly import driver_rows, read_only_connection
 from ablate.store._records import StudyInfo
-from ablate.store._store import ResultStore
 
 if TYPE_CHECKING:
     import pandas as pd
 
-Database = str | os.PathLike[str] | ResultStore | None
+    from ablate.store._store import ResultStore
+
+Database: TypeAlias = "str | os.PathLike[str] | ResultStore | ReadOnlyResults | None"
+T = TypeVar("T")
+
+
+class ReadOnlyResults:
+    """A result database opened to read studies (``ablate report``, the ``load_*`` functions):
+    the read-only connection of :func:`~ablate.store.read_only_connection`, which for a SQLite
+    file is :mod:`sqlite3` alone, so reading a study costs no SQLAlchemy import. It has the
+    reading methods of :class:`~ablate.store.ResultStore` and gives the same frames (one set
+    of readers, ``ablate.store._read``); it cannot write, create or migrate anything.
+
+    Each ``load_*`` is one read transaction: its queries see one state of the database while
+    workers write.
+    """
+
+    def __init__(self, db: str | os.PathLike[str] | None = None) -> None:
+        self._context = read_only_connection(db)
+        self._opened = self._context.__enter__()
+        self._rows = driver_rows(self._opened.connection, self._opened.dialect)
+
+    @property
+    def display_url(self) -> str:
+        """The database's URL with any password masked."""
+        return self._opened.display_url
+
+    def close(self) -> None:
+        self._context.__exit__(None, None, None)
+
+    def __enter__(self) -> ReadOnlyResults:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _transaction(self, read: Callable[[Rows], T]) -> T:
+        connection = self._opened.connection
+        if self._opened.dialect == "sqlite":
+            connection.execute("BEGIN")  # a snapshot for the whole read (psycopg begins alone)
+        try:
+            return read(self._rows)
+        finally:
+            connection.rollback()
+
+    def _read(self, name: str, reader: Callable[[Rows, StudyInfo], T]) -> T:
+        return self._transaction(lambda rows: reader(rows, read_study(rows, name, self.display_url)))
+
+    def load_study(self, name: str) -> StudyInfo:
+        """The current version of study ``name``."""
+        return self._transaction(lambda rows: read_study(rows, name, self.display_url))
+
+    def load_trials(self, name: str) -> pd.DataFrame:
+        """One row per trial of the study's current version (see :func:`load_trials`)."""
+        return self._read(name, trials_frame)
+
+    def load_epochs(self, name: str, *, trial_ids: Iterable[int] | None = None) -> pd.DataFrame:
+        """One row per recorded epoch (see :func:`load_epochs`)."""
+        return self._read(name, lambda rows, info: epochs_frame(rows, info, trial_ids))
+
+    def load_artifacts(self, name: str) -> pd.DataFrame:
+        """The files the study's trials produced: trial_id, number, kind, path."""
+        return self._read(name, artifacts_frame)
+
+    def load_environments(self, name: str) -> pd.DataFrame:
+        """Where each trial of the study ran: trial_id, number and the environments columns."""
+        return self._read(name, environments_frame)
+
+    def study_summaries(self) -> list[dict[str, Any]]:
+        """Every study version with its trial counts, as plain dicts."""
+        return self._transaction(read_summaries)
+
+    def list_studies(self) -> pd.DataFrame:
+        """Every study version: name, version, design, trials by status, last update."""
+        return studies_frame(self.study_summaries())
 
 
 @contextmanager
-def _opened(db: Database) -> Iterator[ResultStore]:
-    if isinstance(db, ResultStore):
-        yield db
+def _opened(db: Any) -> Iterator[Any]:
+    """An open store as it is, else the database opened read-only (and closed again)."""
+    if db is not None and not isinstance(db, (str, os.PathLike)):
+        yield db  # a ResultStore or ReadOnlyResults the caller keeps open
         return
-    store = ResultStore(db, read_only=True)
-    try:
-        yield store
-    finally:
-        store.close()
+    with ReadOnlyResults(db) as results:
+        yield results
 
 
 def load_study(name: str, db: Database = None) -> StudyInfo:

@@ -29,10 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from ablate.metrics import METRICS, metric_names
-
-STATUSES = ("queued", "running", "completed", "failed", "pruned")
-FINISHED_STATUSES = ("completed", "failed", "pruned")
+from ablate.store._columns import STATUSES
 
 # Stable constraint names, so that migrations can address them on both engines.
 NAMING_CONVENTION = {
@@ -267,18 +264,3 @@ class Environment(Base):
     platform: Mapped[str | None] = mapped_column(String(255))
     extra: Mapped[dict[str, Any] | None]
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-# The metric columns of `trials` and `epochs`, from the metric table (tests/test_metrics.py
-# checks the models above hold exactly these, typed as the table says).
-TRIAL_METRICS = metric_names(per_trial=True, column=True)
-# JSON values stored as they are (not numbers).
-TRIAL_JSON = ("data",)
-EPOCH_JSON = ("group_lrs",)
-EPOCH_METRICS = metric_names(per_epoch=True, column=True)
-ENVIRONMENT_FIELDS = (
-    "python", "torch", "torchvision", "timm", "cuda", "git_revision", "git_dirty", "ablate_version",
-    "study_sha256", "device_name", "hostname", "platform",
-)  # fmt: skip
-# Metric columns holding integers.
-INT_METRICS = tuple(name for name, m in METRICS.items() if m.column and m.is_int)

@@ -1,7 +1,13 @@
-"""Reading results as pandas DataFrames within a session: one row per trial, per epoch, per artifact.
+"""Reading results as pandas DataFrames with plain SQL: one row per trial, per epoch, per artifact.
 
-Each function takes an open session and the study's row: ``ResultStore`` calls them inside its
-transactions (``ablate.store._load`` opens a store for the module-level ``load_*`` functions).
+Every reader takes :data:`Rows`, a function that runs one query and returns its rows, made by
+:func:`driver_rows` from a driver connection (sqlite3 or psycopg). ``ResultStore`` hands its
+session's own connection, so a read sits inside its transaction; ``ablate report`` and the
+module-level ``load_*`` functions hand the read-only connection of
+:func:`ablate.store.read_only_connection`, which for a SQLite file is :mod:`sqlite3` alone: a
+report then starts without importing SQLAlchemy (a third of a second). One reader, whatever
+the connection: the values are decoded here (JSON text, SQLite's 0/1 flags and naive UTC
+timestamps) into what the ORM's column types gave before.
 
 Factor columns are named as the factors and typed as their values (``image_size`` is an
 integer column, ``augment`` a string column). A trial column whose name a factor already uses
@@ -10,27 +16,24 @@ integer column, ``augment`` a string column). A trial column whose name a factor
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, case, func, null, select
-from sqlalchemy.orm import Session
-
-from ablate.store._factors import own_metric_columns, param_value
-from ablate.store._models import (
+from ablate.errors import StudyError
+from ablate.store._columns import (
     ENVIRONMENT_FIELDS,
     EPOCH_METRICS,
     INT_METRICS,
     STATUSES,
     TRIAL_METRICS,
-    Artifact,
-    Environment,
-    Epoch,
-    Study,
-    Trial,
-    TrialParam,
 )
-from ablate.store._readonly import summary_records
+from ablate.store._factors import own_metric_columns, param_value
+from ablate.store._readonly import Rows, decoded, driver_rows, flag, study_summaries, utc
+from ablate.store._records import StudyInfo
+
+# What ResultStore reads through: its session as Rows, and the summaries of `ablate ls`.
+__all__ = ["Rows", "driver_rows", "study_summaries"]
 
 if TYPE_CHECKING:
     import numpy as np
@@ -44,39 +47,50 @@ TRIAL_COLUMNS_AFTER = (
 )  # fmt: skip
 EPOCH_COLUMNS_BEFORE = ("trial_id", "number", "seed", "replicate", "config_hash")
 EPOCH_COLUMNS_AFTER = ("epoch", *EPOCH_METRICS, "extra")
+_STUDY_COLUMNS = (
+    "id", "name", "version", "design", "metric", "direction", "factors", "seeds", "baseline",
+    "definition", "description", "view_name", "created_at", "updated_at",
+)  # fmt: skip
+_TIMESTAMPS = ("started_at", "finished_at", "heartbeat_at")
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
-def artifacts_frame(session: Session, study: Study) -> pd.DataFrame:
-    """The files ``study``'s trials produced: trial_id, number, kind, path."""
-    import pandas as pd
-
-    rows = session.execute(
-        select(Artifact.trial_id, Trial.number, Artifact.kind, Artifact.path)
-        .join(Trial, Trial.id == Artifact.trial_id)
-        .where(Trial.study_id == study.id)
-        .order_by(Trial.number, Artifact.kind)
-    ).all()
-    return pd.DataFrame(
-        [tuple(r) for r in rows], columns=["trial_id", "number", "kind", "path"]
-    ).astype({"trial_id": "int64", "number": "int64"})
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
 
 
-def environments_frame(session: Session, study: Study) -> pd.DataFrame:
-    """Where each of ``study``'s finished trials ran: trial_id, number, the environments
-    columns, extra."""
-    import pandas as pd
-
-    columns = [getattr(Environment, c) for c in ENVIRONMENT_FIELDS]
-    rows = session.execute(
-        select(Environment.trial_id, Trial.number, *columns, Environment.extra)
-        .join(Trial, Trial.id == Environment.trial_id)
-        .where(Trial.study_id == study.id)
-        .order_by(Trial.number)
-    ).all()
-    frame = pd.DataFrame(
-        [tuple(r) for r in rows], columns=["trial_id", "number", *ENVIRONMENT_FIELDS, "extra"]
+# ---------------------------------------------------------------------- studies
+def read_study(rows: Rows, name: str, where: str) -> StudyInfo:
+    """The newest version of study ``name``; StudyError listing the known studies of ``where``
+    (the database's masked URL) when there is none."""
+    found = rows(
+        f"SELECT {', '.join(_STUDY_COLUMNS)} FROM studies WHERE name = ? "
+        "ORDER BY version DESC LIMIT 1",
+        (name,),
     )
-    return frame.astype({"trial_id": "int64", "number": "int64"})
+    if not found:
+        known = [r[0] for r in rows("SELECT DISTINCT name FROM studies ORDER BY name", ())]
+        listing = ", ".join(known) if known else "none yet"
+        raise StudyError(f"no study named {name!r} in {where} (studies: {listing})")
+    row = dict(zip(_STUDY_COLUMNS, found[0], strict=True))
+    factors, baseline = decoded(row["factors"]), decoded(row["baseline"])
+    return StudyInfo(
+        study_id=int(row["id"]),
+        name=row["name"],
+        version=int(row["version"]),
+        design=row["design"],
+        metric=row["metric"],
+        direction=row["direction"],
+        factors=list(factors),
+        seeds=[int(s) for s in decoded(row["seeds"])],
+        baseline=dict(baseline) if baseline is not None else None,
+        definition=dict(decoded(row["definition"])),
+        description=row["description"],
+        view_name=row["view_name"],
+        created_at=utc(row["created_at"]) or _NEVER,  # NOT NULL columns
+        updated_at=utc(row["updated_at"]) or _NEVER,
+        factor_kinds=dict(factors),
+    )
 
 
 def studies_frame(summaries: list[dict[str, Any]]) -> pd.DataFrame:
@@ -87,20 +101,6 @@ def studies_frame(summaries: list[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(summaries, columns=columns)
     frame["updated_at"] = pd.to_datetime(frame["updated_at"], utc=True)
     return frame.astype({c: "int64" for c in ["version", "trials", *STATUSES]})
-
-
-def study_summaries(session: Session) -> list[dict[str, Any]]:
-    """Every study version with its trial counts (name, version, design, metric, trials, one
-    count per status, updated_at) as plain dicts, without pandas (for a fast `ablate ls`)."""
-    studies = session.execute(
-        select(
-            Study.id, Study.name, Study.version, Study.design, Study.metric, Study.updated_at
-        ).order_by(Study.name, Study.version)
-    ).all()
-    count_rows = session.execute(
-        select(Trial.study_id, Trial.status, func.count()).group_by(Trial.study_id, Trial.status)
-    ).all()
-    return summary_records(studies, count_rows, lambda updated: updated)
 
 
 # ---------------------------------------------------------------------- frames
@@ -122,60 +122,95 @@ _KIND_COLUMN = {
 }
 
 
-def _rows(session: Session, query: Select[Any]) -> list[tuple[Any, ...]]:
-    # Core, not the ORM's execute: its per-row loading machinery doubled the read time.
-    return [tuple(r) for r in session.connection().execute(query).fetchall()]
+def artifacts_frame(rows: Rows, study: StudyInfo) -> pd.DataFrame:
+    """The files ``study``'s trials produced: trial_id, number, kind, path."""
+    import pandas as pd
+
+    found = rows(
+        "SELECT a.trial_id, t.number, a.kind, a.path FROM artifacts a "
+        "JOIN trials t ON t.id = a.trial_id WHERE t.study_id = ? ORDER BY t.number, a.kind",
+        (study.study_id,),
+    )
+    return pd.DataFrame(found, columns=["trial_id", "number", "kind", "path"]).astype(
+        {"trial_id": "int64", "number": "int64"}
+    )
+
+
+def environments_frame(rows: Rows, study: StudyInfo) -> pd.DataFrame:
+    """Where each of ``study``'s finished trials ran: trial_id, number, the environments
+    columns, extra."""
+    import pandas as pd
+
+    found = rows(
+        f"SELECT e.trial_id, t.number, {', '.join('e.' + c for c in ENVIRONMENT_FIELDS)}, e.extra "
+        "FROM environments e JOIN trials t ON t.id = e.trial_id WHERE t.study_id = ? "
+        "ORDER BY t.number",
+        (study.study_id,),
+    )
+    dirty = 2 + ENVIRONMENT_FIELDS.index("git_dirty")
+    found = [(*r[:dirty], flag(r[dirty]), *r[dirty + 1 : -1], decoded(r[-1])) for r in found]
+    frame = pd.DataFrame(found, columns=["trial_id", "number", *ENVIRONMENT_FIELDS, "extra"])
+    return frame.astype({"trial_id": "int64", "number": "int64"})
 
 
 def _chunked_rows(
-    session: Session, query: Select[Any], column: Any, ids: list[int] | None
+    rows: Rows, sql: str, params: Sequence[Any], column: str, ids: list[int] | None, order: str
 ) -> list[tuple[Any, ...]]:
-    """The rows of ``query``, restricted to ``column IN ids`` when ids are given (a query per
-    IDS_PER_QUERY of them)."""
+    """The rows of ``sql`` (a query ending in its WHERE clause), restricted to ``column IN ids``
+    when ids are given (a query per IDS_PER_QUERY of them), each query ordered by ``order``."""
     if ids is None:
-        return _rows(session, query)
-    rows: list[tuple[Any, ...]] = []
+        return rows(f"{sql} {order}", params)
+    found: list[tuple[Any, ...]] = []
     for start in range(0, len(ids), IDS_PER_QUERY):
-        rows += _rows(session, query.where(column.in_(ids[start : start + IDS_PER_QUERY])))
-    return rows
+        chunk = ids[start : start + IDS_PER_QUERY]
+        found += rows(f"{sql} AND {column} IN ({_marks(len(chunk))}) {order}", (*params, *chunk))
+    return found
 
 
 def _factor_columns(
-    session: Session, study: Study, trial_ids: list[int] | None = None
+    rows: Rows, study: StudyInfo, trial_ids: list[int] | None = None
 ) -> tuple[pd.Index, dict[str, np.ndarray]]:
     """Every factor's value per trial of ``study`` (or of those of ``trial_ids``): the trial
     ids, and per factor an object array of values in that order (None where a trial has no
     value)."""
     import pandas as pd
 
-    kinds = dict(study.factors)
+    kinds = dict(study.factor_kinds)
     columns = ["trial_id", "name", "value_num", "value_text", "value_bool", "value_json"]
-    # SQLite holds a JSON 'null' in value_json of every other value: decoding 10,000 of those
-    # took longer than the rest of the read. Only json and mixed factors' values are fetched.
-    json_names = [f for f, kind in kinds.items() if kind not in _KIND_COLUMN or kind == "json"]
-    value_json = case((TrialParam.name.in_(json_names), TrialParam.value_json), else_=null())
-    query = (
-        select(*(getattr(TrialParam, c) for c in columns[:-1]), value_json)
-        .join(Trial, Trial.id == TrialParam.trial_id)
-        .where(Trial.study_id == study.id, TrialParam.name.in_(list(kinds)))
-    )
-    params = pd.DataFrame(
-        _chunked_rows(session, query, TrialParam.trial_id, trial_ids), columns=columns
-    )
-    ids = pd.Index(sorted(set(params["trial_id"].tolist())), dtype="int64")
+    found: list[tuple[Any, ...]] = []
+    if kinds:
+        # SQLite holds a JSON 'null' in value_json of every other value: decoding 10,000 of
+        # those took longer than the rest of the read. Only json and mixed factors' values are
+        # fetched.
+        json_names = [f for f, kind in kinds.items() if kind not in _KIND_COLUMN or kind == "json"]
+        value_json = (
+            f"CASE WHEN p.name IN ({_marks(len(json_names))}) THEN p.value_json ELSE NULL END"
+            if json_names
+            else "NULL"
+        )
+        sql = (
+            f"SELECT p.trial_id, p.name, p.value_num, p.value_text, p.value_bool, {value_json} "
+            "FROM trial_params p JOIN trials t ON t.id = p.trial_id "
+            f"WHERE t.study_id = ? AND p.name IN ({_marks(len(kinds))})"
+        )
+        params = (*json_names, study.study_id, *kinds)
+        found = _chunked_rows(rows, sql, params, "p.trial_id", trial_ids, "")
+        found = [(*r[:4], flag(r[4]), decoded(r[5])) for r in found]
+    params_frame = pd.DataFrame(found, columns=columns)
+    ids = pd.Index(sorted(set(params_frame["trial_id"].tolist())), dtype="int64")
     values: dict[str, np.ndarray] = {}
     for name, kind in kinds.items():
-        rows = params[params["name"] == name]
+        got = params_frame[params_frame["name"] == name]
         if kind in _KIND_COLUMN:
-            found = rows[_KIND_COLUMN[kind]]  # int factors come back as floats, cast later
+            value = got[_KIND_COLUMN[kind]]  # int factors come back as floats, cast later
         else:
             # mixed: each value in its own type (param_value, as the SQL view reads it); a few
             # values per trial, and only for factors declared with levels of several types.
-            clean = rows[columns[2:]].astype(object).where(rows[columns[2:]].notna(), None)
-            found = pd.Series(
-                [param_value(r, kind) for r in clean.to_dict("records")], index=rows.index
+            clean = got[columns[2:]].astype(object).where(got[columns[2:]].notna(), None)
+            value = pd.Series(
+                [param_value(r, kind) for r in clean.to_dict("records")], index=got.index
             )
-        by_trial = pd.Series(found.to_numpy(), index=pd.Index(rows["trial_id"].to_numpy()))
+        by_trial = pd.Series(value.to_numpy(), index=pd.Index(got["trial_id"].to_numpy()))
         aligned = by_trial.reindex(ids).astype(object)
         values[name] = aligned.where(aligned.notna(), None).to_numpy()
     return ids, values
@@ -227,23 +262,33 @@ def _renamed(columns: tuple[str, ...], factors: Mapping[str, str]) -> dict[str, 
     return {c: (f"trial_{c}" if c in factors else c) for c in columns}
 
 
-def trials_frame(session: Session, study: Study) -> pd.DataFrame:
+def _own_metrics(frame: pd.DataFrame, source: str, names: Iterable[str]) -> None:
+    """The study's own metrics (its evaluations'), from a JSON column: float columns."""
+    import pandas as pd
+
+    extra = frame[source]
+    for name in names:
+        values = extra.map(lambda d, key=name: d.get(key) if isinstance(d, dict) else None)
+        frame[name] = pd.to_numeric(values, errors="coerce").astype("float64")
+
+
+def trials_frame(rows: Rows, study: StudyInfo) -> pd.DataFrame:
     """One row per trial of ``study`` (see :func:`ablate.store.load_trials`)."""
     import pandas as pd
 
-    kinds = dict(study.factors)
+    kinds = dict(study.factor_kinds)
     fields = [c for c in (*TRIAL_COLUMNS_BEFORE, *TRIAL_COLUMNS_AFTER) if c != "trial_id"]
-    rows = _rows(
-        session,
-        select(Trial.id, *(getattr(Trial, c) for c in fields))
-        .where(Trial.study_id == study.id)
-        .order_by(Trial.number),
+    found = rows(
+        f"SELECT id, {', '.join(fields)} FROM trials WHERE study_id = ? ORDER BY number",
+        (study.study_id,),
     )
     before = _renamed(TRIAL_COLUMNS_BEFORE, kinds)
     after = _renamed(TRIAL_COLUMNS_AFTER, kinds)
-    frame = pd.DataFrame(rows, columns=[*before.values(), *after.values()])
+    frame = pd.DataFrame(found, columns=[*before.values(), *after.values()])
+    for c in ("config", "extra_metrics"):
+        frame[after[c]] = frame[after[c]].map(decoded).astype(object)
     frame = _with_factors(
-        frame, len(before), frame[before["trial_id"]], _factor_columns(session, study), kinds
+        frame, len(before), frame[before["trial_id"]], _factor_columns(rows, study), kinds
     )
     ints = {before[c]: "int64" for c in ("trial_id", "number", "seed", "replicate")}
     ints[after["attempt"]] = "int64"
@@ -252,53 +297,44 @@ def trials_frame(session: Session, study: Study) -> pd.DataFrame:
     for m in TRIAL_METRICS:
         if m not in INT_METRICS and m != "stop_reason":
             frame[after[m]] = pd.to_numeric(frame[after[m]], errors="coerce").astype("float64")
-    for c in ("started_at", "finished_at", "heartbeat_at"):
-        frame[after[c]] = pd.to_datetime(frame[after[c]], utc=True)
-    # The study's own metrics (its evaluations'), from extra_metrics: float columns like val_acc.
-    extra = frame[after["extra_metrics"]]
-    for name in own_metric_columns(study.definition):
-        values = extra.map(lambda d, key=name: d.get(key) if isinstance(d, dict) else None)
-        frame[name] = pd.to_numeric(values, errors="coerce").astype("float64")
+    for c in _TIMESTAMPS:
+        frame[after[c]] = pd.to_datetime(frame[after[c]].map(utc, na_action="ignore"), utc=True)
+    _own_metrics(frame, after["extra_metrics"], own_metric_columns(study.definition))
     return frame
 
 
-def epochs_frame(session: Session, study: Study, trial_ids: Iterable[int] | None) -> pd.DataFrame:
+def epochs_frame(rows: Rows, study: StudyInfo, trial_ids: Iterable[int] | None) -> pd.DataFrame:
     """One row per recorded epoch of ``study`` (see :func:`ablate.store.load_epochs`)."""
     import pandas as pd
 
-    kinds = dict(study.factors)
+    kinds = dict(study.factor_kinds)
     trial_cols = [c for c in EPOCH_COLUMNS_BEFORE if c != "trial_id"]
     epoch_cols = list(EPOCH_COLUMNS_AFTER)
-    query = (
-        select(
-            Epoch.trial_id,
-            *(getattr(Trial, c) for c in trial_cols),
-            *(getattr(Epoch, c) for c in epoch_cols),
-        )
-        .join(Trial, Trial.id == Epoch.trial_id)
-        .where(Trial.study_id == study.id)
-        .order_by(Trial.number, Epoch.epoch)
+    sql = (
+        f"SELECT e.trial_id, {', '.join('t.' + c for c in trial_cols)}, "
+        f"{', '.join('e.' + c for c in epoch_cols)} "
+        "FROM epochs e JOIN trials t ON t.id = e.trial_id WHERE t.study_id = ?"
     )
     ids = None if trial_ids is None else sorted({int(i) for i in trial_ids})
-    rows = _chunked_rows(session, query, Epoch.trial_id, ids)
+    found = _chunked_rows(
+        rows, sql, (study.study_id,), "e.trial_id", ids, "ORDER BY t.number, e.epoch"
+    )
     if ids is not None and len(ids) > IDS_PER_QUERY:
         # Each chunk is ordered, their concatenation is not.
         epoch_at = 1 + len(trial_cols) + epoch_cols.index("epoch")
-        rows.sort(key=lambda r: (r[1], r[epoch_at]))
+        found.sort(key=lambda r: (r[1], r[epoch_at]))
     before = _renamed(EPOCH_COLUMNS_BEFORE, kinds)
     after = _renamed(EPOCH_COLUMNS_AFTER, kinds)
-    frame = pd.DataFrame(rows, columns=[*before.values(), *after.values()])
+    frame = pd.DataFrame(found, columns=[*before.values(), *after.values()])
+    frame[after["extra"]] = frame[after["extra"]].map(decoded).astype(object)
     frame = _with_factors(
-        frame, len(before), frame[before["trial_id"]], _factor_columns(session, study, ids), kinds
+        frame, len(before), frame[before["trial_id"]], _factor_columns(rows, study, ids), kinds
     )
     ints = {before[c]: "int64" for c in ("trial_id", "number", "seed", "replicate")}
     ints[after["epoch"]] = "int64"
     frame = frame.astype(ints)
     for m in EPOCH_METRICS:
         frame[after[m]] = pd.to_numeric(frame[after[m]], errors="coerce").astype("float64")
-    extra = frame[after["extra"]]
-    for name in own_metric_columns(study.definition):
-        if name.startswith("val_"):  # per epoch; test_ ones are final only
-            values = extra.map(lambda d, key=name: d.get(key) if isinstance(d, dict) else None)
-            frame[name] = pd.to_numeric(values, errors="coerce").astype("float64")
+    own = [n for n in own_metric_columns(study.definition) if n.startswith("val_")]  # test_: final only
+    _own_metrics(frame, after["extra"], own)
     return frame

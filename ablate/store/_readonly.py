@@ -11,9 +11,10 @@ is checked with one query on the version table.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ablate.errors import NotAblateDatabaseError, StoreError
+from ablate.store._columns import STATUSES
 from ablate.store._schema import VERSION_TABLE, require_head
 from ablate.store._sqlite import DEFAULT_URL, connect_sqlite_read_only
 
@@ -190,43 +192,71 @@ def _driver_error(dialect: str) -> type[Exception]:
     return psycopg.Error
 
 
-# Trial statuses, in the order `ablate ls` shows them (ablate.store._models.STATUSES; a test
-# checks that they agree).
-STATUSES = ("queued", "running", "completed", "failed", "pruned")
-
-
 def read_study_summaries(opened: ReadOnlyConnection) -> list[dict[str, Any]]:
-    """Every version of every study with its trials by status, as plain dicts (``ablate ls``).
-
-    The same rows as :func:`ablate.store._read.study_summaries`, read with two plain queries on
-    the driver connection, so that ``ablate ls`` starts without SQLAlchemy's ORM.
-    """
-    cursor = opened.connection.cursor()
-    try:
-        cursor.execute(
-            "SELECT id, name, version, design, metric, updated_at FROM studies "
-            "ORDER BY name, version"
-        )
-        studies = cursor.fetchall()
-        cursor.execute("SELECT study_id, status, count(*) FROM trials GROUP BY study_id, status")
-        count_rows = cursor.fetchall()
-    finally:
-        cursor.close()
-    return summary_records(studies, count_rows, _utc)
+    """Every version of every study with its trials by status, as plain dicts (``ablate ls``),
+    read with two plain queries on the driver connection: no SQLAlchemy, no pandas."""
+    return study_summaries(driver_rows(opened.connection, opened.dialect))
 
 
-def summary_records(
-    studies: Iterable[Sequence[Any]], count_rows: Iterable[Sequence[Any]], when: Callable[[Any], Any]
-) -> list[dict[str, Any]]:
-    """The rows of ``ablate ls`` from (id, name, version, design, metric, updated_at) per study
-    version and (study_id, status, count) per status, shared by the ORM reader and this one;
-    ``when`` turns the driver's updated_at into what the caller hands out."""
+# ---------------------------------------------------------------------- plain queries
+# The readers of results (these and ablate.store._read's) run plain SQL through Rows, on this
+# read-only connection or on a ResultStore session's own connection alike.
+
+#: Runs one query (``?`` marks its parameters) and returns its rows as tuples.
+Rows = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
+
+
+def driver_rows(connection: Any, dialect: str) -> Rows:
+    """:data:`Rows` on a DB-API connection of ``dialect`` ("sqlite" or "postgresql")."""
+    postgres = dialect == "postgresql"
+
+    def rows(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cursor = connection.cursor()
+        try:
+            # psycopg marks parameters %s; no query of the readers has a literal % sign.
+            cursor.execute(sql.replace("?", "%s") if postgres else sql, tuple(params))
+            return [tuple(r) for r in cursor.fetchall()]
+        finally:
+            cursor.close()
+
+    return rows
+
+
+def decoded(value: Any) -> Any:
+    """A JSON column's value: SQLite keeps JSON as text, psycopg hands it back decoded."""
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+def flag(value: Any) -> bool | None:
+    """A boolean column's value: SQLite keeps booleans as 0/1."""
+    return None if value is None else bool(value)
+
+
+def utc(value: Any) -> datetime | None:
+    """A timestamp column's value, aware in UTC, as the store's UTCDateTime reads it: SQLite
+    keeps naive UTC text, PostgreSQL timestamptz."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def study_summaries(rows: Rows) -> list[dict[str, Any]]:
+    """Every study version with its trial counts (name, version, design, metric, trials, one
+    count per status, updated_at) as plain dicts."""
+    studies = rows(
+        "SELECT id, name, version, design, metric, updated_at FROM studies ORDER BY name, version",
+        (),
+    )
     counts: dict[int, dict[str, int]] = {}
-    for study_id, status, n in count_rows:
-        counts.setdefault(study_id, {})[status] = int(n)
+    for study_id, status, n in rows(
+        "SELECT study_id, status, count(*) FROM trials GROUP BY study_id, status", ()
+    ):
+        counts.setdefault(int(study_id), {})[status] = int(n)
     records = []
     for study_id, name, version, design, metric, updated in studies:
-        c = counts.get(study_id, {})
+        c = counts.get(int(study_id), {})
         records.append(
             {
                 "name": name,
@@ -235,19 +265,10 @@ def summary_records(
                 "metric": metric,
                 "trials": sum(c.values()),
                 **{s: c.get(s, 0) for s in STATUSES},
-                "updated_at": when(updated),
+                "updated_at": utc(updated),
             }
         )
     return records
-
-
-def _utc(value: Any) -> datetime | None:
-    # As the store's UTCDateTime reads it: SQLite keeps naive UTC text, PostgreSQL timestamptz.
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -290,7 +311,7 @@ def read_study_progress(opened: ReadOnlyConnection, name: str) -> StudyProgress:
             (study_id,),
         )
         running = [
-            (int(n), int(seed), worker, _json(config), _utc(beat), None if last is None else int(last))
+            (int(n), int(seed), worker, _json(config), utc(beat), None if last is None else int(last))
             for n, seed, worker, config, beat, last in cursor.fetchall()
         ]
         cursor.execute(
@@ -309,9 +330,5 @@ def read_study_progress(opened: ReadOnlyConnection, name: str) -> StudyProgress:
 
 
 def _json(value: Any) -> dict[str, Any]:
-    # SQLite keeps JSON as text; psycopg hands json/jsonb back decoded.
-    if isinstance(value, (str, bytes)):
-        import json
-
-        value = json.loads(value)
+    value = decoded(value)
     return dict(value) if isinstance(value, dict) else {}

@@ -53,7 +53,7 @@ class ClaimedTrial:
     study_id: int = 0
     # The epoch last reported by heartbeat(): where a resumed trial's checkpoint should be.
     current_epoch: int | None = None
-    # Names the trial's checkpoint folder and is stored in it (see ablate.run._worker.trial_dir).
+    # Names the trial's checkpoint folder and is stored in it (see ablate.run._folders.trial_dir).
     run_token: str | None = None
 
 
@@ -70,6 +70,23 @@ class TrialRecord:
     # Final metrics that have a value (val_acc, val_loss, ... and extra metrics).
     metrics: dict[str, Any]
     replicate: int = 0
+
+
+@dataclass(frozen=True)
+class StoredTrial:
+    """One trial as a warm start reads it (:meth:`ResultStore.find_trial`): where its
+    checkpoints are, how it ended, and the config it trained with (as stored JSON)."""
+
+    trial_id: int
+    study_name: str
+    study_version: int
+    number: int
+    seed: int
+    status: str
+    config: dict[str, Any]
+    run_token: str | None
+    # kind ("best_checkpoint", "last_checkpoint", ...) -> path, as the worker recorded them.
+    artifacts: dict[str, str]
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,15 @@ from sqlalchemy.orm import Session
 
 from ablate.errors import NotAblateDatabaseError, StoreError, StudyError
 from ablate.store import _migrate
+from ablate.store._columns import (
+    EPOCH_JSON,
+    EPOCH_METRICS,
+    FINISHED_STATUSES,
+    INT_METRICS,
+    STATUSES,
+    TRIAL_JSON,
+    TRIAL_METRICS,
+)
 from ablate.store._engine import (
     DEFAULT_RECONNECT_S,
     is_sqlite,
@@ -49,13 +58,6 @@ from ablate.store._factors import (
 )
 from ablate.store._lookup import latest_study, study_info, study_row
 from ablate.store._models import (
-    EPOCH_JSON,
-    EPOCH_METRICS,
-    FINISHED_STATUSES,
-    INT_METRICS,
-    STATUSES,
-    TRIAL_JSON,
-    TRIAL_METRICS,
     Artifact,
     Environment,
     Epoch,
@@ -64,7 +66,9 @@ from ablate.store._models import (
     TrialParam,
 )
 from ablate.store._read import (
+    Rows,
     artifacts_frame,
+    driver_rows,
     environments_frame,
     epochs_frame,
     studies_frame,
@@ -74,6 +78,7 @@ from ablate.store._read import (
 from ablate.store._records import (
     ClaimedTrial,
     EnvironmentRecord,
+    StoredTrial,
     StudyInfo,
     TrialRecord,
     config_from_json,
@@ -595,26 +600,28 @@ class ResultStore:
 
     def study_summaries(self) -> list[dict[str, Any]]:
         """The rows of :meth:`list_studies` as plain dicts, without pandas (a fast `ablate ls`)."""
-        return self._transact(study_summaries, write=False)
+        return self._transact(lambda s: study_summaries(_session_rows(s)), write=False)
 
     def load_trials(self, name: str) -> pd.DataFrame:
         """One row per trial of the study's current version (see :func:`ablate.store.load_trials`)."""
-        return self._transact(lambda s: trials_frame(s, self._study_row(s, name)), write=False)
+        return self._read(name, trials_frame)
 
     def load_epochs(self, name: str, *, trial_ids: Iterable[int] | None = None) -> pd.DataFrame:
         """One row per recorded epoch (see :func:`ablate.store.load_epochs`)."""
-        return self._transact(
-            lambda s: epochs_frame(s, self._study_row(s, name), trial_ids), write=False
-        )
+        return self._read(name, lambda rows, info: epochs_frame(rows, info, trial_ids))
 
     def load_artifacts(self, name: str) -> pd.DataFrame:
         """The files the study's trials produced: trial_id, number, kind, path."""
-        return self._transact(lambda s: artifacts_frame(s, self._study_row(s, name)), write=False)
+        return self._read(name, artifacts_frame)
 
     def load_environments(self, name: str) -> pd.DataFrame:
         """Where each trial of the study ran: trial_id, number and the environments columns."""
+        return self._read(name, environments_frame)
+
+    def _read(self, name: str, reader: Callable[[Rows, StudyInfo], T]) -> T:
+        """``reader`` on the study's current version, in one read transaction."""
         return self._transact(
-            lambda s: environments_frame(s, self._study_row(s, name)), write=False
+            lambda s: reader(_session_rows(s), study_info(self._study_row(s, name))), write=False
         )
 
     # ------------------------------------------------------------------ what workers read often
@@ -677,6 +684,30 @@ class ResultStore:
             return {int(t): (str(status), int(attempt or 0)) for t, status, attempt in rows}
 
         return self._transact(op, write=False, doing=f"reading the trials of study {name!r}")
+
+    def find_trial(self, name: str, number: int) -> StoredTrial | None:
+        """Trial ``number`` of study ``name``'s current version with its config, status, run
+        token and artifact paths (what a warm start reads); None when the study has no such
+        trial; StudyError listing the studies when there is no study ``name``."""
+
+        def op(session: Session) -> StoredTrial | None:
+            row = self._study_row(session, name)
+            trial = session.scalars(
+                select(Trial).where(Trial.study_id == row.id, Trial.number == number).limit(1)
+            ).first()
+            if trial is None:
+                return None
+            artifacts = session.execute(
+                select(Artifact.kind, Artifact.path).where(Artifact.trial_id == trial.id)
+            )
+            return StoredTrial(
+                trial_id=trial.id, study_name=row.name, study_version=row.version,
+                number=trial.number, seed=trial.seed, status=trial.status,
+                config=dict(trial.config), run_token=trial.run_token,
+                artifacts={str(kind): str(path) for kind, path in artifacts},
+            )  # fmt: skip
+
+        return self._transact(op, write=False, doing=f"reading trial {number} of study {name!r}")
 
     def epoch_values(
         self,
@@ -869,3 +900,9 @@ def _json_value(value: Any) -> Any:
 
 def _hash(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _session_rows(session: Session) -> Rows:
+    """The readers' queries on the session's own driver connection, inside its transaction."""
+    connection = session.connection()
+    return driver_rows(connection.connection.driver_connection, connection.dialect.name)

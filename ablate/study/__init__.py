@@ -5,8 +5,10 @@ from ablate.study._config import (
     VIEW_METRIC_COLUMNS,
     VIEW_TRIAL_COLUMNS,
     TrialConfig,
+    TrialSpec,
     config_hash,
     make_config,
+    parse_warm_start,
     split_source,
 )
 from ablate.study._designs import (
@@ -35,7 +37,6 @@ from ablate.study._space import (
 )
 from ablate.study._study import (
     Study,
-    TrialSpec,
     iter_level_counts,
     study_from_definition,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "load_studies",
     "loguniform",
     "make_config",
+    "parse_warm_start",
     "select_study",
     "space_size",
     "split_source",

@@ -47,6 +47,8 @@ CNN_DROPOUT_POSITIONS = ("before_dense", "after_dense")
 FREEZE_BN = ("eval", "train")
 # The replacement head's norm after each hidden layer.
 HEAD_NORMS = ("none", "batch", "layer")
+# Which checkpoint of the source trial a warm start loads: its best epoch's or its last epoch's.
+WARM_START_FROM = ("best", "last")
 CNN_INITS = ("default", "kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform", "trunc_normal")
 # What a study may name as its metric.
 METRICS = metric_names(objective=True)
@@ -136,6 +138,8 @@ class TrialConfig:
     head_norm: str = _knob("none", "replacement head: norm after each hidden Linear, before its activation", choices=HEAD_NORMS)
     head_activation: str = _knob("relu", "replacement head: activation of the hidden layers", choices=CNN_ACTIVATIONS)
     native_input_size: bool = _knob(False, "image_size follows the model's own input size (timm pretrained_cfg input_size, torchvision weights' crop size: Inception 299 px); image_size is then unused")
+    warm_start: str | None = _knob(None, "start from the weights of a finished trial, 'STUDY:NUMBER' (trial NUMBER of study STUDY's current version; same model and shape); only the weights: optimizer, schedule and epochs start afresh")
+    warm_start_from: str = _knob("best", "warm_start: that trial's checkpoint of its best epoch (best.pt) or of its last epoch (last.pt)", choices=WARM_START_FROM)
     # --- augmentation
     augment: str = _knob("basic", "preset: none | basic (crop+flip) | heavy (+erasing, jitter, rotation, grayscale)", choices=AUGMENT_PRESETS)
     crop_padding: int = _knob(4, "pixels of padding for the random crop (basic, heavy)", low=0, high=64)
@@ -207,6 +211,20 @@ class TrialConfig:
         return config_hash(self)
 
 
+@dataclass(frozen=True)
+class TrialSpec:
+    """One planned trial: its number in the study, factor values, seed and full configuration."""
+
+    number: int
+    params: dict[str, Any]
+    seed: int
+    config: TrialConfig
+
+    @property
+    def config_hash(self) -> str:
+        return self.config.config_hash
+
+
 FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(TrialConfig)}
 _HINTS = typing.get_type_hints(TrialConfig)
 
@@ -220,7 +238,7 @@ _HASHED_WHEN_SET = (
     "cnn_dense_widths", "cnn_dropout_position", "cnn_conv_dropout", "cnn_bn_position", "cnn_leaky_relu_slope",
     "cnn_dense_activation", "cnn_init", "cnn_init_std", "cnn_conv_bias", "betas", "decay_norm_bias",
     "accumulate_steps", "clip_grad_norm", "schedule_step", "cosine_period", "warmup_steps",
-    "early_stopping_metric", "train_last_stages", "unfreeze_every", "freeze_bn", "drop_rate", "drop_path_rate",
+    "early_stopping_metric", "warm_start", "warm_start_from", "train_last_stages", "unfreeze_every", "freeze_bn", "drop_rate", "drop_path_rate",
     "head_widths", "head_dropout", "head_norm", "head_activation", "native_input_size",
 )  # fmt: skip
 
@@ -505,6 +523,8 @@ def unused_settings(config: TrialConfig) -> dict[str, str]:
         out.update(_unused_cnn_settings(config))
     if not config.pretrained:
         out["weights_path"] = "pretrained is false"
+    if config.warm_start is None:
+        out["warm_start_from"] = "warm_start is None"
     out.update(_unused_finetune_settings(config))
     return out
 
@@ -590,12 +610,13 @@ def _check_cross_fields(config: TrialConfig, where: str) -> None:
             f"{where}: field 'freeze' is {config.freeze!r}; allowed: none, head_only, "
             "or a stage name such as layer3"
         )
-    if config.freeze != "none" and not config.pretrained:
+    if config.freeze != "none" and not config.pretrained and config.warm_start is None:
         raise StudyError(
-            f"{where}: field 'freeze' is {config.freeze!r} but 'pretrained' is false; freezing "
-            "randomly initialised layers is almost always a mistake (add a constraint to drop "
-            "such combinations)"
+            f"{where}: field 'freeze' is {config.freeze!r} but 'pretrained' is false (and no "
+            "warm_start); freezing randomly initialised layers is almost always a mistake (add a "
+            "constraint to drop such combinations)"
         )
+    _check_warm_start(config, where)
     if any(m <= 0 for m in config.lr_groups):
         raise StudyError(f"{where}: field 'lr_groups' must hold multipliers > 0, got {config.lr_groups}")
     _check_finetune(config, where)
@@ -615,10 +636,10 @@ def _check_cross_fields(config: TrialConfig, where: str) -> None:
 def _check_finetune(config: TrialConfig, where: str) -> None:
     """How the fine-tuning settings combine (what needs the model's stages is checked by the
     trainer's check_trial_config)."""
-    if config.train_last_stages and not config.pretrained:
+    if config.train_last_stages and not config.pretrained and config.warm_start is None:
         raise StudyError(
             f"{where}: field 'train_last_stages' is {config.train_last_stages} but 'pretrained' is "
-            "false; freezing randomly initialised layers is almost always a mistake"
+            "false (and no warm_start); freezing randomly initialised layers is almost always a mistake"
         )
     if config.unfreeze_every:
         if config.freeze == "none" and not config.train_last_stages:
@@ -638,6 +659,32 @@ def _check_finetune(config: TrialConfig, where: str) -> None:
                 raise StudyError(f"{where}: field {name!r} is set but model is 'cnn'{hint}")
     if config.head_widths is not None and any(w < 1 for w in config.head_widths):
         raise StudyError(f"{where}: field 'head_widths' is {config.head_widths}; each width must be >= 1")
+
+
+_WARM_START = re.compile(r"(?P<study>[a-z][a-z0-9_]*):(?P<number>[0-9]+)")
+
+
+def parse_warm_start(value: str, where: str = "") -> tuple[str, int]:
+    """``"digits_a:3"`` -> ``("digits_a", 3)``: the study and trial number a warm start names."""
+    match = _WARM_START.fullmatch(value.strip())
+    if match is None:
+        raise StudyError(
+            f"{where + ': ' if where else ''}field 'warm_start' is {value!r}; expected 'STUDY:NUMBER', a study name and one of "
+            "its trial numbers, e.g. 'digits_quick:0' (see `ablate status STUDY`)"
+        )
+    return match["study"], int(match["number"])
+
+
+def _check_warm_start(config: TrialConfig, where: str) -> None:
+    if config.warm_start is None:
+        return
+    parse_warm_start(config.warm_start, where)
+    if config.pretrained:
+        raise StudyError(
+            f"{where}: fields 'warm_start' ({config.warm_start!r}) and 'pretrained' are both set; "
+            "a warm start replaces every weight of the model, so the pretrained ones would be "
+            "overwritten: set pretrained=False (freeze works with warm_start)"
+        )
 
 
 def _check_recipe(config: TrialConfig, where: str) -> None:

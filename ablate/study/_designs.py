@@ -5,19 +5,41 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ablate.errors import StudyError
 from ablate.registry import Registry
 from ablate.study._space import Choice, IntRange, level_value
 
 if TYPE_CHECKING:
+    from ablate.study._config import TrialSpec
     from ablate.study._space import Space
-    from ablate.study._study import Study, TrialSpec
 
 # More trials than this is a mistake (a grid with one factor too many), refused before the
 # combinations are built rather than after they fill the memory.
 MAX_PLANNED_TRIALS = 100_000
+
+
+class Study(Protocol):
+    """What a design reads of a study (:class:`ablate.study.Study` is the one implementation).
+
+    Designs sit below the study class that holds them, so they name it by this protocol, not by
+    an import back up."""
+
+    design: str
+    seeds: Sequence[int]
+    baseline: Mapping[str, Any] | None
+    n_trials: int | None
+
+    @property
+    def where(self) -> str: ...
+
+    @property
+    def spaces(self) -> dict[str, Space]: ...
+
+    def expand(self) -> list[TrialSpec]: ...
+
+    def baseline_levels(self) -> dict[str, Any]: ...
 
 
 class Design:

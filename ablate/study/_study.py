@@ -25,6 +25,7 @@ from ablate.study._config import (
     VIEW_METRIC_COLUMNS,
     VIEW_TRIAL_COLUMNS,
     TrialConfig,
+    TrialSpec,
     check_field_name,
     check_selection,
     check_settings_used,
@@ -49,20 +50,6 @@ Constraint = Callable[[TrialConfig], bool]
 TrainFunction = Callable[..., Mapping[str, Any]]
 # A model of the study's own: an nn.Module class or a function of (config, in_chans, num_classes).
 ModelFactory = Callable[..., Any]
-
-
-@dataclass(frozen=True)
-class TrialSpec:
-    """One planned trial: its number in the study, factor values, seed and full configuration."""
-
-    number: int
-    params: dict[str, Any]
-    seed: int
-    config: TrialConfig
-
-    @property
-    def config_hash(self) -> str:
-        return self.config.config_hash
 
 
 @dataclass

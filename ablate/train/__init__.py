@@ -6,7 +6,7 @@ depth and per-stage learning rates are resolved per architecture; checkpoints ma
 resumable.
 """
 
-from ablate.train._checks import check_trial_config, smoke_config
+from ablate.train._checks import check_trial_config, check_warm_start, smoke_config
 from ablate.train._env import environment
 from ablate.train._evaluation import EvalSplit, EvaluationError
 from ablate.train._models import (
@@ -39,6 +39,7 @@ __all__ = [
     "TrialPruned",
     "check_model_name",
     "check_trial_config",
+    "check_warm_start",
     "embeddings",
     "environment",
     "list_model_names",

@@ -9,6 +9,11 @@
 * ``predictions.npz``: a sample of test images with their predicted labels;
 * ``reported.txt``: the last epoch handed to the reporter, so a resume re-sends only what was lost.
 
+A warm start (field ``warm_start``) reads the ``model`` entry of another trial's ``best.pt`` or
+``last.pt`` into a new trial's model (:func:`load_warm_start`): weights only, since the new trial
+has its own optimizer, schedule and epoch count. Once the new trial has a ``last.pt`` of its own,
+it resumes from that, never from the source again.
+
 Files are read with ``weights_only=True``: random states are stored as tensors and plain values.
 A write that fails leaves no temporary file behind; a full disk is raised as
 :class:`~ablate.errors.DiskFullError` naming the file and about how much it needed.
@@ -23,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ablate.errors import StudyError
 from ablate.files import write_atomic
 
 LAST = "last.pt"
@@ -52,6 +58,48 @@ def _nbytes(obj: Any) -> int:
 
 def load(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def weight_shapes(path: Path) -> tuple[int | None, dict[str, tuple[int, ...]]]:
+    """(epoch, name -> shape of each tensor of its ``model`` entry) of a checkpoint file, read
+    memory-mapped: a plan checks a ResNet's checkpoint without reading its weights."""
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise StudyError(f"{path} is not a checkpoint of ablate's trainer (no 'model' weights in it)")
+    epoch = state.get("epoch")
+    return (int(epoch) if epoch is not None else None), {k: tuple(v.shape) for k, v in state["model"].items()}
+
+
+def weights_mismatch(
+    expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], *, source: str = "the checkpoint"
+) -> str | None:
+    """Why weights of shapes ``found`` (those of ``source``) do not load into a model of shapes
+    ``expected`` (strictly: every name on both sides, every shape equal), or None when they do."""
+    missing = [k for k in expected if k not in found]
+    if missing:
+        return f"{source} has no {missing[0]!r} ({len(missing)} of this model's weights missing)"
+    unexpected = [k for k in found if k not in expected]
+    if unexpected:
+        return f"{source} has {unexpected[0]!r}, no weight of this model ({len(unexpected)} such)"
+    for name, shape in expected.items():
+        if found[name] != shape:
+            return f"{name!r} is {list(found[name])} in {source}, {list(shape)} in this model"
+    return None
+
+
+def load_warm_start(model: torch.nn.Module, path: Path) -> int | None:
+    """Load the model weights of another trial's checkpoint (``best.pt`` or ``last.pt``) into
+    ``model``, in place (the optimizer keeps its parameters); return the epoch they are from.
+    Nothing else is taken: not the optimizer, schedule, epoch count or random states."""
+    state = load(path)
+    weights = state["model"]
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    why = weights_mismatch(expected, {k: tuple(v.shape) for k, v in weights.items()})
+    if why is not None:
+        raise StudyError(f"warm start from {path}: its weights do not fit this trial's model: {why}")
+    model.load_state_dict(weights)
+    epoch = state.get("epoch")
+    return int(epoch) if epoch is not None else None
 
 
 def rng_state() -> dict[str, Any]:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 from ablate.data import dataset_source, expected_classes
 from ablate.errors import StudyError
 from ablate.study import TrialConfig, split_source
+from ablate.train import _checkpoint as ckpt
 from ablate.train._models import (
     ModelFamily,
     build_model,
@@ -99,6 +101,63 @@ def _model_stages(config: TrialConfig, family: ModelFamily, in_chans: int, num_c
     if family.own:  # a library's models give logits; a study's own is checked to
         check_model_output(config, model, in_chans=in_chans, num_classes=num_classes)
     return resolve_stages(model)
+
+
+def check_warm_start(config: TrialConfig, source: TrialConfig, checkpoint: Path | None) -> int | None:
+    """Raise a StudyError when the weights of ``checkpoint`` (a trial trained with ``source``)
+    would not load into the model of ``config``: another model, another class count, other input
+    channels, or any weight's name or shape (the model built on the meta device, the checkpoint
+    read memory-mapped; without ``checkpoint``, a trial still to run: the source's model built
+    on the meta device too). Return the epoch the checkpoint is from.
+
+    Fields that change no weight (dropout, activation, everything about training) may differ."""
+    what = f"field 'warm_start' is {config.warm_start!r}"
+    if source.model != config.model:
+        raise StudyError(
+            f"{what} but that trial trained model {source.model!r}, this one {config.model!r}: a "
+            "warm start loads the weights into the same model"
+        )
+    classes, source_classes = expected_classes(config), expected_classes(source)
+    if classes is not None and source_classes is not None and classes != source_classes:
+        raise StudyError(
+            f"{what} but that trial has {source_classes} classes ({source.dataset}), this one "
+            f"{classes} ({config.dataset}): its head would not fit"
+        )
+    in_chans = model_in_chans(config, dataset_source(config).channels_of(config))
+    source_chans = model_in_chans(source, dataset_source(source).channels_of(source))
+    if in_chans != source_chans:
+        raise StudyError(
+            f"{what} but that trial's model takes {source_chans}-channel images ({source.dataset}), "
+            f"this one {in_chans}-channel ({config.dataset})"
+        )
+    import torch
+
+    heads = classes or source_classes or 2
+    if checkpoint is None:
+        epoch = None
+        with torch.device("meta"):
+            planned = build_model(source, in_chans=source_chans, num_classes=source_classes or heads, load_weights=False)
+        found = {k: tuple(v.shape) for k, v in planned.state_dict().items()}
+    else:
+        try:
+            epoch, found = ckpt.weight_shapes(checkpoint)
+        except (OSError, RuntimeError) as e:
+            raise StudyError(f"{what} but its checkpoint {checkpoint} does not read: {e}") from None
+    with torch.device("meta"):
+        model = build_model(config, in_chans=in_chans, num_classes=heads, load_weights=False)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if classes is None and source_classes is None:  # the heads' sizes are known once data is read
+        expected = {k: found.get(k, shape) for k, shape in expected.items()}
+    why = ckpt.weights_mismatch(expected, found, source="the checkpoint" if checkpoint else "that trial's model")
+    if why is not None:
+        fields = check_model_name(config.model).shape_fields or ()
+        differ = [f"{f} {getattr(source, f)!r} there, {getattr(config, f)!r} here"
+                  for f in fields if getattr(source, f) != getattr(config, f)]
+        raise StudyError(
+            f"{what} but that trial's model has other weights: {why}"
+            + (f" (shape fields that differ: {'; '.join(differ)})" if differ else "")
+        )
+    return epoch
 
 
 def smoke_config(config: TrialConfig) -> TrialConfig:

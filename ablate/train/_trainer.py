@@ -169,6 +169,7 @@ def train_trial(
     metric: str = "val_acc",
     direction: str = "maximize",
     evaluations: Sequence[Evaluation] = (),
+    warm_start: str | Path | None = None,
 ) -> TrainResult:
     """Train one trial and return its result.
 
@@ -177,6 +178,8 @@ def train_trial(
     ``last.pt``/``best.pt``/``predictions.npz`` are written there, and an existing ``last.pt`` is
     resumed from (its epochs are not reported again). ``evaluations`` (the study's own) run after
     every epoch on the validation split and once on the test split with the best weights.
+    ``warm_start`` (a ``best.pt`` / ``last.pt`` of another trial) gives a trial that starts
+    fresh that trial's model weights (:func:`~ablate.train._checkpoint.load_warm_start`).
     """
     entered = time.perf_counter()
     # A worker in another process loaded the study file without validating it: declare here.
@@ -188,7 +191,7 @@ def train_trial(
         raise StudyError(f"direction {direction!r}; allowed: maximize, minimize")
     trial = _Trial(config, metric=metric, maximize=direction == "maximize", checkpoint_dir=checkpoint_dir)
     trial.evaluations = list(evaluations)
-    return trial.run(reporter, entered)
+    return trial.run(reporter, entered, None if warm_start is None else Path(warm_start))
 
 
 class _Trial:
@@ -376,11 +379,14 @@ class _Trial:
 
     # --- the run
 
-    def run(self, reporter: Any, entered: float) -> TrainResult:
+    def run(self, reporter: Any, entered: float, warm_start: Path | None = None) -> TrainResult:
         error: str | None = None
         if self.folder is not None and (self.folder / ckpt.LAST).exists():
-            self._resume()
+            self._resume()  # its own checkpoint, also when the trial was warm-started
             self._report_missed(reporter)
+        elif warm_start is not None:
+            ckpt.load_warm_start(self.model, warm_start)
+            self.best_state = self._model_state_copy()
         on_batch = getattr(reporter, "on_batch", None)
         while self.stop_reason is None and self.epoch < self.config.epochs:
             epoch = self.epoch + 1

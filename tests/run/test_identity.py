@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 from tests.run.invariants import check_completed_trials
 
-from ablate.run._worker import IDENTITY, checkpoint_folder
+from ablate.run._folders import IDENTITY, checkpoint_folder
 from ablate.store import ResultStore, load_epochs, load_trials
 
 from .processes import ABLATE, STUDIES, wait_for_epochs

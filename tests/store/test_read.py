@@ -15,8 +15,8 @@ from sqlalchemy import text
 
 from ablate import Study
 from ablate.store import ResultStore, load_epochs, load_trials
+from ablate.store._columns import EPOCH_METRICS, INT_METRICS, TRIAL_METRICS
 from ablate.store._factors import param_value
-from ablate.store._models import EPOCH_METRICS, INT_METRICS, TRIAL_METRICS
 from ablate.store._read import (
     EPOCH_COLUMNS_AFTER,
     EPOCH_COLUMNS_BEFORE,

@@ -95,10 +95,6 @@ def test_the_sqlite_connection_cannot_write_or_attach(tmp_path: Path) -> None:
 
 def test_study_summaries_are_the_orm_ones(db_url: str) -> None:
     from ablate.store import study_summaries as orm_summaries
-    from ablate.store._models import STATUSES
-    from ablate.store._readonly import STATUSES as SHOWN
-
-    assert SHOWN == STATUSES
     _filled(db_url)
     with read_only_connection(db_url) as opened:
         plain = read_study_summaries(opened)

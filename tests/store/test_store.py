@@ -462,7 +462,7 @@ def test_long_study_names_get_their_own_unshortened_views(store: ResultStore) ->
 def test_an_environment_is_written_as_given_and_must_be_a_record(store: ResultStore) -> None:
     from dataclasses import fields
 
-    from ablate.store._models import ENVIRONMENT_FIELDS
+    from ablate.store._columns import ENVIRONMENT_FIELDS
 
     # The record is the table's shape: one field per column, the rest in extra.
     assert [f.name for f in fields(EnvironmentRecord)] == [*ENVIRONMENT_FIELDS, "extra"]
