@@ -140,7 +140,7 @@ def _in_database(db: str, study: str, specs: Any) -> dict[tuple[str, int], str]:
 
 
 def _cell(value: Any) -> str:
-    return str(value)
+    return str(list(value) if isinstance(value, tuple) else value)
 
 
 @app.command()

@@ -173,7 +173,8 @@ class Trial(Base):
     # completed | early_stopped | time_limit | diverged | pruned
     stop_reason: Mapped[str | None] = mapped_column(String(64))
     # Where each split came from, its class counts, and the normalisation used:
-    # {"splits": {"train": {"n", "source", "per_class"}, ...}, "normalization": {"how", "mean", "std"}}.
+    # {"splits": {"train": {"n", "source", "per_class"}, ...}, "normalization": {"how", "mean", "std"}},
+    # and "image_size" (px) where native_input_size chose it.
     data: Mapped[dict[str, Any] | None]
     # Final metrics without a column of their own (from a custom train function).
     extra_metrics: Mapped[dict[str, Any] | None]

@@ -43,6 +43,10 @@ CNN_PADDING = ("same", "valid")
 CNN_POOLS = ("max", "avg", "none")
 CNN_BN_POSITIONS = ("before_act", "after_act")
 CNN_DROPOUT_POSITIONS = ("before_dense", "after_dense")
+# Batch norm of frozen layers: eval (running statistics kept) or train (updated from each batch).
+FREEZE_BN = ("eval", "train")
+# The replacement head's norm after each hidden layer.
+HEAD_NORMS = ("none", "batch", "layer")
 # Which checkpoint of the source trial a warm start loads: its best epoch's or its last epoch's.
 WARM_START_FROM = ("best", "last")
 # The training loss, the auxiliary margin head on the embedding, the test split's weights, TTA.
@@ -131,6 +135,16 @@ class TrialConfig:
     cnn_conv_bias: bool | None = _knob(None, "cnn: conv bias (None: off when batch norm directly follows the conv, else on)")
     freeze: str = _knob("none", "none | head_only | a stage name such as layer3 (frozen up to and including it)")
     lr_groups: list[float] = _knob([], "LR multipliers from the head backwards, e.g. [1, 0.5, 0.25]")
+    train_last_stages: int = _knob(0, "train only the last k stages, the head counting as one (1: the head alone), the rest frozen; 0 = off (freeze decides)", low=0)
+    unfreeze_every: int = _knob(0, "gradual unfreezing: every this many epochs one more frozen stage is unfrozen, from the head backwards (starting from freeze / train_last_stages); 0 = off", low=0)
+    freeze_bn: str = _knob("eval", "batch norm of frozen stages: eval (running statistics kept) or train (statistics follow each batch, affine weights stay frozen)", choices=FREEZE_BN)
+    drop_rate: float | None = _knob(None, "timm / torchvision models: the library's dropout rate (timm drop_rate: before the classifier; torchvision: the builder's dropout); None: the model's default", low=0.0, high=0.95)
+    drop_path_rate: float | None = _knob(None, "timm / torchvision models: drop-path (stochastic depth) rate (timm drop_path_rate, torchvision stochastic_depth_prob); None: the model's default", low=0.0, high=0.95)
+    head_widths: list[int] | None = _knob(None, "replace the model's classifier by an MLP with hidden layers of these widths ([]: a new Linear alone); None: keep the model's classifier")
+    head_dropout: float = _knob(0.0, "replacement head: dropout after each hidden layer (head_widths=[]: on the classifier's input)", low=0.0, high=0.95)
+    head_norm: str = _knob("none", "replacement head: norm after each hidden Linear, before its activation", choices=HEAD_NORMS)
+    head_activation: str = _knob("relu", "replacement head: activation of the hidden layers", choices=CNN_ACTIVATIONS)
+    native_input_size: bool = _knob(False, "image_size follows the model's own input size (timm pretrained_cfg input_size, torchvision weights' crop size: Inception 299 px); image_size is then unused")
     warm_start: str | None = _knob(None, "start from the weights of a finished trial, 'STUDY:NUMBER' (trial NUMBER of study STUDY's current version; same model and shape); only the weights: optimizer, schedule and epochs start afresh")
     warm_start_from: str = _knob("best", "warm_start: that trial's checkpoint of its best epoch (best.pt) or of its last epoch (last.pt)", choices=WARM_START_FROM)
     # --- augmentation
@@ -246,6 +260,8 @@ _HASHED_WHEN_SET = (
     "accumulate_steps", "clip_grad_norm", "schedule_step", "cosine_period", "warmup_steps",
     "early_stopping_metric", "warm_start", "warm_start_from", "loss", "focal_gamma", "focal_alpha", "margin_loss", "margin_scale", "margin_m",
     "margin_weight", "margin_lr", "test_checkpoint", "tta", "tta_crops", "tta_crop_size",
+    "train_last_stages", "unfreeze_every", "freeze_bn", "drop_rate", "drop_path_rate",
+    "head_widths", "head_dropout", "head_norm", "head_activation", "native_input_size",
 )  # fmt: skip
 
 
@@ -532,6 +548,7 @@ def unused_settings(config: TrialConfig) -> dict[str, str]:
     if config.warm_start is None:
         out["warm_start_from"] = "warm_start is None"
     out.update(_unused_loss_settings(config))
+    out.update(_unused_finetune_settings(config))
     return out
 
 
@@ -547,6 +564,19 @@ def _unused_loss_settings(config: TrialConfig) -> dict[str, str]:
         out["test_checkpoint"] = "there is no test split (test_split is None)"
     elif not has_val_split(config):
         out["test_checkpoint"] = "there is no validation split: the last epoch is the one kept"
+    return out
+
+
+def _unused_finetune_settings(config: TrialConfig) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if config.freeze == "none" and not config.train_last_stages:
+        out["freeze_bn"] = "nothing is frozen (freeze is 'none', train_last_stages 0)"
+    if config.head_widths is None:
+        out.update(dict.fromkeys(("head_dropout", "head_norm", "head_activation"), "head_widths is None (the model's own classifier)"))
+    elif not config.head_widths:
+        out.update(dict.fromkeys(("head_norm", "head_activation"), "head_widths is [] (no hidden layer)"))
+    if config.native_input_size:
+        out["image_size"] = "native_input_size is true (the model's own input size)"
     return out
 
 
@@ -627,6 +657,7 @@ def _check_cross_fields(config: TrialConfig, where: str) -> None:
     _check_warm_start(config, where)
     if any(m <= 0 for m in config.lr_groups):
         raise StudyError(f"{where}: field 'lr_groups' must hold multipliers > 0, got {config.lr_groups}")
+    _check_finetune(config, where)
     if config.optimizer == "sgd" and config.nesterov and config.momentum <= 0:
         raise StudyError(f"{where}: field 'nesterov' is true but 'momentum' is 0; Nesterov needs momentum > 0")
     if config.scheduler == "multistep" and not config.milestones:
@@ -639,6 +670,34 @@ def _check_cross_fields(config: TrialConfig, where: str) -> None:
     _check_losses(config, where)
     if config.model == "cnn":
         _check_cnn(config, where)
+
+
+def _check_finetune(config: TrialConfig, where: str) -> None:
+    """How the fine-tuning settings combine (what needs the model's stages is checked by the
+    trainer's check_trial_config)."""
+    if config.train_last_stages and not config.pretrained and config.warm_start is None:
+        raise StudyError(
+            f"{where}: field 'train_last_stages' is {config.train_last_stages} but 'pretrained' is "
+            "false (and no warm_start); freezing randomly initialised layers is almost always a mistake"
+        )
+    if config.unfreeze_every:
+        if config.freeze == "none" and not config.train_last_stages:
+            raise StudyError(
+                f"{where}: field 'unfreeze_every' is {config.unfreeze_every} but nothing is frozen to "
+                "start with; set freeze (such as 'head_only') or train_last_stages"
+            )
+        if config.unfreeze_every >= config.epochs:
+            raise StudyError(
+                f"{where}: field 'unfreeze_every' is {config.unfreeze_every} but the trial trains "
+                f"{config.epochs} epochs: no stage would be unfrozen; it must be < epochs"
+            )
+    if config.model == "cnn":
+        for name, own in (("drop_rate", "cnn_dropout"), ("drop_path_rate", None), ("head_widths", "cnn_dense_widths")):
+            if getattr(config, name) is not None:
+                hint = f"; use {own}" if own else "; the small CNN has no drop-path"
+                raise StudyError(f"{where}: field {name!r} is set but model is 'cnn'{hint}")
+    if config.head_widths is not None and any(w < 1 for w in config.head_widths):
+        raise StudyError(f"{where}: field 'head_widths' is {config.head_widths}; each width must be >= 1")
 
 
 _WARM_START = re.compile(r"(?P<study>[a-z][a-z0-9_]*):(?P<number>[0-9]+)")
@@ -784,6 +843,12 @@ FIELD_UNITS: dict[str, str] = {
     "cnn_conv_dropout": "probability",
     "cnn_leaky_relu_slope": "slope",
     "cnn_init_std": "std",
+    "train_last_stages": "stages",
+    "unfreeze_every": "epochs",
+    "drop_rate": "probability",
+    "drop_path_rate": "probability",
+    "head_widths": "units",
+    "head_dropout": "probability",
     "betas": "decay rate",
     "accumulate_steps": "batches",
     "clip_grad_norm": "L2 norm",

@@ -592,10 +592,12 @@ def study_from_definition(definition: Mapping[str, Any], *, source: str = "<data
 
 
 def iter_level_counts(specs: Iterable[TrialSpec]) -> dict[str, dict[Any, int]]:
-    """For each factor, how many planned trials use each level (shown by `ablate plan`)."""
+    """For each factor, how many planned trials use each level (shown by `ablate plan`); a list
+    level (``head_widths=[512, 256]``) is counted as a tuple."""
     counts: dict[str, dict[Any, int]] = {}
     for spec in specs:
         for factor, value in spec.params.items():
             per = counts.setdefault(factor, {})
-            per[value] = per.get(value, 0) + 1
+            key = tuple(value) if isinstance(value, list) else value
+            per[key] = per.get(key, 0) + 1
     return counts

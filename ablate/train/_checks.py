@@ -18,8 +18,15 @@ from ablate.train._models import (
     check_model_name,
     check_model_output,
     model_in_chans,
+    with_input_size,
 )
-from ablate.train._stages import Stages, check_freeze, check_lr_groups, resolve_stages
+from ablate.train._stages import (
+    Stages,
+    check_freeze,
+    check_lr_groups,
+    check_stage_settings,
+    resolve_stages,
+)
 
 # Smoke runs: the largest batch; each split holds two batches (at least 8 images).
 SMOKE_BATCH = 4
@@ -27,6 +34,8 @@ SMOKE_BATCH = 4
 # Stage layouts by what shapes the model (see _shape_key); a study's configs share a few shapes.
 _STAGES: dict[tuple[object, ...], Stages] = {}
 _MAX_STAGES = 1024
+# Fields that shape (or are checked on) every family's built model, besides its own shape_fields.
+EVERY_FAMILY_FIELDS = ("drop_rate", "drop_path_rate", "head_widths", "head_norm", "image_size")
 
 
 def check_trial_config(config: TrialConfig) -> None:
@@ -35,7 +44,9 @@ def check_trial_config(config: TrialConfig) -> None:
     (with close matches), what the dataset refuses (synthetic data without num_classes),
     pretrained weights the model family has none of, a model that does not build (on the meta
     device), a study's own model whose factory raises, returns no module or whose logits are
-    not (batch, num_classes), ``freeze`` or ``lr_groups`` not fitting the model's stages.
+    not (batch, num_classes), ``freeze``, ``lr_groups`` or ``train_last_stages`` not fitting the
+    model's stages, a ``drop_rate`` / ``drop_path_rate`` the model has not, a replacement head
+    for a classifier that is no Linear, ``native_input_size`` for a model without a size of its own.
 
     Cheap when called again for a config of the same shape: the stage layout is cached on every
     field the model's family says shapes it, plus input channels and class count."""
@@ -47,6 +58,7 @@ def check_trial_config(config: TrialConfig) -> None:
     source = dataset_source(config)
     source.check(config)
     family = check_model_name(config.model)
+    config = with_input_size(config)  # native_input_size: the model's own side from here on
     if config.pretrained and not family.pretrained:
         raise StudyError(f"field 'pretrained' is true but model {config.model!r} has no pretrained weights")
     if config.pretrained and family.own and not config.weights_path:
@@ -57,7 +69,10 @@ def check_trial_config(config: TrialConfig) -> None:
     in_chans = model_in_chans(config, source.channels_of(config))
     classes = expected_classes(config) or 2
     # The family itself is part of the key: a study file loaded again declares its models anew.
-    key = (family, *_shape_key(config, family.shape_fields, in_chans, classes))
+    key = (
+        family, *_shape_key(config, family.shape_fields, in_chans, classes),
+        *(_hashable(getattr(config, f)) for f in EVERY_FAMILY_FIELDS),
+    )
     stages = _STAGES.get(key)
     if stages is None:
         stages = _model_stages(config, family, in_chans, classes)
@@ -66,6 +81,7 @@ def check_trial_config(config: TrialConfig) -> None:
         _STAGES[key] = stages
     check_freeze(stages, config.freeze, model=config.model)
     check_lr_groups(stages, config.lr_groups, model=config.model)
+    check_stage_settings(stages, config)
     _check_loss(config, family, key, in_chans, classes)
 
 
@@ -207,7 +223,9 @@ def smoke_config(config: TrialConfig) -> TrialConfig:
         synthetic_samples=max(8, 2 * batch),
         max_train_samples=None,
         batch_size=batch,
-        epochs=1,
+        # Gradual unfreezing: two epochs, so the smoke trial unfreezes a stage once.
+        epochs=2 if config.unfreeze_every else 1,
+        unfreeze_every=min(config.unfreeze_every, 1),
         warmup_epochs=0,
         warmup_steps=0,
         accumulate_steps=min(config.accumulate_steps, 2),  # each split holds two batches

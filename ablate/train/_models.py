@@ -28,6 +28,12 @@ from torch import nn
 from ablate.errors import DataNotFoundError, StudyError
 from ablate.registry import Registry
 from ablate.study import TrialConfig
+from ablate.train._finetune import (
+    ReplacementHead,
+    build_with_rates,
+    check_regularisation,
+    replace_head,
+)
 
 # (config, in_chans, num_classes, load_weights) -> the model with a num_classes classifier.
 Builder = Callable[["TrialConfig", int, int, bool], nn.Module]
@@ -253,9 +259,47 @@ def build_model(config: TrialConfig, *, in_chans: int, num_classes: int, load_we
     """The model of ``config`` with a ``num_classes`` classifier; pretrained weights loaded when
     ``config.pretrained`` and ``load_weights`` (pass False to build on the meta device)."""
     model = family_of(config.model).build(config, in_chans, num_classes, load_weights)
+    check_regularisation(model, config)  # before the new head brings dropout layers of its own
     if config.cifar_stem:
         apply_cifar_stem(model, config.model)
+    if config.head_widths is not None:
+        replace_head(model, classifier_name(model), config, num_classes)
     return model
+
+
+def native_input_size(config: TrialConfig) -> int:
+    """The input side model ``config.model`` was made for: timm's ``pretrained_cfg['input_size']``,
+    torchvision's default weights' crop size (Inception 299 px). A StudyError for a model without
+    one (the small CNN, a study's own model)."""
+    name = config.model
+    family = family_of(name)
+    side: int | None = None
+    if family.names is _timm_names:
+        from timm.models import get_pretrained_cfg
+
+        cfg = get_pretrained_cfg(name)
+        side = int(cfg.input_size[-1]) if cfg is not None and cfg.input_size else None
+    elif family.names is _torchvision_names:
+        import torchvision
+
+        weights = torchvision.models.get_model_weights(name[len(TORCHVISION_PREFIX) :]).DEFAULT
+        crop = getattr(weights.transforms, "keywords", {}).get("crop_size")
+        side = int(crop[0] if isinstance(crop, (list, tuple)) else crop) if crop else None
+    if side is None:
+        raise StudyError(
+            f"field 'native_input_size' is true but model {name!r} has no input size of its own; "
+            "set image_size instead"
+        )
+    return side
+
+
+def with_input_size(config: TrialConfig) -> TrialConfig:
+    """``config`` with ``image_size`` the model's own when ``native_input_size`` asks for it."""
+    if not config.native_input_size:
+        return config
+    import dataclasses
+
+    return dataclasses.replace(config, image_size=native_input_size(config))
 
 
 # --- the built-in families, in the order the "allowed" list of an error names them. Name lists
@@ -338,7 +382,7 @@ def _timm_model(config: TrialConfig, in_chans: int, num_classes: int, load_weigh
         weights = _timm_weights_file(config)
         kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(weights)})
     try:
-        return timm.create_model(name, **kwargs)
+        return build_with_rates(timm.create_model, config, "timm", model_name=name, **kwargs)
     except (RuntimeError, ValueError, AssertionError, TypeError) as e:
         if load_weights and config.pretrained:
             raise StudyError(
@@ -418,11 +462,16 @@ def _torchvision_model(config: TrialConfig, num_classes: int, load_weights: bool
 
     bare = config.model[len(TORCHVISION_PREFIX) :]
     aux = _AUX_HEADS.get(bare)
+    pretrained = load_weights and config.pretrained
     # Without their auxiliary heads googlenet and inception_v3 return the logits in train mode
     # too (with them, a named tuple); init_weights=True is their default, without the warning.
-    kwargs: dict[str, Any] = {"aux_logits": False, "init_weights": True} if aux else {}
-    model = torchvision.models.get_model(bare, weights=None, num_classes=num_classes, **kwargs)
-    if not (load_weights and config.pretrained):
+    # Their pretrained weights expect inputs scaled as Google's (transform_input maps ImageNet
+    # normalisation to it), as torchvision's own builders set whenever weights are given.
+    kwargs: dict[str, Any] = {"aux_logits": False, "init_weights": True, "transform_input": pretrained} if aux else {}
+    model = build_with_rates(
+        torchvision.models.get_model, config, "torchvision", name=bare, weights=None, num_classes=num_classes, **kwargs
+    )
+    if not pretrained:
         return model
     if config.weights_path:
         path = _existing_weights(config)
@@ -465,8 +514,11 @@ def load_backbone(model: nn.Module, state: dict[str, torch.Tensor], *, source: s
 
 
 def classifier_name(model: nn.Module) -> str:
-    """Qualified name of the final classification layer (timm's get_classifier, else the last
-    Linear)."""
+    """Qualified name of the final classification layer (a replacement head, else timm's
+    get_classifier, else the last Linear)."""
+    for name, module in model.named_modules():
+        if isinstance(module, ReplacementHead):
+            return name
     get = getattr(model, "get_classifier", None)
     if callable(get):
         target = get()

@@ -24,11 +24,15 @@ import inspect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from torch import nn
 
 from ablate.errors import StudyError
 from ablate.train._models import classifier_name
+
+if TYPE_CHECKING:
+    from ablate.study import TrialConfig
 
 _STAGE_NAME = re.compile(r"^(layer|stage|s|block)\d+$")
 _CONTAINERS = ("blocks", "layers", "stages", "features")
@@ -217,6 +221,63 @@ def frozen_params(model: nn.Module, stages: Stages, freeze: str) -> set[str]:
     return {n for n in names if param_part(stages, n) in upto}
 
 
+def check_stage_settings(stages: Stages, config: TrialConfig) -> None:
+    """Raise a StudyError when ``train_last_stages`` counts more stages than the model has, or
+    says otherwise than ``freeze`` what is frozen (both set to the same split is accepted)."""
+    k, model = config.train_last_stages, config.model
+    if not k:
+        return
+    names = stages.names
+    if k > len(names):
+        raise StudyError(
+            f"field 'train_last_stages' is {k} but model {model!r} has {len(names)} stages counting "
+            f"the head ({stages.describe()}); allowed: 1 to {len(names)}"
+        )
+    if config.freeze == "none":
+        return
+    order = [n for n, _ in stages.parts]
+    same = config.freeze in order and len(names) - 1 - order.index(config.freeze) == k
+    if not same:
+        raise StudyError(
+            f"fields 'freeze' ({config.freeze!r}) and 'train_last_stages' ({k}) both say what is "
+            f"frozen and disagree for model {model!r} (its stages: {stages.describe()}); set one of them"
+        )
+
+
+def initially_frozen(model: nn.Module, stages: Stages, config: TrialConfig) -> set[str]:
+    """Parameters frozen at the first epoch: by ``freeze``, else all but the last
+    ``train_last_stages`` stages (the head counting as one)."""
+    if config.freeze != "none" or not config.train_last_stages:
+        return frozen_params(model, stages, config.freeze)
+    trained = set(stages.names[-config.train_last_stages :])
+    return {n for n, _ in model.named_parameters() if param_part(stages, n) not in trained}
+
+
+def frozen_at(model: nn.Module, stages: Stages, config: TrialConfig, epoch: int) -> set[str]:
+    """Parameters frozen during ``epoch`` (1-based): :func:`initially_frozen`, less one more stage
+    every ``unfreeze_every`` epochs, from the head backwards (a stage counts once any of its
+    parameters is frozen; ``head_only`` leaves the head's non-classifier layers as the first)."""
+    frozen = initially_frozen(model, stages, config)
+    if not config.unfreeze_every or not frozen:
+        return frozen
+    thawed = (epoch - 1) // config.unfreeze_every
+    parts = {param_part(stages, n) for n in frozen}
+    order = [n for n in reversed(stages.names) if n in parts][:thawed]
+    return {n for n in frozen if param_part(stages, n) not in order}
+
+
+def set_frozen(model: nn.Module, frozen: set[str], trainable: set[str], freeze_bn: str) -> list[nn.Module]:
+    """Gradients on for the ``trainable`` parameters (those the model itself trains) not in
+    ``frozen``, off for the rest; return the batch-norm layers to keep in eval mode: those left
+    with no trainable parameter, unless ``freeze_bn`` is "train" (then their statistics follow
+    each batch while their weights stay frozen)."""
+    for name, p in model.named_parameters():
+        p.requires_grad_(name in trainable and name not in frozen)
+    if freeze_bn == "train":
+        return []
+    return _frozen_batch_norms(model)
+
+
 def apply_freeze(model: nn.Module, stages: Stages, freeze: str) -> list[nn.Module]:
     """Turn off gradients of the frozen parameters; return the batch-norm layers left with no
     trainable parameter, which the trainer keeps in eval mode so their statistics stay frozen too."""
@@ -224,6 +285,10 @@ def apply_freeze(model: nn.Module, stages: Stages, freeze: str) -> list[nn.Modul
     for name, p in model.named_parameters():
         if name in frozen:
             p.requires_grad_(False)
+    return _frozen_batch_norms(model)
+
+
+def _frozen_batch_norms(model: nn.Module) -> list[nn.Module]:
     frozen_bn: list[nn.Module] = []
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -233,14 +298,18 @@ def apply_freeze(model: nn.Module, stages: Stages, freeze: str) -> list[nn.Modul
     return frozen_bn
 
 
-def parameter_groups(model: nn.Module, stages: Stages, lr: float, lr_groups: list[float]) -> list[dict[str, object]]:
-    """Optimizer groups of the trainable parameters, head first.
+def parameter_groups(
+    model: nn.Module, stages: Stages, lr: float, lr_groups: list[float], *, names: set[str] | None = None
+) -> list[dict[str, object]]:
+    """Optimizer groups of the trainable parameters (or of those ``names``: with gradual
+    unfreezing, also the ones still frozen, which an optimizer skips while they have no
+    gradient), head first.
 
     ``lr_groups`` are multipliers from the head backwards: [1, 0.5, 0.25] puts the last stage and
     the head at ``lr``, the stage before at lr/2 and everything earlier at lr/4. Empty groups (all
     frozen) are left out.
     """
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    trainable = [(n, p) for n, p in model.named_parameters() if (p.requires_grad if names is None else n in names)]
     if not lr_groups:
         return [{"params": [p for _, p in trainable], "lr": lr, "name": "all"}]
     order = [n for n, _ in stages.parts]

@@ -46,14 +46,16 @@ from ablate.train._evaluation import (
 )
 from ablate.train._losses import TrainingLoss
 from ablate.train._mix import MixUpCutMix
-from ablate.train._models import build_model, is_conv_model, model_in_chans
+from ablate.train._models import build_model, is_conv_model, model_in_chans, with_input_size
 from ablate.train._optim import LRSchedule, build_optimizer, split_weight_decay
 from ablate.train._stages import (
-    apply_freeze,
     check_freeze,
     check_lr_groups,
+    check_stage_settings,
+    frozen_at,
     parameter_groups,
     resolve_stages,
+    set_frozen,
 )
 from ablate.train._tta import tta_scores
 from ablate.train._verification import data_folder
@@ -199,6 +201,8 @@ class _Trial:
     """Everything one trial holds while it trains."""
 
     def __init__(self, config: TrialConfig, *, metric: str, maximize: bool, checkpoint_dir: str | Path | None) -> None:
+        self.identity = config.config_hash  # of the trial as planned, before native_input_size
+        config = with_input_size(config)
         self.config = config
         self.metric = metric
         self.evaluations: list[Evaluation] = []
@@ -244,7 +248,11 @@ class _Trial:
         self.stages = resolve_stages(self.model)
         check_freeze(self.stages, config.freeze, model=config.model)
         check_lr_groups(self.stages, config.lr_groups, model=config.model)
-        self.frozen_bn = apply_freeze(self.model, self.stages, config.freeze)
+        check_stage_settings(self.stages, config)
+        # What the model itself trains (some keep buffers-like parameters frozen): only these
+        # are ever given gradients; freeze, train_last_stages and unfreeze_every take from them.
+        self.trainable = {n for n, p in self.model.named_parameters() if p.requires_grad}
+        self.frozen_bn = self._freeze_for(1)
         channels_last = config.channels_last and is_conv_model(self.model)
         self.model.to(self.device)
         if channels_last:
@@ -265,7 +273,10 @@ class _Trial:
         )
 
         # --- optimisation
-        groups = parameter_groups(self.model, self.stages, config.lr, config.lr_groups)
+        # Every parameter trained by the last epoch is in the optimizer from the start (still
+        # frozen ones have no gradient, which the optimizers skip: no update, no weight decay).
+        ever = self.trainable - frozen_at(self.model, self.stages, config, config.epochs)
+        groups = parameter_groups(self.model, self.stages, config.lr, config.lr_groups, names=ever)
         if not any(g["params"] for g in groups):
             raise StudyError(f"field 'freeze' is {config.freeze!r}: it leaves no parameter to train")
         self.optimizer = build_optimizer(
@@ -287,7 +298,6 @@ class _Trial:
         self.bad_epochs = 0  # epochs since stop_metric last improved
         self.stop_best: float | None = None
         self.stop_reason: str | None = None
-        self.n_trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         self.prior_duration = 0.0
         self.train_seconds = 0.0
         self.train_images = 0
@@ -296,6 +306,14 @@ class _Trial:
         self.steady_from: float | None = None  # perf_counter() at the end of the first step
 
     # --- set-up helpers
+
+    def _freeze_for(self, epoch: int) -> list[torch.nn.Module]:
+        """Freeze what ``epoch`` trains frozen (freeze, train_last_stages, unfreeze_every); the
+        batch-norm layers to hold in eval mode during it (see ``set_frozen``)."""
+        frozen = frozen_at(self.model, self.stages, self.config, epoch)
+        frozen_bn = set_frozen(self.model, frozen, self.trainable, self.config.freeze_bn)
+        self.n_trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        return frozen_bn
 
     def _watched(self, name: str) -> tuple[str, bool]:
         """(per-epoch metric, maximize) of a plateau_metric / early_stopping_metric value."""
@@ -410,6 +428,8 @@ class _Trial:
     def _train_epoch(self, epoch: int, on_batch: Any, entered: float) -> tuple[float, float, int, float]:
         """One pass over the training split: (mean loss, accuracy, images, seconds)."""
         model, dev = self.forward, self.device
+        if self.config.unfreeze_every:
+            self.frozen_bn = self._freeze_for(epoch)
         model.train()
         for bn in self.frozen_bn:
             bn.eval()
@@ -559,7 +579,7 @@ class _Trial:
     def _checkpoint(self, entered: float) -> dict[str, Any]:
         return {
             "version": CHECKPOINT_VERSION,
-            "config_hash": self.config.config_hash,
+            "config_hash": self.identity,
             "seed": self.config.seed,
             "epoch": self.epoch,
             "model": self.model.state_dict(),
@@ -582,7 +602,7 @@ class _Trial:
     def _resume(self) -> None:
         assert self.folder is not None
         state = ckpt.load(self.folder / ckpt.LAST)
-        if state.get("config_hash") != self.config.config_hash or state.get("seed") != self.config.seed:
+        if state.get("config_hash") != self.identity or state.get("seed") != self.config.seed:
             raise StudyError(
                 f"checkpoint_dir {self.folder} holds last.pt of another trial (config hash "
                 f"{state.get('config_hash')}, seed {state.get('seed')}); use a fresh folder per trial"
@@ -688,7 +708,7 @@ class _Trial:
             history=list(self.history),
             n_trainable_params=self.n_trainable,
             startup_s=self.first_step_at,
-            data=self.data.provenance(),
+            data=self._data_record(),
             evaluated=evaluated,
         )
 
@@ -705,6 +725,14 @@ class _Trial:
             return None
         self.model.load_state_dict(self.best_state)
         return self.best_epoch
+
+    def _data_record(self) -> dict[str, Any]:
+        """The data's provenance, and with native_input_size the side the trial trained at
+        (the planned config keeps the study's image_size)."""
+        record = self.data.provenance()
+        if self.config.native_input_size:
+            record["image_size"] = self.config.image_size
+        return record
 
     def _write_predictions(self) -> None:
         """``prediction_samples`` test (else val) images, class-balanced, with the best model's
