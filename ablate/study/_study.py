@@ -592,10 +592,14 @@ def study_from_definition(definition: Mapping[str, Any], *, source: str = "<data
 
 
 def iter_level_counts(specs: Iterable[TrialSpec]) -> dict[str, dict[Any, int]]:
-    """For each factor, how many planned trials use each level (shown by `ablate plan`)."""
+    """For each factor, how many planned trials use each level (shown by `ablate plan`). A list
+    or dict level (``cnn_kernel_sizes``, ``augment_ops``) is keyed by its JSON text, as the
+    report labels it."""
     counts: dict[str, dict[Any, int]] = {}
     for spec in specs:
         for factor, value in spec.params.items():
+            if isinstance(value, (list, dict)):
+                value = json.dumps(value, sort_keys=True)
             per = counts.setdefault(factor, {})
             per[value] = per.get(value, 0) + 1
     return counts
