@@ -285,3 +285,31 @@ def test_op_lists_train_smoke_and_show_in_the_report(tmp_path: Path) -> None:
     index = build_report("ops", db=db, out=tmp_path / "report")
     table = (index.parent / "table.csv").read_text()
     assert '""op"": ""random_resized_crop""' in table and '""op"": ""hflip""' in table
+
+
+@pytest.mark.slow
+def test_the_trainer_runs_the_list_on_both_data_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ablate.data import InMemoryBatches, LoaderBatches
+    from ablate.train import train_trial
+    from ablate.train._trainer import _Trial
+
+    from .test_data import _write_folder
+
+    # In memory: the stored images stay unsized (the leading crop sizes them), the list runs on the device.
+    digits = tiny(dataset="digits", num_classes=None, image_size=16, augment_ops=EXAMPLE)
+    memory = _Trial(digits, metric="val_acc", maximize=True, checkpoint_dir=None)
+    assert isinstance(memory.train_src, InMemoryBatches) and memory.train_src.images.shape[1:] == (8, 8, 1)
+    x, _ = next(memory.train_src.train_batches(8, seed=0))
+    assert memory.augment.train(x, _gen()).shape == (8, 1, 16, 16)
+    # An image folder: the crop runs in the workers on the decoded 20-22 x 24-28 px files, the rest on the device.
+    monkeypatch.setenv("ABLATE_CACHE", str(tmp_path / "cache"))
+    _write_folder(tmp_path / "f", {"train": 8, "val": 2, "test": 2})
+    cfg = tiny(dataset=f"imagefolder:{tmp_path / 'f'}", num_classes=None, image_size=16, num_workers=0,
+               val_split="val", epochs=1, batch_size=8, augment_ops=EXAMPLE)
+    folder = _Trial(cfg, metric="val_acc", maximize=True, checkpoint_dir=None)
+    assert isinstance(folder.train_src, LoaderBatches)
+    assert folder.augment.ops is not None and folder.augment.ops.in_workers == ["random_resized_crop"]
+    x, _ = next(folder.train_src.train_batches(8, seed=0))
+    assert x.shape == (8, 16, 16, 3)
+    result = train_trial(cfg)
+    assert result.status == "completed" and result.train_loss is not None and math.isfinite(result.train_loss)
