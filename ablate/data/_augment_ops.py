@@ -9,7 +9,7 @@ images of different sizes cannot be stacked into a batch before it.
 
 A v2 transform called on a batch draws its random parameters once for the whole batch. So every
 image must draw its own: flips, crop with constant padding, grayscale and erasing have batched
-kernels here that draw per image from the epoch's generator; every other operation runs as its
+kernels here that draw per image from the epoch's generator, as does colour jitter without hue; every other operation runs as its
 v2 transform image by image (a loop over the batch), with torch's CPU generator (where v2 draws)
 forked and seeded from the epoch's generator, so a batch is reproducible from the epoch seed.
 :meth:`AugmentPipeline.describe` says in one line which operations run which way.
@@ -144,8 +144,54 @@ def _grayscale(p: float) -> Batched:
 
 
 def _erasing(p: float, scale: Sequence[float], ratio: Sequence[float], value: int) -> Batched:
+    """RandomErasing per image; one difference: a drawn rectangle taller or wider than the image
+    is clipped to it, where v2 draws again (up to 10 times) and else leaves the image."""
+
     def run(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return random_erasing(x, p, gen, scale=(scale[0], scale[1]), ratio=(ratio[0], ratio[1]), value=value)
+
+    return run
+
+
+# v2's luminance weights (rgb_to_grayscale), for contrast and saturation as v2 computes them.
+_LUMA = (0.2989, 0.587, 0.114)
+
+
+def jitter_images(x: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """Brightness, contrast and saturation of uint8 (B, C, H, W) with per-image ``factors``
+    (B, 3) applied in per-image ``order`` (B, 3; a permutation of 0 brightness, 1 contrast,
+    2 saturation), each step computed as v2's adjust_brightness / adjust_contrast /
+    adjust_saturation compute it on uint8 (float blend, clamp, truncation to uint8)."""
+    b, c = x.shape[:2]
+    for step in range(3):
+        pick = order[:, step]
+        f = factors.gather(1, pick.view(b, 1)).view(b, 1, 1, 1)
+        y = x.float()
+        if c == 3:
+            r, g, bl = y[:, 0:1], y[:, 1:2], y[:, 2:3]
+            grey = (r * _LUMA[0] + g * _LUMA[1] + bl * _LUMA[2]).floor_()
+        else:
+            grey = y
+        bright = y * f
+        contrast = y * f + grey.mean(dim=(1, 2, 3), keepdim=True) * (1 - f)
+        saturated = y * f + grey * (1 - f) if c == 3 else y
+        out = torch.where(pick.view(b, 1, 1, 1) == 0, bright, torch.where(pick.view(b, 1, 1, 1) == 1, contrast, saturated))
+        x = out.clamp_(0, 255).to(torch.uint8)
+    return x
+
+
+def _color_jitter(brightness: float, contrast: float, saturation: float, p: float) -> Batched:
+    """ColorJitter without hue, per image: each image its own factors and its own order."""
+    spans = [(max(0.0, 1 - v), 1 + v) for v in (brightness, contrast, saturation)]
+
+    def run(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        b, dev = len(x), x.device
+        lo = torch.tensor([s[0] for s in spans], device=dev)
+        hi = torch.tensor([s[1] for s in spans], device=dev)
+        factors = lo + (hi - lo) * torch.rand(b, 3, generator=gen, device=dev)
+        order = torch.rand(b, 3, generator=gen, device=dev).argsort(1)
+        out = jitter_images(x, factors, order)
+        return out if p >= 1 else torch.where(_chosen(b, p, gen, dev), out, x)
 
     return run
 
@@ -159,6 +205,8 @@ def batched_kernel(item: Mapping[str, Any], image_size: int) -> Batched | None:
         return _padded_crop(a["padding"], a["fill"], a["p"], image_size)
     if op == "grayscale":
         return _grayscale(a["p"])
+    if op == "color_jitter" and a["hue"] == 0:  # a hue shift needs HSV: v2 per image
+        return _color_jitter(a["brightness"], a["contrast"], a["saturation"], a["p"])
     if op == "erasing":
         return _erasing(a["p"], a["scale"], a["ratio"], a["value"])
     return None

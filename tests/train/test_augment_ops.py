@@ -158,6 +158,26 @@ def test_per_image_ops_change_images_as_torchvision_does() -> None:
         assert not torch.equal(_run([item], _batch(b=16, h=16)), _batch(b=16, h=16)), name
 
 
+@pytest.mark.parametrize("channels", [3, 1])
+def test_batched_color_jitter_computes_what_torchvision_computes_per_image(channels: int) -> None:
+    from torchvision.transforms.v2 import functional as TF
+
+    from ablate.data._augment_ops import jitter_images
+
+    g = _gen(0)
+    x = torch.randint(0, 256, (16, channels, 9, 9), generator=g, dtype=torch.uint8)
+    factors = 0.5 + torch.rand(16, 3, generator=g)
+    order = torch.rand(16, 3, generator=g).argsort(1)
+    adjust = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation]
+    expected = []
+    for img, f, o in zip(x, factors, order, strict=True):
+        for k in o.tolist():
+            img = adjust[k](img, float(f[k]))
+        expected.append(img)
+    assert torch.equal(jitter_images(x, factors, order), torch.stack(expected))
+    assert len({tuple(o.tolist()) for o in order}) > 1  # the orders differ between images
+
+
 def test_order_matters() -> None:
     x = _batch(b=4, h=9)
     rot_then_flip = _run([{"op": "rotation", "degrees": [90, 90]}, {"op": "vflip", "p": 1.0}], x)
