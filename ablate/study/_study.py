@@ -381,6 +381,11 @@ class Study:
                 f"{where}: the level {level!r} sets 'seed'; set replicates with seeds=[...]"
             )
         if isinstance(level, dict):
+            if factor == "augment_ops" and "op" in level:
+                raise StudyError(
+                    f"{where}: the level {level!r} is one operation, but each level of augment_ops is a "
+                    f"list of them: augment_ops=[[{level!r}], ...]"
+                )
             if factor not in level:
                 raise StudyError(
                     f"{where}: the coupled level {level!r} must contain the factor's own key {factor!r}"

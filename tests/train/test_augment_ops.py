@@ -271,6 +271,17 @@ def test_plan_refuses_a_bad_op_and_plans_op_lists_as_factor_levels(tmp_path: Pat
     assert [t["params"]["augment_ops"] for t in plan["trials"]] == [
         [], [{"op": "hflip"}, {"op": "color_jitter", "brightness": 0.4, "hue": 0.1, "p": 0.8}],
     ]
+    # Levels written as single ops instead of lists of ops.
+    flat = tmp_path / "flat.py"
+    flat.write_text(
+        "from ablate import Study\n"
+        "s = Study(name='flat', base=dict(dataset='synthetic', num_classes=4), "
+        "factors=dict(augment_ops=[{'op': 'hflip'}, {'op': 'vflip'}]))\n"
+    )
+    result = CliRunner().invoke(app, ["plan", str(flat)])
+    assert result.exit_code == 2 and "each level of augment_ops is a list of them" in result.output
+    fields = CliRunner().invoke(app, ["fields"], env={"COLUMNS": "400"})
+    assert "augment_ops" in fields.output and "random_resized_crop" in fields.output
     # A preset field the op list makes unused is refused, as any unused setting is.
     unused = Study(
         name="u", base=dict(dataset="synthetic", num_classes=4, crop_padding=2, augment_ops=[{"op": "hflip"}]),
