@@ -637,6 +637,12 @@ def _check_augment_ops(config: TrialConfig, where: str) -> None:
             f"operation instead, e.g. {{'op': {config.auto_augment!r}}}, where it belongs in the order"
         )
     for i, item in enumerate(ops):
+        mirrored = item.get("padding_mode") in ("reflect", "symmetric")
+        if item["op"] == "crop" and mirrored and item.get("padding", 4) >= config.image_size:
+            raise StudyError(
+                f"{where}: field 'augment_ops' item {i} (crop): padding {item.get('padding', 4)} with "
+                f"padding_mode {item['padding_mode']!r} mirrors the image, so it must be < image_size ({config.image_size})"
+            )
         if item["op"] == RESIZED_CROP and i > 0:
             raise StudyError(
                 f"{where}: field 'augment_ops' item {i} is {RESIZED_CROP}, which sizes the training "

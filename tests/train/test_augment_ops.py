@@ -107,6 +107,8 @@ def test_preset_and_per_image_policy_conflicts() -> None:
     with pytest.raises(StudyError, match=r"'auto_augment' is 'randaugment' with augment_ops; list it as an operation"):
         tiny(augment_ops=[{"op": "hflip"}], auto_augment="randaugment")
     assert tiny(augment="ops", augment_ops=[{"op": "hflip"}]).augment == "ops"
+    with pytest.raises(StudyError, match=r"padding 12 with padding_mode 'reflect' mirrors the image, so it must be < image_size \(12\)"):
+        tiny(augment_ops=[{"op": "crop", "padding": 12, "padding_mode": "reflect"}])
 
 
 def test_every_op_builds_its_torchvision_transform() -> None:
