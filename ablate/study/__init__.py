@@ -1,6 +1,12 @@
 """Declaring studies: the typed trial configuration, factor spaces, designs (a registry), study files."""
 
-from ablate.study._augment_ops import AUGMENT_OPS, describe_op, op_params, sizes_training_images
+from ablate.study._augment_ops import (
+    AUGMENT_OPS,
+    describe_op,
+    describe_ops,
+    op_params,
+    sizes_training_images,
+)
 from ablate.study._config import (
     FIELD_UNITS,
     VIEW_METRIC_COLUMNS,
@@ -64,6 +70,7 @@ __all__ = [
     "choice",
     "config_hash",
     "describe_op",
+    "describe_ops",
     "describe_overrides",
     "design_for",
     "intrange",

@@ -158,9 +158,17 @@ def op_params(item: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def describe_op(item: Mapping[str, Any]) -> str:
-    """``hflip(p=0.5)``: an item as a short label, its given parameters only."""
-    given = ", ".join(f"{k}={v}" for k, v in item.items() if k != "op")
+    """``color_jitter(brightness=0.4, p=0.8)``: an item as a short label, its given parameters
+    only, sorted (the same label whatever order the study or the database kept them in)."""
+    given = ", ".join(f"{k}={item[k]}" for k in sorted(item) if k != "op")
     return f"{item['op']}({given})"
+
+
+def describe_ops(value: Any) -> str | None:
+    """An op list as ``crop(padding=4) > hflip()``; None for a value that is not one."""
+    if not isinstance(value, list) or not value or not all(isinstance(i, Mapping) and "op" in i for i in value):
+        return None
+    return " > ".join(describe_op(i) for i in value)
 
 
 def check_augment_ops(value: Any, *, where: str) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from ablate.metrics import (
     metric_declaration,
     test_name,
 )
+from ablate.study._augment_ops import describe_ops
 from ablate.study._config import (
     FIELDS,
     METRICS,
@@ -598,13 +599,13 @@ def study_from_definition(definition: Mapping[str, Any], *, source: str = "<data
 
 def iter_level_counts(specs: Iterable[TrialSpec]) -> dict[str, dict[Any, int]]:
     """For each factor, how many planned trials use each level (shown by `ablate plan`). A list
-    or dict level (``cnn_kernel_sizes``, ``augment_ops``) is keyed by its JSON text, as the
-    report labels it."""
+    or dict level (``cnn_kernel_sizes``) is keyed by its JSON text, an op list (``augment_ops``)
+    by its ops, as the report labels them."""
     counts: dict[str, dict[Any, int]] = {}
     for spec in specs:
         for factor, value in spec.params.items():
             if isinstance(value, (list, dict)):
-                value = json.dumps(value, sort_keys=True)
+                value = describe_ops(value) or json.dumps(value, sort_keys=True)
             per = counts.setdefault(factor, {})
             per[value] = per.get(value, 0) + 1
     return counts

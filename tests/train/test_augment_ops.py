@@ -268,7 +268,8 @@ def test_plan_refuses_a_bad_op_and_plans_op_lists_as_factor_levels(tmp_path: Pat
     assert "2 trials: 2 configurations" in result.output
     text = " ".join(result.output.split())  # rich wraps long lines
     assert "augment_ops: hflip batched on the device (each image its own draw); color_jitter image by image" in text
-    assert 'augment_ops: []: 1, [{"op": "hflip"}, {"brightness": 0.4' in text  # level counts
+    assert "hflip() > color_jitter(brightness=0.4, hue=0.1, p=0.8)" in text  # the table and level counts
+    assert "augment_ops: []: 1, hflip() > color_jitter(brightness=0.4, hue=0.1, p=0.8): 1" in text
     plan = json.loads(CliRunner().invoke(app, ["plan", str(good), "--json"]).output)
     assert [t["params"]["augment_ops"] for t in plan["trials"]] == [
         [], [{"op": "hflip"}, {"op": "color_jitter", "brightness": 0.4, "hue": 0.1, "p": 0.8}],
@@ -317,7 +318,9 @@ def test_op_lists_train_smoke_and_show_in_the_report(tmp_path: Path) -> None:
     assert all(math.isfinite(v) for v in trials["train_loss"])
     index = build_report("ops", db=db, out=tmp_path / "report")
     table = (index.parent / "table.csv").read_text()
-    assert '""op"": ""random_resized_crop""' in table and '""op"": ""hflip""' in table
+    # Each op list is one level, labelled op by op.
+    assert "crop(padding=2) > hflip()" in table
+    assert "random_resized_crop(scale=[0.08, 1.0]) > hflip(p=0.5) > color_jitter(brightness=0.4, hue=0.1, p=0.8)" in table
 
 
 @pytest.mark.slow
