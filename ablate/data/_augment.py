@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from ablate.study import TrialConfig
 
 
-
 # Training sizing when augment_ops starts with random_resized_crop: the operation sizes the images.
 SIZED_BY_OP = "op"
 
