@@ -10,7 +10,7 @@ images of different sizes cannot be stacked into a batch before it.
 A v2 transform called on a batch draws its random parameters once for the whole batch. So every
 image must draw its own: flips, crop with constant padding, grayscale and erasing have batched
 kernels here that draw per image from the epoch's generator, as do colour jitter without hue and
-rotation with zero fill (each computing what v2's function computes); every other operation runs as its
+rotation (each computing what v2's function computes); every other operation runs as its
 v2 transform image by image (a loop over the batch), with torch's CPU generator (where v2 draws)
 forked and seeded from the epoch's generator, so a batch is reproducible from the epoch seed.
 :meth:`AugmentPipeline.describe` says in one line which operations run which way.
@@ -197,28 +197,34 @@ def _color_jitter(brightness: float, contrast: float, saturation: float, p: floa
     return run
 
 
-def rotate_images(x: torch.Tensor, degrees: torch.Tensor, mode: str) -> torch.Tensor:
+def rotate_images(x: torch.Tensor, degrees: torch.Tensor, mode: str, fill: int = 0) -> torch.Tensor:
     """uint8 (B, C, H, W) each rotated counter-clockwise by its own angle (B,) in degrees about
-    the centre, zeros outside: what v2's rotate computes (bilinear or nearest) in one grid_sample."""
-    h, w = x.shape[-2:]
+    the centre, ``fill`` outside: what v2's rotate(..., fill=fill) computes (bilinear or
+    nearest), in one grid_sample over the batch with v2's mask channel for the fill."""
+    b, c, h, w = x.shape
     a = torch.deg2rad(degrees.float())
     cos, sin, zero = a.cos(), a.sin(), torch.zeros_like(a)
     # In affine_grid's coordinates (each side from -1 to 1) a rotation of a non-square image
     # scales the off-diagonal terms by the aspect ratio.
     theta = torch.stack([torch.stack([cos, -sin * h / w, zero], 1), torch.stack([sin * w / h, cos, zero], 1)], 1)
-    y = x.float()
-    grid = F.affine_grid(theta, list(y.shape), align_corners=False)
+    y = torch.cat([x.float(), torch.ones(b, 1, h, w, device=x.device)], 1)
+    grid = F.affine_grid(theta, [b, c + 1, h, w], align_corners=False)
     out = F.grid_sample(y, grid, mode=mode, padding_mode="zeros", align_corners=False)
-    return out.round_().clamp_(0, 255).to(torch.uint8)
+    img, mask = out[:, :c], out[:, c:]
+    if mode == "nearest":
+        img = torch.where(mask < 0.5, torch.full_like(img, float(fill)), img)
+    else:
+        img = img.sub_(fill).mul_(mask).add_(fill)
+    return img.round_().clamp_(0, 255).to(torch.uint8)
 
 
-def _rotation(degrees: float | list[float], mode: str, p: float) -> Batched:
+def _rotation(degrees: float | list[float], mode: str, fill: int, p: float) -> Batched:
     lo, hi = (-degrees, degrees) if isinstance(degrees, (int, float)) else (degrees[0], degrees[1])
 
     def run(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         b, dev = len(x), x.device
         angle = lo + (hi - lo) * torch.rand(b, generator=gen, device=dev)
-        out = rotate_images(x, angle, mode)
+        out = rotate_images(x, angle, mode, fill)
         return out if p >= 1 else torch.where(_chosen(b, p, gen, dev), out, x)
 
     return run
@@ -233,8 +239,8 @@ def batched_kernel(item: Mapping[str, Any], image_size: int) -> Batched | None:
         return _padded_crop(a["padding"], a["fill"], a["p"], image_size)
     if op == "grayscale":
         return _grayscale(a["p"])
-    if op == "rotation" and a["fill"] == 0:
-        return _rotation(a["degrees"], a["interpolation"], a["p"])
+    if op == "rotation":
+        return _rotation(a["degrees"], a["interpolation"], a["fill"], a["p"])
     if op == "color_jitter" and a["hue"] == 0:  # a hue shift needs HSV: v2 per image
         return _color_jitter(a["brightness"], a["contrast"], a["saturation"], a["p"])
     if op == "erasing":

@@ -180,10 +180,11 @@ def test_batched_color_jitter_computes_what_torchvision_computes_per_image(chann
     assert len({tuple(o.tolist()) for o in order}) > 1  # the orders differ between images
 
 
-@pytest.mark.parametrize(("mode", "shape"), [("bilinear", (3, 32, 32)), ("nearest", (3, 32, 32)), ("bilinear", (1, 9, 13))])
-def test_batched_rotation_computes_what_torchvision_computes_per_image(mode: str, shape: tuple[int, int, int]) -> None:
+@pytest.mark.parametrize(
+    ("mode", "shape", "fill"), [("bilinear", (3, 32, 32), 0), ("nearest", (3, 32, 32), 0), ("bilinear", (1, 9, 13), 200)]
+)
+def test_batched_rotation_computes_what_torchvision_computes_per_image(mode: str, shape: tuple[int, int, int], fill: int) -> None:
     from torchvision.transforms import v2
-    from torchvision.transforms.v2 import functional as TF
 
     from ablate.data._augment_ops import rotate_images
 
@@ -191,8 +192,11 @@ def test_batched_rotation_computes_what_torchvision_computes_per_image(mode: str
     x = torch.randint(0, 256, (16, *shape), generator=g, dtype=torch.uint8)
     angles = torch.rand(16, generator=g) * 360 - 180
     interpolation = v2.InterpolationMode(mode)
-    expected = torch.stack([TF.rotate(img, float(a), interpolation=interpolation) for img, a in zip(x, angles, strict=True)])
-    diff = (rotate_images(x, angles, mode).int() - expected.int()).abs()
+    expected = torch.stack([
+        v2.RandomRotation((float(a), float(a)), interpolation=interpolation, fill=fill)(img)
+        for img, a in zip(x, angles, strict=True)
+    ])
+    diff = (rotate_images(x, angles, mode, fill).int() - expected.int()).abs()
     assert diff.max() <= 1 and (diff > 0).float().mean() < 1e-3  # float rounding of one level, rarely
 
 
