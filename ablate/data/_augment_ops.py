@@ -9,8 +9,8 @@ images of different sizes cannot be stacked into a batch before it.
 
 A v2 transform called on a batch draws its random parameters once for the whole batch. So every
 image must draw its own: flips, crop with constant padding, grayscale and erasing have batched
-kernels here that draw per image from the epoch's generator, as do colour jitter without hue and
-rotation (each computing what v2's function computes); every other operation runs as its
+kernels here that draw per image from the epoch's generator, as do colour jitter without hue,
+rotation and affine (each computing what v2's function computes); every other operation runs as its
 v2 transform image by image (a loop over the batch), with torch's CPU generator (where v2 draws)
 forked and seeded from the epoch's generator, so a batch is reproducible from the epoch seed.
 :meth:`AugmentPipeline.describe` says in one line which operations run which way.
@@ -207,8 +207,43 @@ def rotate_images(x: torch.Tensor, degrees: torch.Tensor, mode: str, fill: int =
     # In affine_grid's coordinates (each side from -1 to 1) a rotation of a non-square image
     # scales the off-diagonal terms by the aspect ratio.
     theta = torch.stack([torch.stack([cos, -sin * h / w, zero], 1), torch.stack([sin * w / h, cos, zero], 1)], 1)
+    grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)
+    return _sample(x, grid, mode, fill)
+
+
+def affine_images(
+    x: torch.Tensor, angle: torch.Tensor, translate: torch.Tensor, scale: torch.Tensor, shear: torch.Tensor,
+    mode: str, fill: int = 0,
+) -> torch.Tensor:
+    """uint8 (B, C, H, W), each image warped by its own angle (B,) in degrees, integer shift
+    (B, 2) in px, zoom (B,) and horizontal shear (B,) in degrees, about the centre: what v2's
+    affine(img, angle, translate, scale, [shear, 0], fill=fill) computes, for the whole batch
+    (v2's inverse matrix and pixel-centred grid, batched)."""
+    b, h, w = len(x), x.shape[-2], x.shape[-1]
+    rot, sx = torch.deg2rad(angle.float()), torch.deg2rad(shear.float())
+    tan_sx = sx.tan()
+    a_, c_ = rot.cos(), rot.sin()
+    b_ = -(a_ * tan_sx + rot.sin())
+    d_ = rot.cos() - c_ * tan_sx
+    s = scale.float()
+    m0, m1, m3, m4 = d_ / s, -b_ / s, -c_ / s, a_ / s
+    tx, ty = translate[:, 0].float(), translate[:, 1].float()
+    m2 = -m0 * tx - m1 * ty
+    m5 = -m3 * tx - m4 * ty
+    theta = torch.stack([torch.stack([m0, m1, m2], 1), torch.stack([m3, m4, m5], 1)], 1)  # (B, 2, 3)
+    dev = x.device
+    xs = torch.linspace((1.0 - w) * 0.5, (w - 1.0) * 0.5, steps=w, device=dev)
+    ys = torch.linspace((1.0 - h) * 0.5, (h - 1.0) * 0.5, steps=h, device=dev)
+    base = torch.stack([xs.expand(h, w), ys.unsqueeze(1).expand(h, w), torch.ones(h, w, device=dev)], -1)
+    rescaled = theta.transpose(1, 2) / torch.tensor([0.5 * w, 0.5 * h], device=dev)
+    grid = base.view(1, h * w, 3).expand(b, -1, -1).bmm(rescaled).view(b, h, w, 2)
+    return _sample(x, grid, mode, fill)
+
+
+def _sample(x: torch.Tensor, grid: torch.Tensor, mode: str, fill: int) -> torch.Tensor:
+    """grid_sample of uint8 images with v2's fill: a ones channel marks what came from the image."""
+    b, c, h, w = x.shape
     y = torch.cat([x.float(), torch.ones(b, 1, h, w, device=x.device)], 1)
-    grid = F.affine_grid(theta, [b, c + 1, h, w], align_corners=False)
     out = F.grid_sample(y, grid, mode=mode, padding_mode="zeros", align_corners=False)
     img, mask = out[:, :c], out[:, c:]
     if mode == "nearest":
@@ -216,6 +251,34 @@ def rotate_images(x: torch.Tensor, degrees: torch.Tensor, mode: str, fill: int =
     else:
         img = img.sub_(fill).mul_(mask).add_(fill)
     return img.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _uniform(lo: float, hi: float, b: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(b, generator=gen, device=device)
+
+
+def _affine(a: Mapping[str, Any]) -> Batched:
+    """RandomAffine per image, its parameters drawn as v2 draws them (shifts rounded to pixels)."""
+    deg = a["degrees"]
+    lo, hi = (-deg, deg) if isinstance(deg, (int, float)) else (deg[0], deg[1])
+    sh = a["shear"]
+    sh_lo, sh_hi = (-sh, sh) if isinstance(sh, (int, float)) else (sh[0], sh[1])
+    fx, fy = a["translate"]
+    s_lo, s_hi = a["scale"]
+
+    def run(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        b, dev = len(x), x.device
+        h, w = x.shape[-2:]
+        angle = _uniform(lo, hi, b, gen, dev)
+        shift = torch.stack([_uniform(-fx * w, fx * w, b, gen, dev), _uniform(-fy * h, fy * h, b, gen, dev)], 1).round()
+        out = affine_images(
+            x, angle, shift, _uniform(s_lo, s_hi, b, gen, dev), _uniform(sh_lo, sh_hi, b, gen, dev),
+            a["interpolation"], a["fill"],
+        )
+        p = a["p"]
+        return out if p >= 1 else torch.where(_chosen(b, p, gen, dev), out, x)
+
+    return run
 
 
 def _rotation(degrees: float | list[float], mode: str, fill: int, p: float) -> Batched:
@@ -241,6 +304,8 @@ def batched_kernel(item: Mapping[str, Any], image_size: int) -> Batched | None:
         return _grayscale(a["p"])
     if op == "rotation":
         return _rotation(a["degrees"], a["interpolation"], a["fill"], a["p"])
+    if op == "affine":
+        return _affine(a)
     if op == "color_jitter" and a["hue"] == 0:  # a hue shift needs HSV: v2 per image
         return _color_jitter(a["brightness"], a["contrast"], a["saturation"], a["p"])
     if op == "erasing":

@@ -200,6 +200,26 @@ def test_batched_rotation_computes_what_torchvision_computes_per_image(mode: str
     assert diff.max() <= 1 and (diff > 0).float().mean() < 1e-3  # float rounding of one level, rarely
 
 
+@pytest.mark.parametrize(("mode", "fill"), [("bilinear", 0), ("nearest", 0), ("bilinear", 200)])
+def test_batched_affine_computes_what_torchvision_computes_per_image(mode: str, fill: int) -> None:
+    from torchvision.transforms import v2
+    from torchvision.transforms.v2 import functional as TF
+
+    from ablate.data._augment_ops import affine_images
+
+    g = _gen(0)
+    x = torch.randint(0, 256, (16, 3, 24, 24), generator=g, dtype=torch.uint8)
+    angle, shear = torch.rand(16, generator=g) * 90 - 45, torch.rand(16, generator=g) * 40 - 20
+    scale, shift = 0.7 + torch.rand(16, generator=g) * 0.6, (torch.rand(16, 2, generator=g) * 8 - 4).round()
+    expected = torch.stack([
+        TF.affine(img, float(a), [int(t[0]), int(t[1])], float(s), [float(sh), 0.0],
+                  interpolation=v2.InterpolationMode(mode), fill=fill)
+        for img, a, t, s, sh in zip(x, angle, shift, scale, shear, strict=True)
+    ])
+    diff = (affine_images(x, angle, shift, scale, shear, mode, fill).int() - expected.int()).abs()
+    assert diff.max() <= 1 and (diff > 0).float().mean() < 1e-3
+
+
 def test_order_matters() -> None:
     x = _batch(b=4, h=9)
     rot_then_flip = _run([{"op": "rotation", "degrees": [90, 90]}, {"op": "vflip", "p": 1.0}], x)
