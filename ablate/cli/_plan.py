@@ -140,7 +140,9 @@ def _in_database(db: str, study: str, specs: Any) -> dict[tuple[str, int], str]:
 
 
 def _cell(value: Any) -> str:
-    return str(list(value) if isinstance(value, tuple) else value)
+    from ablate.study import describe_ops
+
+    return describe_ops(value) or str(value)
 
 
 @app.command()

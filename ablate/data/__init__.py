@@ -6,10 +6,18 @@ decorator on its loader (``ablate.data._sources``); ``DATASETS.names("cifar*")``
 ``load_dataset`` reads digits (shipped here as ``digits.npz``), CIFAR-10/100, synthetic images or an
 image folder into train/val/test :class:`Split` objects; :class:`InMemoryBatches` and
 :class:`LoaderBatches` turn a split into uint8 batches on the device; :class:`BatchAugment`
-augments and normalises them there.
+augments and normalises them there (a config's ``augment_ops`` through :func:`build_augment_pipeline`,
+the one builder of both data paths).
 """
 
 from ablate.data._augment import BatchAugment, resize_modes, stored_side
+from ablate.data._augment_ops import (
+    AugmentPipeline,
+    build_augment_pipeline,
+    describe_augment_ops,
+    op_transform,
+    worker_sizing_transform,
+)
 from ablate.data._batches import (
     ImageDecodeError,
     InMemoryBatches,
@@ -44,6 +52,7 @@ from ablate.data._sources import (
 
 __all__ = [
     "DATASETS",
+    "AugmentPipeline",
     "BatchAugment",
     "Dataset",
     "DatasetMissingError",
@@ -55,6 +64,7 @@ __all__ = [
     "Split",
     "array_transforms",
     "balanced_order",
+    "build_augment_pipeline",
     "check_data",
     "check_study_data",
     "data_root",
@@ -62,13 +72,16 @@ __all__ = [
     "dataset_channels",
     "dataset_source",
     "decode_image",
+    "describe_augment_ops",
     "expected_classes",
     "folder_transforms",
     "imagefolder_root",
     "load_dataset",
+    "op_transform",
     "resize_modes",
     "resize_nhwc",
     "resize_side",
     "stored_side",
     "stratified_split",
+    "worker_sizing_transform",
 ]

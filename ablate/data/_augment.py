@@ -9,6 +9,10 @@ Presets (``config.augment``): ``none``; ``basic`` = random crop with ``crop_padd
 ``heavy`` = basic + rotation, colour jitter, random grayscale, random erasing (the HW2P2 recipe,
 in torchvision's order: geometry, colour, normalise, erase).
 
+``augment_ops`` (``augment='ops'``): the listed operations instead of a preset, run by
+:class:`~ablate.data._augment_ops.AugmentPipeline` on the uint8 batch after sizing, then the
+normalisation; for image folders too (only a leading random_resized_crop runs in their workers).
+
 Sizing (``train_resize`` / ``eval_resize``) of in-memory images happens here too: ``squash``
 resizes to ``image_size``; ``crop`` resizes to ``image_size / crop_ratio`` and crops
 ``image_size`` (random for training with augmentation, else the centre: CIFAR 32 -> 256 -> 224);
@@ -24,24 +28,31 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from ablate.data._augment_ops import (
+    AugmentPipeline,
+    build_augment_pipeline,
+    random_erasing,
+)
 from ablate.data._batches import resize_nhwc, resize_side
 from ablate.errors import StudyError
+from ablate.study import sizes_training_images
 
 if TYPE_CHECKING:
     from ablate.study import TrialConfig
 
-# torchvision's RandomErasing defaults: erased area fraction and aspect-ratio range.
-ERASE_SCALE = (0.02, 0.33)
-ERASE_RATIO = (0.3, 3.3)
+
+# Training sizing when augment_ops starts with random_resized_crop: the operation sizes the images.
+SIZED_BY_OP = "op"
 
 
 def resize_modes(config: TrialConfig, *, in_memory: bool) -> tuple[str, str]:
-    """(train, eval) sizing with ``auto`` resolved: crop for image folders, squash in memory."""
+    """(train, eval) sizing with ``auto`` resolved: crop for image folders, squash in memory;
+    ``op`` for training when augment_ops starts with random_resized_crop."""
     auto = "squash" if in_memory else "crop"
-    return (
-        auto if config.train_resize == "auto" else config.train_resize,
-        auto if config.eval_resize == "auto" else config.eval_resize,
-    )
+    train = auto if config.train_resize == "auto" else config.train_resize
+    if sizes_training_images(config.augment_ops):
+        train = SIZED_BY_OP
+    return train, auto if config.eval_resize == "auto" else config.eval_resize
 
 
 def stored_side(mode: str, config: TrialConfig) -> int | None:
@@ -66,11 +77,15 @@ class BatchAugment:
         channels_last: bool,
         device: torch.device,
     ) -> None:
-        on = config.augment != "none"
+        # The presets' random crop; augment_ops crops only where it lists a crop.
+        on = config.augment in ("basic", "heavy")
         self.size = config.image_size
         # Image folders arrive sized by the DataLoader workers; in-memory images are sized here.
         self.sizing = resize_modes(config, in_memory=True) if crop_on_device else ("pass", "pass")
         self.sides = tuple(stored_side(mode, config) for mode in self.sizing)
+        # augment_ops: the pipeline of both data paths (a folder's leading random_resized_crop
+        # ran in its DataLoader workers).
+        self.ops: AugmentPipeline | None = build_augment_pipeline(config, sized_in_workers=not crop_on_device)
         self.random_crop = on
         self.pad = config.crop_padding if on else 0
         self.flip = on and config.hflip
@@ -98,6 +113,9 @@ class BatchAugment:
     def train(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Augmented, normalised training batch."""
         x = self._sized(x, 0, gen)
+        if self.ops is not None:
+            x = self.ops(x.permute(0, 3, 1, 2), gen).permute(0, 2, 3, 1)
+            return self._finish(self._normalised(x))
         if self.pad or self.flip:
             x = crop_and_flip(x, self.pad, self.flip, gen)
         if not self.heavy:
@@ -125,7 +143,7 @@ class BatchAugment:
         augmenting), 1 for evaluation (centre crop)."""
         mode, side = self.sizing[which], self.sides[which]
         h, w = x.shape[1], x.shape[2]
-        if mode == "pass":
+        if mode in ("pass", SIZED_BY_OP):
             return x
         if mode == "none":
             if (h, w) != (self.size, self.size):
@@ -230,29 +248,3 @@ def random_grayscale(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.T
     """Replace each RGB image by its luminance with probability ``p``."""
     pick = torch.rand(x.shape[0], generator=gen, device=x.device) < p
     return torch.where(pick.view(-1, 1, 1, 1), _gray(x).expand_as(x), x)
-
-
-def random_erasing(
-    x: torch.Tensor, p: float, gen: torch.Generator, *,
-    scale: tuple[float, float] = ERASE_SCALE, ratio: tuple[float, float] = ERASE_RATIO,
-) -> torch.Tensor:
-    """Zero one random rectangle (a ``scale`` fraction of the area, aspect in ``ratio``) per image
-    with probability p, on the normalised batch, as torchvision's RandomErasing(value=0) does."""
-    b, _, h, w = x.shape
-    dev = x.device
-    area = h * w * (scale[0] + (scale[1] - scale[0]) * torch.rand(b, generator=gen, device=dev))
-    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
-    aspect = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(b, generator=gen, device=dev))
-    eh = torch.sqrt(area * aspect).round().clamp(1, h)
-    ew = torch.sqrt(area / aspect).round().clamp(1, w)
-    top = (torch.rand(b, generator=gen, device=dev) * (h - eh + 1)).floor()
-    left = (torch.rand(b, generator=gen, device=dev) * (w - ew + 1)).floor()
-    apply = torch.rand(b, generator=gen, device=dev) < p
-    rows = torch.arange(h, device=dev).view(1, h, 1)
-    cols = torch.arange(w, device=dev).view(1, 1, w)
-    inside = (
-        (rows >= top.view(b, 1, 1)) & (rows < (top + eh).view(b, 1, 1))
-        & (cols >= left.view(b, 1, 1)) & (cols < (left + ew).view(b, 1, 1))
-        & apply.view(b, 1, 1)
-    )
-    return x.masked_fill(inside.unsqueeze(1), 0.0)

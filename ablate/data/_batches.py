@@ -145,16 +145,19 @@ def resize_side(image_size: int, crop_ratio: float = CENTER_CROP_RATIO) -> int:
 
 def folder_transforms(
     image_size: int, *, train: bool, random_crop: bool, auto_augment: str, resize: str = "crop",
-    crop_ratio: float = CENTER_CROP_RATIO,
+    crop_ratio: float = CENTER_CROP_RATIO, sizing: Any | None = None,
 ) -> Any:
     """Per-image v2 transforms of the DataLoader path, on uint8 tensors. ``resize``: ``crop``
     resizes the short side to ``size / crop_ratio`` then crops (random when training with
     augmentation, else the centre); ``squash`` resizes to size x size; ``none`` keeps the file's
-    size. Then RandAugment/TrivialAugment for training."""
+    size. ``sizing``: a transform that sizes training images instead (augment_ops' leading
+    random_resized_crop, on the decoded image). Then RandAugment/TrivialAugment for training."""
     from torchvision.transforms import v2
 
     ops: list[Any] = []
-    if resize == "crop":
+    if sizing is not None and train:
+        ops.append(sizing)
+    elif resize == "crop":
         ops.append(v2.Resize(resize_side(image_size, crop_ratio), antialias=True))
         ops.append(v2.RandomCrop(image_size) if train and random_crop else v2.CenterCrop(image_size))
     elif resize == "squash":

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ablate.errors import StudyError
 from ablate.metrics import METRICS, default_direction, metric_names
+from ablate.study import describe_ops
 
 COMPLETED = "completed"
 #: Columns a report may rank configurations by (``--metric``).
@@ -97,7 +98,7 @@ def hashable_factors(trials: pd.DataFrame, factors: Sequence[str]) -> pd.DataFra
         col = trials[f]
         if col.dtype == object and col.map(lambda v: isinstance(v, (list, dict))).any():
             out = out.copy() if out is trials else out
-            out[f] = col.map(lambda v: json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v)
+            out[f] = col.map(lambda v: _json_level(v) if isinstance(v, (list, dict)) else v)
     return out
 
 
@@ -129,8 +130,14 @@ def format_level(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, (list, dict)):
-        return json.dumps(value, sort_keys=True)
+        return _json_level(value)
     return str(value)
+
+
+def _json_level(value: Any) -> str:
+    """A list or dict level as text: an augment_ops list as ``crop(padding=4) > hflip()``, any
+    other as its JSON."""
+    return describe_ops(value) or json.dumps(value, sort_keys=True)
 
 
 def formatted_levels(values: pd.Series) -> list[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 from dataclasses import dataclass, field
 
 from ablate.errors import AblateError, StudyError
@@ -103,6 +104,7 @@ def plan_trials(study: Study, *, smoke: bool = False, missing_data_ok: bool = Fa
         except StudyError as e:
             raise StudyError(f"{study.where}: {e}") from None
         _check_metric(study, config, expected_classes(config))
+    notes = [*notes, *_augment_notes(configs)]
     data: list[str] = []
     if not smoke:  # data absent, a split contradicting the folders, a bad image: before any row
         from ablate.data import check_study_data
@@ -130,6 +132,27 @@ def plan_trials(study: Study, *, smoke: bool = False, missing_data_ok: bool = Fa
     else:
         groups = {}
     return PlannedStudy(smoked, specs, notes=[*notes, *_smoke_merge_note(smoked, groups)])
+
+
+def _augment_notes(configs: list[TrialConfig]) -> list[str]:
+    """One line per distinct augment_ops list: which operations run batched on the device, which
+    image by image, which in the DataLoader workers (the trainer chooses; the plan says)."""
+    from ablate.data import dataset_source, describe_augment_ops
+
+    lines: list[str] = []
+    seen: set[str] = set()
+    for config in configs:
+        if not config.augment_ops:
+            continue
+        in_memory = dataset_source(config).in_memory
+        key = json.dumps([config.augment_ops, in_memory, config.image_size], sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        line = describe_augment_ops(config, in_memory=in_memory)
+        if line is not None and line not in lines:
+            lines.append(line)
+    return lines
 
 
 def _space_notes(study: Study) -> list[str]:

@@ -1,5 +1,12 @@
 """Declaring studies: the typed trial configuration, factor spaces, designs (a registry), study files."""
 
+from ablate.study._augment_ops import (
+    AUGMENT_OPS,
+    describe_op,
+    describe_ops,
+    op_params,
+    sizes_training_images,
+)
 from ablate.study._config import (
     FIELD_UNITS,
     VIEW_METRIC_COLUMNS,
@@ -43,6 +50,7 @@ from ablate.study._study import (
 )
 
 __all__ = [
+    "AUGMENT_OPS",
     "DESIGNS",
     "FIELD_UNITS",
     "VIEW_METRIC_COLUMNS",
@@ -61,6 +69,8 @@ __all__ = [
     "Uniform",
     "choice",
     "config_hash",
+    "describe_op",
+    "describe_ops",
     "describe_overrides",
     "design_for",
     "intrange",
@@ -70,8 +80,10 @@ __all__ = [
     "load_studies",
     "loguniform",
     "make_config",
+    "op_params",
     "parse_warm_start",
     "select_study",
+    "sizes_training_images",
     "space_size",
     "split_source",
     "study_from_definition",

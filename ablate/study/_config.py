@@ -20,8 +20,15 @@ from typing import Any
 
 from ablate.errors import StudyError
 from ablate.metrics import metric_names
+from ablate.study._augment_ops import (
+    AUGMENT_OPS,
+    RESIZED_CROP,
+    check_augment_ops,
+    sizes_training_images,
+)
 
-AUGMENT_PRESETS = ("none", "basic", "heavy")
+# "ops": no preset; the operations listed in augment_ops (set by giving augment_ops).
+AUGMENT_PRESETS = ("none", "basic", "heavy", "ops")
 AUTO_AUGMENT = ("none", "randaugment", "trivialaugment")
 NORMALIZE = ("dataset", "computed", "imagenet", "custom", "none")
 RESIZE_MODES = ("auto", "crop", "squash", "none")
@@ -148,7 +155,8 @@ class TrialConfig:
     warm_start: str | None = _knob(None, "start from the weights of a finished trial, 'STUDY:NUMBER' (trial NUMBER of study STUDY's current version; same model and shape); only the weights: optimizer, schedule and epochs start afresh")
     warm_start_from: str = _knob("best", "warm_start: that trial's checkpoint of its best epoch (best.pt) or of its last epoch (last.pt)", choices=WARM_START_FROM)
     # --- augmentation
-    augment: str = _knob("basic", "preset: none | basic (crop+flip) | heavy (+erasing, jitter, rotation, grayscale)", choices=AUGMENT_PRESETS)
+    augment: str = _knob("basic", "preset: none | basic (crop+flip) | heavy (+erasing, jitter, rotation, grayscale) | ops (the list in augment_ops; set by giving it)", choices=AUGMENT_PRESETS)
+    augment_ops: list[dict[str, Any]] = _knob([], "ordered augmentation operations replacing the preset, each {'op': name, 'p': probability, parameters...}, e.g. [{'op': 'random_resized_crop', 'scale': [0.08, 1]}, {'op': 'hflip'}]; ops: " + ", ".join(AUGMENT_OPS) + " (README: Augmentation)")
     crop_padding: int = _knob(4, "pixels of padding for the random crop (basic, heavy)", low=0, high=64)
     hflip: bool = _knob(True, "random horizontal flip (basic, heavy)")
     train_resize: str = _knob("auto", "training images to image_size: crop (resize short side to image_size/crop_ratio, random crop), squash (resize to image_size^2), none (native size); auto: crop for image folders, squash for in-memory data", choices=RESIZE_MODES)
@@ -262,6 +270,7 @@ _HASHED_WHEN_SET = (
     "margin_weight", "margin_lr", "test_checkpoint", "tta", "tta_crops", "tta_crop_size",
     "train_last_stages", "unfreeze_every", "freeze_bn", "drop_rate", "drop_path_rate",
     "head_widths", "head_dropout", "head_norm", "head_activation", "native_input_size",
+    "augment_ops",
 )  # fmt: skip
 
 
@@ -358,6 +367,8 @@ def coerce_value(name: str, value: Any, *, where: str) -> Any:
             f"{where}: field {name!r} must be {expected}, got {value!r} ({type(value).__name__})"
         )
 
+    if name == "augment_ops":  # a list of dicts with a table of its own
+        return check_augment_ops(value, where=where)
     optional = typing.get_origin(hint) in (typing.Union, types.UnionType)
     if optional:
         if value is None and type(None) in typing.get_args(hint):
@@ -516,8 +527,11 @@ _LEAKY = "leaky_relu"
 def unused_settings(config: TrialConfig) -> dict[str, str]:
     """Fields the built-in trainer does not read for this config, each with the reason."""
     out: dict[str, str] = {}
-    if config.augment == "none":
-        out.update(dict.fromkeys(("crop_padding", "hflip"), "augment is 'none'"))
+    if config.augment in ("none", "ops"):
+        why = "augment is 'none'" if config.augment == "none" else "augment is 'ops': augment_ops lists the operations"
+        out.update(dict.fromkeys(("crop_padding", "hflip"), why))
+    if sizes_training_images(config.augment_ops):
+        out["train_resize"] = f"augment_ops starts with {RESIZED_CROP}, which sizes the training images"
     if config.augment != "heavy":
         out.update(dict.fromkeys(_HEAVY_ONLY, f"augment is {config.augment!r}; only 'heavy' uses it"))
     elif config.erasing_p == 0:
@@ -638,9 +652,39 @@ def _check_transforms(config: TrialConfig, where: str) -> None:
             raise StudyError(f"{where}: field {name!r} is {pair}; it must be [min, max] with 0 < min <= max{bound}")
 
 
+def _check_augment_ops(config: TrialConfig, where: str) -> None:
+    """How augment_ops combines with the preset and the per-image policies."""
+    ops = config.augment_ops
+    if config.augment == "ops" and not ops:
+        raise StudyError(f"{where}: field 'augment' is 'ops' but augment_ops is empty; list the operations or choose a preset")
+    if ops and config.augment != "ops":
+        raise StudyError(
+            f"{where}: field 'augment' is {config.augment!r} but augment_ops lists operations, which "
+            "replace the preset; leave augment out (or set augment='ops')"
+        )
+    if ops and config.auto_augment != "none":
+        raise StudyError(
+            f"{where}: field 'auto_augment' is {config.auto_augment!r} with augment_ops; list it as an "
+            f"operation instead, e.g. {{'op': {config.auto_augment!r}}}, where it belongs in the order"
+        )
+    for i, item in enumerate(ops):
+        mirrored = item.get("padding_mode") in ("reflect", "symmetric")
+        if item["op"] == "crop" and mirrored and item.get("padding", 4) >= config.image_size:
+            raise StudyError(
+                f"{where}: field 'augment_ops' item {i} (crop): padding {item.get('padding', 4)} with "
+                f"padding_mode {item['padding_mode']!r} mirrors the image, so it must be < image_size ({config.image_size})"
+            )
+        if item["op"] == RESIZED_CROP and i > 0:
+            raise StudyError(
+                f"{where}: field 'augment_ops' item {i} is {RESIZED_CROP}, which sizes the training "
+                "images from the image as stored or decoded; it must be the first operation"
+            )
+
+
 def _check_cross_fields(config: TrialConfig, where: str) -> None:
     _check_splits(config, where)
     _check_transforms(config, where)
+    _check_augment_ops(config, where)
     # Dataset and model names (and what each dataset or model family refuses) are the trainer's
     # to check: ablate.train.check_trial_config, called on every planned config.
     if config.freeze not in ("none", "head_only") and not _IDENTIFIER.match(config.freeze):
@@ -819,6 +863,8 @@ def make_config(
             extra[name] = value
             continue
         kwargs[name] = coerce_value(name, value, where=where)
+    if kwargs.get("augment_ops") and "augment" not in kwargs:
+        kwargs["augment"] = "ops"  # an op list replaces the default preset
     config = TrialConfig(**kwargs, extra=extra)
     if cross_checks:
         _check_cross_fields(config, where)
@@ -854,6 +900,7 @@ FIELD_UNITS: dict[str, str] = {
     "clip_grad_norm": "L2 norm",
     "cosine_period": "epochs",
     "warmup_steps": "steps",
+    "augment_ops": "ops (p: probability; px, degrees, fractions per parameter)",
     "crop_padding": "px",
     "rotation": "degrees",
     "color_jitter": "fraction",

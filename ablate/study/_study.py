@@ -19,6 +19,7 @@ from ablate.metrics import (
     metric_declaration,
     test_name,
 )
+from ablate.study._augment_ops import describe_ops
 from ablate.study._config import (
     FIELDS,
     METRICS,
@@ -381,6 +382,11 @@ class Study:
                 f"{where}: the level {level!r} sets 'seed'; set replicates with seeds=[...]"
             )
         if isinstance(level, dict):
+            if factor == "augment_ops" and "op" in level:
+                raise StudyError(
+                    f"{where}: the level {level!r} is one operation, but each level of augment_ops is a "
+                    f"list of them: augment_ops=[[{level!r}], ...]"
+                )
             if factor not in level:
                 raise StudyError(
                     f"{where}: the coupled level {level!r} must contain the factor's own key {factor!r}"
@@ -592,12 +598,14 @@ def study_from_definition(definition: Mapping[str, Any], *, source: str = "<data
 
 
 def iter_level_counts(specs: Iterable[TrialSpec]) -> dict[str, dict[Any, int]]:
-    """For each factor, how many planned trials use each level (shown by `ablate plan`); a list
-    level (``head_widths=[512, 256]``) is counted as a tuple."""
+    """For each factor, how many planned trials use each level (shown by `ablate plan`). A list
+    or dict level (``cnn_kernel_sizes``) is keyed by its JSON text, an op list (``augment_ops``)
+    by its ops, as the report labels them."""
     counts: dict[str, dict[Any, int]] = {}
     for spec in specs:
         for factor, value in spec.params.items():
+            if isinstance(value, (list, dict)):
+                value = describe_ops(value) or json.dumps(value, sort_keys=True)
             per = counts.setdefault(factor, {})
-            key = tuple(value) if isinstance(value, list) else value
-            per[key] = per.get(key, 0) + 1
+            per[value] = per.get(value, 0) + 1
     return counts

@@ -33,6 +33,7 @@ from ablate.data import (
     resize_nhwc,
     resize_side,
     stored_side,
+    worker_sizing_transform,
 )
 from ablate.errors import StudyError
 from ablate.metrics import METRICS, Evaluation, declare_metrics, default_direction, metric_names
@@ -348,8 +349,8 @@ class _Trial:
                 return None
             mode = train_mode if train else eval_mode
             tf = folder_transforms(
-                c.image_size, train=train, random_crop=c.augment != "none", auto_augment=c.auto_augment,
-                resize=mode, crop_ratio=c.crop_ratio,
+                c.image_size, train=train, random_crop=c.augment in ("basic", "heavy"), auto_augment=c.auto_augment,
+                resize=mode, crop_ratio=c.crop_ratio, sizing=worker_sizing_transform(c),
             )
             return LoaderBatches(
                 split, device=dev, transform=tf, num_workers=c.num_workers if train else eval_workers,

@@ -9,14 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from ablate.data import BatchAugment
-from ablate.data._augment import (
-    ERASE_SCALE,
-    color_jitter,
-    crop_and_flip,
-    random_erasing,
-    random_grayscale,
-    random_rotation,
-)
+from ablate.data._augment import color_jitter, crop_and_flip, random_grayscale, random_rotation
+from ablate.data._augment_ops import ERASE_SCALE, random_erasing
 
 from .helpers import tiny
 
