@@ -12,17 +12,9 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-from ablate.store._read import (
-    Rows,
-    artifacts_frame,
-    environments_frame,
-    epochs_frame,
-    read_study,
-    studies_frame,
-    trials_frame,
-)
-from ablate.store._read import study_summaries as read_summaries
-from ablate.store._readonly import driver_rows, read_only_connection
+from ablate.store._read import StudyReading, read_study
+from ablate.store._readonly import Rows, driver_rows, read_only_connection
+from ablate.store._readonly import study_summaries as read_summaries
 from ablate.store._records import StudyInfo
 
 if TYPE_CHECKING:
@@ -34,7 +26,7 @@ Database: TypeAlias = "str | os.PathLike[str] | ResultStore | ReadOnlyResults | 
 T = TypeVar("T")
 
 
-class ReadOnlyResults:
+class ReadOnlyResults(StudyReading):
     """A result database opened to read studies (``ablate report``, the ``load_*`` functions):
     the read-only connection of :func:`~ablate.store.read_only_connection`, which for a SQLite
     file is :mod:`sqlite3` alone, so reading a study costs no SQLAlchemy import. It has the
@@ -82,29 +74,8 @@ class ReadOnlyResults:
         """The current version of study ``name``."""
         return self._transaction(lambda rows: read_study(rows, name, self.display_url))
 
-    def load_trials(self, name: str) -> pd.DataFrame:
-        """One row per trial of the study's current version (see :func:`load_trials`)."""
-        return self._read(name, trials_frame)
-
-    def load_epochs(self, name: str, *, trial_ids: Iterable[int] | None = None) -> pd.DataFrame:
-        """One row per recorded epoch (see :func:`load_epochs`)."""
-        return self._read(name, lambda rows, info: epochs_frame(rows, info, trial_ids))
-
-    def load_artifacts(self, name: str) -> pd.DataFrame:
-        """The files the study's trials produced: trial_id, number, kind, path."""
-        return self._read(name, artifacts_frame)
-
-    def load_environments(self, name: str) -> pd.DataFrame:
-        """Where each trial of the study ran: trial_id, number and the environments columns."""
-        return self._read(name, environments_frame)
-
     def study_summaries(self) -> list[dict[str, Any]]:
-        """Every study version with its trial counts, as plain dicts."""
         return self._transaction(read_summaries)
-
-    def list_studies(self) -> pd.DataFrame:
-        """Every study version: name, version, design, trials by status, last update."""
-        return studies_frame(self.study_summaries())
 
 
 @contextmanager

@@ -16,9 +16,9 @@ integer column, ``augment`` a string column). A trial column whose name a factor
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ablate.errors import StudyError
 from ablate.store._columns import (
@@ -29,11 +29,8 @@ from ablate.store._columns import (
     TRIAL_METRICS,
 )
 from ablate.store._factors import own_metric_columns, param_value
-from ablate.store._readonly import Rows, decoded, driver_rows, flag, study_summaries, utc
+from ablate.store._readonly import Rows, decoded, flag, utc
 from ablate.store._records import StudyInfo
-
-# What ResultStore reads through: its session as Rows, and the summaries of `ablate ls`.
-__all__ = ["Rows", "driver_rows", "study_summaries"]
 
 if TYPE_CHECKING:
     import numpy as np
@@ -53,6 +50,41 @@ _STUDY_COLUMNS = (
 )  # fmt: skip
 _TIMESTAMPS = ("started_at", "finished_at", "heartbeat_at")
 _NEVER = datetime.min.replace(tzinfo=UTC)
+T = TypeVar("T")
+
+
+class StudyReading:
+    """The reading methods :class:`~ablate.store.ResultStore` and
+    :class:`~ablate.store.ReadOnlyResults` share: each runs one reader of this module on the
+    study's current version, in the one read transaction the class's :meth:`_read` opens."""
+
+    def _read(self, name: str, reader: Callable[[Rows, StudyInfo], T]) -> T:
+        raise NotImplementedError
+
+    def study_summaries(self) -> list[dict[str, Any]]:
+        """Every study version with its trial counts, as plain dicts, without pandas (a fast
+        `ablate ls`)."""
+        raise NotImplementedError
+
+    def load_trials(self, name: str) -> pd.DataFrame:
+        """One row per trial of the study's current version (see :func:`ablate.store.load_trials`)."""
+        return self._read(name, trials_frame)
+
+    def load_epochs(self, name: str, *, trial_ids: Iterable[int] | None = None) -> pd.DataFrame:
+        """One row per recorded epoch (see :func:`ablate.store.load_epochs`)."""
+        return self._read(name, lambda rows, info: epochs_frame(rows, info, trial_ids))
+
+    def load_artifacts(self, name: str) -> pd.DataFrame:
+        """The files the study's trials produced: trial_id, number, kind, path."""
+        return self._read(name, artifacts_frame)
+
+    def load_environments(self, name: str) -> pd.DataFrame:
+        """Where each trial of the study ran: trial_id, number and the environments columns."""
+        return self._read(name, environments_frame)
+
+    def list_studies(self) -> pd.DataFrame:
+        """Every study version: name, version, design, trials by status, last update."""
+        return studies_frame(self.study_summaries())
 
 
 def _marks(n: int) -> str:

@@ -65,16 +65,8 @@ from ablate.store._models import (
     Trial,
     TrialParam,
 )
-from ablate.store._read import (
-    Rows,
-    artifacts_frame,
-    driver_rows,
-    environments_frame,
-    epochs_frame,
-    studies_frame,
-    study_summaries,
-    trials_frame,
-)
+from ablate.store._read import StudyReading
+from ablate.store._readonly import Rows, driver_rows, study_summaries
 from ablate.store._records import (
     ClaimedTrial,
     EnvironmentRecord,
@@ -86,7 +78,6 @@ from ablate.store._records import (
 from ablate.study import jsonable, level_value
 
 if TYPE_CHECKING:
-    import pandas as pd
 
     from ablate.study import Study as StudyDecl
     from ablate.study import TrialSpec
@@ -95,7 +86,7 @@ T = TypeVar("T")
 Proposer = Callable[[list[TrialRecord]], "TrialSpec | None"]
 
 
-class ResultStore:
+class ResultStore(StudyReading):
     """The result database: one SQLite file or PostgreSQL database holding many studies.
 
     ``url`` is a SQLAlchemy URL or a file path; None means ``$ABLATE_DB``, else
@@ -594,29 +585,8 @@ class ResultStore:
         """Every trial of the study's current version, as an adaptive sampler sees them."""
         return self._transact(lambda s: _trial_records(s, self._study_row(s, name)), write=False)
 
-    def list_studies(self) -> pd.DataFrame:
-        """Every study version: name, version, design, trials by status, last update."""
-        return studies_frame(self.study_summaries())
-
     def study_summaries(self) -> list[dict[str, Any]]:
-        """The rows of :meth:`list_studies` as plain dicts, without pandas (a fast `ablate ls`)."""
         return self._transact(lambda s: study_summaries(_session_rows(s)), write=False)
-
-    def load_trials(self, name: str) -> pd.DataFrame:
-        """One row per trial of the study's current version (see :func:`ablate.store.load_trials`)."""
-        return self._read(name, trials_frame)
-
-    def load_epochs(self, name: str, *, trial_ids: Iterable[int] | None = None) -> pd.DataFrame:
-        """One row per recorded epoch (see :func:`ablate.store.load_epochs`)."""
-        return self._read(name, lambda rows, info: epochs_frame(rows, info, trial_ids))
-
-    def load_artifacts(self, name: str) -> pd.DataFrame:
-        """The files the study's trials produced: trial_id, number, kind, path."""
-        return self._read(name, artifacts_frame)
-
-    def load_environments(self, name: str) -> pd.DataFrame:
-        """Where each trial of the study ran: trial_id, number and the environments columns."""
-        return self._read(name, environments_frame)
 
     def _read(self, name: str, reader: Callable[[Rows, StudyInfo], T]) -> T:
         """``reader`` on the study's current version, in one read transaction."""
