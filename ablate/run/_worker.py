@@ -445,7 +445,8 @@ class TrialRun:
         """The checkpoint a trial that starts fresh loads its weights from (None when it resumes
         from its own ``last.pt``); the source goes into the trial's environment row either way."""
         setup = self.setup
-        if (directory / "last.pt").exists():
+        resuming = (directory / "last.pt").exists()
+        if resuming:
             source = read_record(directory)
         else:
             try:
@@ -464,7 +465,7 @@ class TrialRun:
             return None
         env = self.environment
         self.environment = replace(env, extra={**env.extra, "warm_start": source.record()})
-        return None if (directory / "last.pt").exists() else Path(source.path)
+        return None if resuming else Path(source.path)
 
     def record(self, outcome: TrialOutcome) -> str:
         """Store the outcome as the trial's result; return its final status, which is "lost"
