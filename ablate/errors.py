@@ -74,3 +74,9 @@ class ReadOnlyQueryError(StoreError):
     """`ablate sql` was given a statement that would write."""
 
     exit_code = 2
+
+
+class LaunchError(AblateError):
+    """A launch that cannot go ahead: bad options, an engine that does not answer (exit code 2)."""
+
+    exit_code = 2
