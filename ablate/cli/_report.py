@@ -14,7 +14,7 @@ from ablate.cli._options import DbOption, study_name
 # Several names (arguments or repeated --study) compare studies; one is the study's own report.
 StudiesArgument = Annotated[
     list[str] | None,
-    typer.Argument(metavar="STUDY...", help="The study's name, e.g. digits_quick; two or more compare studies "
+    typer.Argument(metavar="STUDY", help="The study's name, e.g. digits_quick; two or more compare studies "
                    "(the first is the reference).", show_default=False),
 ]
 StudiesOption = Annotated[
@@ -111,10 +111,18 @@ def _compare(names: list[str], db: str | None, out: Path | None, *, pdf: bool, s
     from rich.table import Table
     from rich.text import Text
 
-    from ablate.report import ReportOptions, comparison_cells, comparison_folder, load_comparison, render_comparison
-    from ablate.report._compare import check_names, table_notes, verdicts
+    from ablate.report import (
+        ReportOptions,
+        check_study_names,
+        comparison_cells,
+        comparison_folder,
+        comparison_notes,
+        comparison_verdicts,
+        load_comparison,
+        render_comparison,
+    )
 
-    check_names(names)
+    check_study_names(names)
     target = out if out is not None else Path("reports") / comparison_folder(names)
     check_output_folder(target, "report --out")
     comparison = load_comparison(names, db=db)  # every refusal before a file is written
@@ -128,9 +136,9 @@ def _compare(names: list[str], db: str | None, out: Path | None, *, pdf: bool, s
     console.print(table)
     if len(cells.rows) > 40:
         console.print(f"40 of {len(cells.rows)} rows shown; the full table is in table.md and index.html.", style="dim")
-    for line in table_notes(comparison):
+    for line in comparison_notes(comparison):
         console.print(line, style="dim", highlight=False)
-    for line in verdicts(comparison):
+    for line in comparison_verdicts(comparison):
         console.print(line, highlight=False)
     path = render_comparison(comparison, target, ReportOptions(pdf=pdf, svg=svg))
     for note in comparison.notes:

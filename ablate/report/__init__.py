@@ -19,9 +19,12 @@ from ablate.report._build import (
 )
 from ablate.report._compare import (
     StudyComparison,
+    check_study_names,
     compare_studies,
     comparison_cells,
     comparison_folder,
+    comparison_notes,
+    comparison_verdicts,
     load_comparison,
     render_comparison,
 )
@@ -74,11 +77,14 @@ __all__ = [
     "anova_table",
     "bootstrap_ci",
     "build_report",
+    "check_study_names",
     "collect_report",
     "compare_studies",
     "compare_to_baseline",
     "comparison_cells",
     "comparison_folder",
+    "comparison_notes",
+    "comparison_verdicts",
     "compute_hours",
     "continuous_points",
     "cost_table",

@@ -117,7 +117,7 @@ def comparison_folder(studies: Sequence[str]) -> str:
     return "_vs_".join(studies)
 
 
-def check_names(studies: Sequence[str]) -> list[str]:
+def check_study_names(studies: Sequence[str]) -> list[str]:
     """At least two different study names, in the order given."""
     twice = sorted({s for s in studies if list(studies).count(s) > 1})
     if twice:
@@ -219,8 +219,8 @@ def _study_rows(data: StudyData, metric: str, direction: str, train: str | None,
         roles = [SELECTED] if i == best else []
         roles += [BASELINE] if h == table.baseline else []
         x, t = values.get(h, np.array([])), tests.get(h, np.array([]))
-        lo, hi = _clipped(t_interval(x), metric)
-        tlo, thi = _clipped(t_interval(t), test) if test else (math.nan, math.nan)
+        lo, hi = _clipped(t_interval(x.tolist()), metric)
+        tlo, thi = _clipped(t_interval(t.tolist()), test) if test else (math.nan, math.nan)
         out.append({
             "study": data.study, "config_hash": h, "label": str(label), "role": ", ".join(roles),
             "selected": i == best, "baseline": h == table.baseline, "n": len(x),
@@ -307,7 +307,7 @@ def compare_studies(datas: Sequence[StudyData], alpha: float = ALPHA) -> StudyCo
     )
 
 
-def verdicts(comparison: StudyComparison) -> list[str]:
+def comparison_verdicts(comparison: StudyComparison) -> list[str]:
     """Each test in words: the difference, its interval, the adjusted p, and what the test could
     detect (low power said so when the arms are small)."""
     from ablate.report._tables import format_p
@@ -392,7 +392,7 @@ def comparison_cells(comparison: StudyComparison) -> Any:
     return Cells(header, body, keys, [k in ("study", "configuration", "role") for k in keys])
 
 
-def table_notes(comparison: StudyComparison) -> list[str]:
+def comparison_notes(comparison: StudyComparison) -> list[str]:
     """The sentences under the table: reference, selection, cells, gap."""
     notes = [
         f"Reference: {comparison.reference} (named first). Data: {comparison.dataset}.",
@@ -416,7 +416,7 @@ def markdown_text(comparison: StudyComparison, cells: Any, figure: str | None) -
     described = [f"- {s}: {d}" for s, d in comparison.descriptions.items() if d]
     lines += [*described, ""] if described else []
     lines += ["## Table", "", markdown_table_text(comparison, cells), "## Statistical comparison", ""]
-    lines += [f"- {v}" for v in verdicts(comparison)]
+    lines += [f"- {v}" for v in comparison_verdicts(comparison)]
     lines.append("")
     if figure:
         lines += ["## Accuracy against cost", "", f"![Accuracy against cost]({figure}.png)", "",
@@ -432,7 +432,7 @@ def markdown_table_text(comparison: StudyComparison, cells: Any) -> str:
 
     lines = [row(cells.header), row(["---" if t else "---:" for t in cells.text])]
     lines += [row([f"**{c.text}**" if c.best and c.text else c.text for c in r]) for r in cells.rows]
-    return "\n".join([*lines, "", *table_notes(comparison), ""]) + "\n"
+    return "\n".join([*lines, "", *comparison_notes(comparison)]) + "\n"
 
 
 def figure_caption(comparison: StudyComparison) -> str:
@@ -450,10 +450,10 @@ def write_html(comparison: StudyComparison, cells: Any, path: Path, figure: str 
     body.append("<h2>Table</h2>")
     body.append(_html_table(cells, baseline=[bool(s and r) for s, r in zip(
         comparison.rows["study"] == comparison.reference, comparison.rows["selected"], strict=True)]))
-    body.append('<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in table_notes(comparison)) + "</ul>")
+    body.append('<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in comparison_notes(comparison)) + "</ul>")
     body.append('<p class="caption">Click a column header to sort. The same table: table.md, table.csv.</p>')
     body.append("<h2>Statistical comparison</h2>")
-    body.append('<ul class="notes">' + "".join(f"<li>{_e(v)}</li>" for v in verdicts(comparison)) + "</ul>")
+    body.append('<ul class="notes">' + "".join(f"<li>{_e(v)}</li>" for v in comparison_verdicts(comparison)) + "</ul>")
     if figure:
         body.append("<h2>Accuracy against cost</h2>")
         body.append(f"<figure>{_img(path.parent / f'{figure}.png', 'Accuracy against cost')}"
@@ -512,7 +512,7 @@ def load_comparison(studies: Sequence[str], db: str | None = None) -> StudyCompa
     from ablate.report._build import load_study_data
     from ablate.store import ReadOnlyResults
 
-    names = check_names(studies)
+    names = check_study_names(studies)
     with ReadOnlyResults(db) as store:
         datas = [load_study_data(name, store) for name in names]
     return compare_studies(datas)

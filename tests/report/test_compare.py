@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from ablate.cli import app
 from ablate.errors import StudyError
-from ablate.report import load_comparison
+from ablate.report import comparison_verdicts, load_comparison
 from ablate.store import ResultStore
 from ablate.study import Study
 
@@ -142,16 +142,12 @@ def test_a_single_seed_has_no_test_and_says_why(db: str, tmp_path: Path) -> None
     comparison = load_comparison(["scratch", "once"], db=db)
     (test,) = comparison.tests
     assert not test.tested and test.n == 1 and test.n_reference == 3 and math.isnan(test.p_value)
-    from ablate.report._compare import verdicts
-
-    assert "no test: 1 and 3 seed(s); a test needs at least 2 on each side" in verdicts(comparison)[0]
+    assert "no test: 1 and 3 seed(s); a test needs at least 2 on each side" in comparison_verdicts(comparison)[0]
     row = comparison.rows[comparison.rows["study"] == "once"].iloc[0]
     assert row["n"] == 1 and math.isnan(row["ci_low"]) and row["selected"]
 
 
 def test_an_inconclusive_test_says_low_power_in_words(db: str) -> None:
-    from ablate.report._compare import verdicts
-
     # near: 0.645 against scratch's best 0.64, 3 seeds a side with the same noise scale.
     comparison = load_comparison(["scratch", "near"], db=db)
     (test,) = comparison.tests
@@ -160,7 +156,7 @@ def test_an_inconclusive_test_says_low_power_in_words(db: str) -> None:
     check = stats.ttest_ind(x, y, equal_var=False)
     assert test.tested and test.p_value == pytest.approx(check.pvalue) and test.df == pytest.approx(check.df)
     assert test.p_value > 0.05 and test.detectable > abs(test.diff)
-    (line,) = verdicts(comparison)
+    (line,) = comparison_verdicts(comparison)
     assert ": inconclusive. Low power: 3 and 3 seeds per arm. The smallest difference this test detects with 80% power " \
            f"is {test.detectable:.3f}; a smaller true difference is likely missed" in line, line
 
@@ -231,3 +227,19 @@ def test_two_tiny_digits_studies_trained_for_real(tmp_path: Path) -> None:
     assert row["mean"] == pytest.approx(a["val_acc"].mean()) and row["time_s"] == pytest.approx(a["duration_s"].mean())
     assert (row["mean"] > 0.5), "the tiny CNN learned the digits"
     assert (out / "cost.png").stat().st_size > 10_000
+
+
+def test_the_inaturalist_pair_declares_the_same_data() -> None:
+    # Part B compares fine-tuning with the CNN from scratch: `ablate report inat_scratch
+    # inat_finetune` refuses unless both study files declare the same data and metric.
+    from ablate.report._compare import DATASET_FIELDS
+    from ablate.study import TrialConfig, load_studies
+
+    root = Path(__file__).parents[2] / "studies"
+    (scratch,) = load_studies(root / "inat_scratch.py")
+    (finetune,) = load_studies(root / "inat_finetune.py")
+    default = TrialConfig()
+    for field in DATASET_FIELDS:
+        assert field not in scratch.factors and field not in finetune.factors, field
+        assert scratch.base.get(field, getattr(default, field)) == finetune.base.get(field, getattr(default, field)), field
+    assert (scratch.metric, scratch.direction) == (finetune.metric, finetune.direction)
