@@ -275,9 +275,11 @@ def compare_studies(datas: Sequence[StudyData], alpha: float = ALPHA) -> StudyCo
     selected = rows[rows["selected"]].set_index("study")
     reported = test if test is not None and (selected["test_n"] > 0).all() else metric
     if reported == metric:
-        notes.append(f"No test split scored for every selected configuration: the comparison is on {metric}, the "
-                     "metric that also selected each configuration, so each side's number is optimistic (most for "
-                     "the study that tried more configurations).")
+        why = (f"No test split scored for every selected configuration: the comparison is on {metric}"
+               if metric.startswith("val_") else f"The studies select on {metric}, which is not a validation metric, "
+               "and the comparison is on it too")
+        notes.append(f"{why}, the metric that also selected each configuration, so each side's number is optimistic "
+                     "(most for the study that tried more configurations).")
     done = {d.study: counted_trials(d.trials, metric) for d in datas}
     arms = {s: _values(done[s], reported).get(str(selected.loc[s, "config_hash"]), np.array([])) for s in selected.index}
     reference = datas[0].study
@@ -398,7 +400,8 @@ def comparison_notes(comparison: StudyComparison) -> list[str]:
         f"Reference: {comparison.reference} (named first). Data: {comparison.dataset}.",
         f"Cells: mean over seeds with its 95 % Student-t interval, clipped to the metric's range (n = 1: no "
         f"interval). Each study's best configuration "
-        f"is selected on validation ({comparison.metric}, {comparison.direction}), marked '{SELECTED}'; "
+        f"is selected on {'validation' if comparison.metric.startswith('val_') else 'its metric'} "
+        f"({comparison.metric}, {comparison.direction}), marked '{SELECTED}'; "
         f"'{BASELINE}': the study's own baseline (declared, else its first levels).",
     ]
     if comparison.train_metric is not None:

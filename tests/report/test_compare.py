@@ -38,11 +38,11 @@ def _val(center: float, seed: int, scale: float) -> float:
     return center + scale * NOISE[seed]
 
 
-def _outcome(centers: dict[Any, float], factor: str, scale: float, seconds: float):  # type: ignore[no-untyped-def]
+def _outcome(centers: dict[Any, float], factor: str, scale: float, seconds: float, n_val: int = 102):  # type: ignore[no-untyped-def]
     def outcome(params: dict[str, Any], seed: int) -> tuple[str, dict[str, Any], list[dict[str, Any]], dict[str, str]]:
         val = _val(centers[params[factor]], seed, scale)
         test = val - 0.02 + 0.5 * scale * NOISE[(seed + 1) % 4]
-        return "completed", dict(train_acc=val + 0.1, val_acc=val, test_acc=test,
+        return "completed", dict(train_acc=val + 0.1, val_acc=val, test_acc=test, n_val=n_val, n_test=200,
                                  duration_s=seconds * (1 + params[factor] if factor == "lr" else 1) + seed), [], {}
 
     return outcome
@@ -60,12 +60,20 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> str:
                   _outcome(WIDE, "lr", 0.5, 200.0))
         run_study(store, Study(name="near", base=BASE, factors=dict(cnn_filters=list(NEAR)), seeds=[0, 1, 2]),
                   _outcome(NEAR, "cnn_filters", 1.0, 100.0))
+        def without_test(params: dict[str, Any], seed: int) -> tuple[str, dict[str, Any], list[Any], dict[str, str]]:
+            status, metrics, epochs, artifacts = _outcome({0.3: 0.66}, "lr", 1.0, 80.0)(params, seed)
+            return status, {k: v for k, v in metrics.items() if k != "test_acc"}, epochs, artifacts
+
+        run_study(store, Study(name="no_test", base=BASE, factors=dict(lr=[0.3]), seeds=[0, 1, 2]), without_test)
         run_study(store, Study(name="once", base=BASE, factors=dict(lr=[0.05]), seeds=[0]),
                   _outcome({0.05: 0.7}, "lr", 1.0, 50.0))
         run_study(store, Study(name="fewer_classes", base={**BASE, "num_classes": 5}, factors=dict(lr=[0.1]), seeds=[0, 1]),
                   _outcome({0.1: 0.7}, "lr", 1.0, 50.0))
         run_study(store, Study(name="other_split", base={**BASE, "val_split": 0.1}, factors=dict(lr=[0.1]), seeds=[0, 1]),
                   _outcome({0.1: 0.7}, "lr", 1.0, 50.0))
+        # The same declaration read from other files: the stored validation split is smaller.
+        run_study(store, Study(name="moved", base=BASE, factors=dict(lr=[0.1]), seeds=[0, 1]),
+                  _outcome({0.1: 0.7}, "lr", 1.0, 50.0, n_val=99))
         run_study(store, Study(name="by_loss", base=BASE, factors=dict(lr=[0.1]), seeds=[0, 1], metric="val_loss"),
                   _outcome({0.1: 0.7}, "lr", 1.0, 50.0))
     return url
@@ -122,8 +130,9 @@ def test_two_studies_one_table_checked_against_scipy(db: str, tmp_path: Path, mo
 def test_three_studies_are_a_bonferroni_family(db: str, tmp_path: Path) -> None:
     out = tmp_path / "three"
     result = runner.invoke(app, ["report", "--study", "tuned", "--study", "scratch", "--study", "wide", "--db", db,
-                                 "--out", str(out)])
+                                 "--out", str(out), "--svg"])
     assert result.exit_code == 0, result.output
+    assert (out / "cost.svg").is_file() and not (out / "cost.pdf").exists()
     report = (out / "report.md").read_text()
     # tuned (the reference, named first) against scratch and wide: two tests, each at 1 - 0.05 / 2.
     _, ref = _arm(TUNED, 0.01, [0, 1, 2, 3], 1.5)
@@ -168,6 +177,7 @@ def test_an_inconclusive_test_says_low_power_in_words(db: str) -> None:
                                        "data (num_classes 10 vs 5)"),
         (["scratch", "other_split"], "error: cannot compare 'scratch' with 'other_split': they ran on different data "
                                      "(val_split 0.2 vs 0.1"),
+        (["scratch", "moved"], "error: cannot compare 'scratch' with 'moved': they ran on different data (n_val 102 vs 99)"),
         (["scratch", "by_loss"], "error: cannot compare 'scratch' (val_acc, maximize) with 'by_loss' (val_loss, "
                                  "minimize): the studies select on different metrics"),
         (["scratch", "nope"], "error: no study named 'nope' in sqlite:///"),
@@ -185,6 +195,17 @@ def test_refusals_are_one_line_and_write_nothing(db: str, tmp_path: Path, args: 
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_without_test_scores_the_comparison_is_on_validation_and_says_so(db: str) -> None:
+    comparison = load_comparison(["scratch", "no_test"], db=db)
+    assert comparison.reported == "val_acc"
+    (test,) = comparison.tests
+    x, _ = _arm({0.3: 0.66}, 0.3, [0, 1, 2], 1.0)
+    y, _ = _arm(SCRATCH, 32, [0, 1, 2], 1.0)
+    assert test.metric == "val_acc" and test.p_value == pytest.approx(stats.ttest_ind(x, y, equal_var=False).pvalue)
+    assert any(n.startswith("No test split scored for every selected configuration: the comparison is on val_acc")
+               for n in comparison.notes)
 
 
 def test_fewer_than_two_studies_is_refused_by_the_api(db: str) -> None:
