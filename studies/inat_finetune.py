@@ -3,9 +3,11 @@
 As in the write-up: torchvision's ResNet50 with its ImageNet weights, input resized and
 normalised for it, the classifier replaced for 10 classes; three strategies: freeze everything but
 the classifier, freeze up to `layer3`, or fine-tune everything; compared with the CNN from scratch
-(studies/inat_scratch.py) on accuracy, training time and generalisation (the report's cost plot
-and train/val gap). Same splits as Part A: 20 % of train held out for validation (stratified),
-val/ as the test set.
+(studies/inat_scratch.py) on accuracy, training time and generalisation:
+`ablate report inat_scratch inat_finetune` (one table with the train/val gap, the cost plot, each
+study's best-by-validation configuration tested on the test split). Same data declaration as
+Part A, which that comparison checks: 20 % of train held out for validation (stratified,
+split_seed 0), val/ as the test set.
 
 Not stated in the write-up, chosen here:
 - 224 px: short side resized to 256, random 224 crop + flip for training, centre crop for

@@ -9,16 +9,29 @@ from typing import Annotated
 import typer
 
 from ablate.cli._app import app
-from ablate.cli._options import DbOption, StudyArgument, StudyOption, study_name
+from ablate.cli._options import DbOption, study_name
+
+# Several names (arguments or repeated --study) compare studies; one is the study's own report.
+StudiesArgument = Annotated[
+    list[str] | None,
+    typer.Argument(metavar="STUDY", help="The study's name, e.g. digits_quick; two or more compare studies "
+                   "(the first is the reference).", show_default=False),
+]
+StudiesOption = Annotated[
+    list[str] | None,
+    typer.Option("--study", "-s", metavar="NAME", help="A study's name, as an option (same as the argument; "
+                 "repeat it to compare studies).", show_default=False),
+]
 
 
 @app.command()
 def report(
-    study_arg: StudyArgument = None,
-    study_opt: StudyOption = None,
+    study_arg: StudiesArgument = None,
+    study_opt: StudiesOption = None,
     db: DbOption = None,
     out: Annotated[
-        Path | None, typer.Option(help="Folder to write into; default reports/<study>.", show_default=False)
+        Path | None,
+        typer.Option(help="Folder to write into; default reports/<study> (compared: reports/A_vs_B).", show_default=False),
     ] = None,
     baseline: Annotated[
         str | None,
@@ -46,8 +59,25 @@ def report(
     ] = False,
     svg: Annotated[bool, typer.Option("--svg/--no-svg", help="Also write every plot as SVG.")] = False,
 ) -> None:
-    """Write a study's report (index.html, report.md, table.md/.csv/.tex, plots) and print its table."""
+    """Write a study's report (index.html, report.md, table.md/.csv/.tex, plots) and print its table.
+
+    With two or more studies (ablate report A B, or --study A --study B): one comparison of them
+    on the same data and metric in reports/A_vs_B (the first is the reference)."""
     from rich.console import Console
+
+    names = [*(study_arg or []), *(study_opt or [])]
+    if len(study_arg or []) == 1 and len(study_opt or []) == 1 and study_arg == study_opt:
+        names = names[:1]  # `report A --study A`: one study, as before
+    if len(names) > 1:
+        given = [flag for flag, value in (("--baseline", baseline), ("--metric", metric), ("--columns", columns))
+                 if value is not None]
+        if given:
+            from ablate.errors import UserInputError
+
+            raise UserInputError(f"{given[0]} applies to one study's report; a comparison selects each study's best "
+                                 "configuration on the studies' shared metric")
+        _compare(names, db, out, pdf=pdf, svg=svg)
+        return
 
     from ablate.report import (
         ReportOptions,
@@ -58,7 +88,7 @@ def report(
         table_notes,
     )
 
-    study = study_name(study_arg, study_opt, "report")
+    study = study_name(names[0] if names else None, None, "report")
     target = out if out is not None else Path("reports") / study
     check_output_folder(target, "report --out")
     options = ReportOptions(
@@ -73,6 +103,46 @@ def report(
     for note in table_notes(result.table):
         console.print(note, style="dim", highlight=False)
     path = render_report(result, target, options)
+    console.print(f"report: {path}", highlight=False, soft_wrap=True)
+
+
+def _compare(names: list[str], db: str | None, out: Path | None, *, pdf: bool, svg: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from ablate.report import (
+        ReportOptions,
+        check_study_names,
+        comparison_cells,
+        comparison_folder,
+        comparison_notes,
+        comparison_verdicts,
+        load_comparison,
+        render_comparison,
+    )
+
+    check_study_names(names)
+    target = out if out is not None else Path("reports") / comparison_folder(names)
+    check_output_folder(target, "report --out")
+    comparison = load_comparison(names, db=db)  # every refusal before a file is written
+    cells = comparison_cells(comparison)
+    console = Console()
+    table = Table(title=f"{' vs '.join(names)}: {comparison.metric} ({comparison.direction})")
+    for header, is_text in zip(cells.header, cells.text, strict=True):
+        table.add_column(header, justify="left" if is_text else "right", overflow="fold")
+    for row in cells.rows[:40]:
+        table.add_row(*(Text(c.text, style="bold green" if c.best else "") for c in row))
+    console.print(table)
+    if len(cells.rows) > 40:
+        console.print(f"40 of {len(cells.rows)} rows shown; the full table is in table.md and index.html.", style="dim")
+    for line in comparison_notes(comparison):
+        console.print(line, style="dim", highlight=False)
+    for line in comparison_verdicts(comparison):
+        console.print(line, highlight=False)
+    path = render_comparison(comparison, target, ReportOptions(pdf=pdf, svg=svg))
+    for note in comparison.notes:
+        console.print(note, style="dim", highlight=False)
     console.print(f"report: {path}", highlight=False, soft_wrap=True)
 
 

@@ -6,7 +6,8 @@ The flow: :func:`load_study_data` reads a study from the store (:class:`StudyDat
 three. The numbers come from data functions a test can check without drawing: ``_trials``
 (which trials count), ``_stats`` (tests, intervals, power), ``_table`` (the ablation table),
 ``_effects`` (marginal means, ANOVA, fANOVA), ``_figure_data`` (curves, parallel coordinates,
-cost); ``_tables`` and ``_html`` write them, ``_plots`` draws them.
+cost); ``_tables`` and ``_html`` write them, ``_plots`` draws them. ``_compare`` compares
+studies on the same data (:func:`load_comparison`, :func:`render_comparison`).
 """
 
 from ablate.report._build import (
@@ -15,6 +16,17 @@ from ablate.report._build import (
     load_report,
     load_study_data,
     render_report,
+)
+from ablate.report._compare import (
+    StudyComparison,
+    check_study_names,
+    compare_studies,
+    comparison_cells,
+    comparison_folder,
+    comparison_notes,
+    comparison_verdicts,
+    load_comparison,
+    render_comparison,
 )
 from ablate.report._effects import (
     anova_table,
@@ -58,14 +70,21 @@ __all__ = [
     "ParallelCoordinates",
     "Report",
     "ReportOptions",
+    "StudyComparison",
     "StudyData",
     "ablation_table",
     "adjust_family",
     "anova_table",
     "bootstrap_ci",
     "build_report",
+    "check_study_names",
     "collect_report",
+    "compare_studies",
     "compare_to_baseline",
+    "comparison_cells",
+    "comparison_folder",
+    "comparison_notes",
+    "comparison_verdicts",
     "compute_hours",
     "continuous_points",
     "cost_table",
@@ -75,6 +94,7 @@ __all__ = [
     "is_full_grid",
     "latex_table",
     "learning_curves",
+    "load_comparison",
     "load_report",
     "load_study_data",
     "main_effects",
@@ -82,6 +102,7 @@ __all__ = [
     "parallel_coordinates",
     "pareto_front",
     "parse_baseline",
+    "render_comparison",
     "render_report",
     "rich_table",
     "seeds_crossed",

@@ -407,6 +407,44 @@ def plot_cost(
     return fig
 
 
+def plot_study_cost(rows: pd.DataFrame, studies: Sequence[str], metric: str) -> Figure:
+    """Studies compared (``_compare``): the metric, mean with its 95 % interval, against mean
+    training time per trial; one marker per configuration, coloured by study, each study's
+    selected configuration ringed. ``rows``: :class:`~ablate.report._compare.StudyComparison` rows."""
+    import matplotlib
+    from matplotlib.lines import Line2D
+
+    unit, scale = time_unit(rows["time_s"])
+    cmap = matplotlib.colormaps["tab10"]
+    fig = _figure(5.6, 4.4)
+    ax = fig.subplots()
+    handles, texts = [], []
+    for i, study in enumerate(studies):
+        part = rows[rows["study"] == study]
+        x = part["time_s"].to_numpy(dtype=float) / scale
+        y = part["mean"].to_numpy(dtype=float)
+        low, high = part["ci_low"].to_numpy(dtype=float), part["ci_high"].to_numpy(dtype=float)
+        has = ~np.isnan(low)
+        color = cmap(i % 10)
+        ax.errorbar(x[has], y[has], yerr=[y[has] - low[has], high[has] - y[has]], fmt="none", ecolor=color,
+                    elinewidth=1, capsize=2, alpha=0.7, zorder=3)
+        ax.scatter(x, y, color=color, s=28, zorder=4)
+        chosen = part["selected"].to_numpy(dtype=bool)
+        ax.scatter(x[chosen], y[chosen], s=130, facecolors="none", edgecolors=color, linewidths=1.6, zorder=5)
+        handles.append(Line2D([], [], marker="o", linestyle="", color=color))
+        texts.append(f"{study} ({len(part)} configuration{'s' if len(part) != 1 else ''})")
+    if rows["time_s"].notna().any() and rows["time_s"].max() / max(rows["time_s"].min(), 1e-9) > 20:
+        ax.set_xscale("log")  # minutes of a head-only fine-tune beside hours of a full one
+    handles.append(Line2D([], [], marker="o", linestyle="", markersize=10, markerfacecolor="none",
+                          markeredgecolor="black"))
+    texts.append("best by validation")
+    ax.set_xlabel(f"training time per trial ({unit})")
+    ax.set_ylabel(axis_label(metric))
+    ax.set_title(f"{metric_label(metric)} vs training time")
+    _key(fig, handles, texts)
+    return fig
+
+
 def plot_compute_hours(hours: pd.DataFrame) -> Figure:
     """Device time per factor level, GPU and CPU stacked: a panel per factor, one bar per level,
     in a unit chosen by the size of the bars (seconds, minutes or hours)."""
