@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ablate.store._records import (
         ClaimedTrial,
         EnvironmentRecord,
+        LaunchRecord,
         StoredTrial,
         StudyInfo,
         TrialRecord,
@@ -72,6 +73,7 @@ _WHERE = {
     "StudyProgress": "ablate.store._readonly",
     "ClaimedTrial": "ablate.store._records",
     "EnvironmentRecord": "ablate.store._records",
+    "LaunchRecord": "ablate.store._records",
     "StoredTrial": "ablate.store._records",
     "StudyInfo": "ablate.store._records",
     "TrialRecord": "ablate.store._records",
@@ -87,6 +89,7 @@ __all__ = [
     "ClaimedTrial",
     "EnvironmentRecord",
     "Epoch",
+    "LaunchRecord",
     "QueryResult",
     "QueryStream",
     "ReadOnlyConnection",
