@@ -614,7 +614,7 @@ class ResultStore(StudyReading):
                     launch_id=r.id, launcher=r.launcher, job_id=r.job_id, task_ids=[str(t) for t in r.task_ids],
                     options={str(k): str(v) for k, v in r.options.items()}, log_dir=r.log_dir,
                     submitted_at=r.submitted_at, cancelled_at=r.cancelled_at,
-                )  # fmt: skip
+                )
                 for r in session.scalars(query)
             ]
 
