@@ -23,6 +23,7 @@ submitit is imported inside the methods only: importing ablate never imports it.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -124,6 +125,8 @@ class SlurmLauncher(Launcher):
         return options
 
     def check(self, options: Mapping[str, str]) -> None:
+        if importlib.util.find_spec("submitit") is None:
+            raise LaunchError("--slurm needs submitit: pip install 'ablate[launch]'")
         for tool in ("sbatch", "sinfo", "scancel"):
             if shutil.which(tool) is None:
                 raise LaunchError(f"{tool} is not on PATH: run ablate launch --slurm on a SLURM login node")

@@ -1,0 +1,211 @@
+"""`ablate launch --slurm` on a real one-node SLURM cluster: job arrays through submitit against
+PostgreSQL, a task cancelled mid-trial, `--cancel`, and the refusals that claim nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+import pytest
+from tests.launch.conftest import ROOT
+from tests.run.invariants import check_completed_trials
+from tests.run.processes import ABLATE, clean_env
+
+from ablate.store import load_epochs, load_trials
+
+STUDIES = Path(__file__).parent / "studies"
+pytestmark = [pytest.mark.slow]
+
+
+def _env(slurm_conf: str) -> dict[str, str]:
+    return clean_env(SLURM_CONF=slurm_conf, OMP_NUM_THREADS="1")
+
+
+def _ablate(args: list[str], slurm_conf: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*ABLATE, *args], env=_env(slurm_conf), capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
+
+
+def _launch(study: str, options: str, db: str, runs: Path, slurm_conf: str) -> subprocess.CompletedProcess[str]:
+    return _ablate(
+        ["launch", str(STUDIES / f"{study}.py"), "--slurm", options, "--db", db, "--runs-dir", str(runs),
+         "--lease-s", "10"],
+        slurm_conf,
+    )  # fmt: skip
+
+
+def _slurm(args: list[str], slurm_conf: str) -> str:
+    return subprocess.run(args, env=_env(slurm_conf), capture_output=True, text=True, timeout=30, check=True).stdout
+
+
+def _queue(slurm_conf: str) -> list[str]:
+    """Job ids (1234_0) SLURM still has pending or running."""
+    return _slurm(["squeue", "--noheader", "--array", "--format=%i"], slurm_conf).split()
+
+
+def _wait(what: str, done: object, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if done():  # type: ignore[operator]
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def _statuses(study: str, db: str) -> dict[int, str]:
+    trials = load_trials(study, db=db)
+    return dict(zip(trials["number"].astype(int), trials["status"], strict=True))
+
+
+def _job_of(stdout: str) -> str:
+    # "digits_launch: submitted slurm job 12 (3 task(s): 12_0, 12_1, 12_2)"
+    line = next(line for line in stdout.splitlines() if "submitted slurm job" in line)
+    return line.split("submitted slurm job ")[1].split()[0]
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    return tmp_path / "runs"
+
+
+@pytest.fixture
+def no_jobs_left(slurm_conf: str) -> Iterator[None]:
+    """Each test leaves the cluster empty for the next (its jobs cancelled if it failed early)."""
+    yield
+    queued = _queue(slurm_conf)
+    if queued:
+        subprocess.run(["scancel", *queued], env=_env(slurm_conf), timeout=30, check=False)
+        _wait("SLURM to drop the cancelled jobs", lambda: not _queue(slurm_conf), 60)
+
+
+@pytest.mark.usefixtures("no_jobs_left")
+def test_job_array_of_three_tasks_runs_every_trial_exactly_once(slurm_conf: str, pg_url: str, runs: Path) -> None:
+    launched = _launch("digits_launch", "tasks=3,time=5", pg_url, runs, slurm_conf)
+    assert launched.returncode == 0, launched.stderr
+    job = _job_of(launched.stdout)
+    assert f"3 task(s): {job}_0, {job}_1, {job}_2" in launched.stdout
+    logs = runs.absolute() / "digits_launch" / "slurm"
+    assert f"logs:   {logs}" in launched.stdout  # where a user looks when a task fails
+    _wait("the job array to finish", lambda: not _queue(slurm_conf), 120)
+
+    assert _statuses("digits_launch", pg_url) == {0: "completed", 1: "completed", 2: "completed"}, (
+        "\n".join(p.read_text() for p in sorted(logs.glob("*_log.*")))
+    )
+    trials = check_completed_trials("digits_launch", pg_url)
+    assert list(trials["attempt"]) == [1, 1, 1]  # each claimed once: nothing ran twice
+    # Every worker was started by a task of this array, and named after it.
+    tasks = {f"{job}_{i}" for i in range(3)}
+    assert {w.split("-")[1] for w in trials["worker"]} <= tasks
+    for task in tasks:  # each task ran its worker to "nothing left" and exited cleanly
+        assert "workers exited with [0]" in (logs / f"{task}_0_log.out").read_text()
+
+    status = _ablate(["status", "digits_launch", "--db", pg_url], slurm_conf)
+    assert status.returncode == 0, status.stderr
+    assert f"slurm job {job} (3 task(s): {job}_0, {job}_1, {job}_2), submitted" in status.stdout
+
+
+@pytest.mark.usefixtures("no_jobs_left")
+def test_task_cancelled_mid_trial_hands_it_back_and_it_resumes_from_its_checkpoint(
+    slurm_conf: str, pg_url: str, runs: Path
+) -> None:
+    launched = _launch("digits_resume", "tasks=2,time=5", pg_url, runs, slurm_conf)
+    assert launched.returncode == 0, launched.stderr
+    job = _job_of(launched.stdout)
+
+    # A running trial a few epochs in, as `ablate status` shows it: with the task that runs it.
+    seen: dict[str, object] = {}
+
+    def a_trial_is_three_epochs_in() -> bool:
+        out = _ablate(["status", "digits_resume", "--db", pg_url, "--json"], slurm_conf).stdout
+        running = [r for r in json.loads(out)["running"] if (r["epoch"] or 0) >= 3]
+        if running:
+            seen.update(running[0])
+        return bool(running)
+
+    _wait("a trial to reach epoch 3", a_trial_is_three_epochs_in, 90)
+    task = str(seen["job"])
+    assert task.startswith(f"{job}_") and str(seen["worker"]).startswith(f"slurm-{task}-")
+    number = int(seen["number"])  # type: ignore[call-overload]
+    cancelled_at = datetime.now(UTC)
+    _slurm(["scancel", task], slurm_conf)
+
+    _wait("the other task to finish the study", lambda: not _queue(slurm_conf), 120)
+    assert _statuses("digits_resume", pg_url) == {0: "completed", 1: "completed"}
+    trials = check_completed_trials("digits_resume", pg_url).set_index("number")
+    # The cancelled task's worker handed the trial back (claimed twice, not failed), and a worker
+    # of the other task finished it.
+    assert trials.loc[number, "attempt"] == 2
+    assert not str(trials.loc[number, "worker"]).startswith(f"slurm-{task}-")
+    assert pd.isna(trials.loc[number, "restart_reason"])  # resumed, not started over
+    # Resumed, not retrained: the epochs after the cancel start past epoch 1, each epoch once.
+    epochs = load_epochs("digits_resume", db=pg_url)
+    mine = epochs[epochs["trial_id"] == trials.loc[number, "trial_id"]]
+    assert sorted(mine["epoch"]) == list(range(1, 31))
+    after = mine[mine["recorded_at"] > cancelled_at]
+    assert len(after) and int(after["epoch"].min()) > 3, sorted(after["epoch"])
+    log = (runs.absolute() / "digits_resume" / "slurm" / f"{task}_0_log.out").read_text()
+    assert "workers exited with [143]" in log  # SIGTERM: handed back, not killed
+
+
+@pytest.mark.usefixtures("no_jobs_left")
+def test_cancel_stops_every_launch_of_the_study(slurm_conf: str, pg_url: str, runs: Path) -> None:
+    launched = _launch("digits_resume", "tasks=2,time=5", pg_url, runs, slurm_conf)
+    assert launched.returncode == 0, launched.stderr
+    job = _job_of(launched.stdout)
+    _wait("the tasks to start", lambda: f"{job}_0" in _queue(slurm_conf), 30)
+
+    cancelled = _ablate(["launch", "--cancel", "digits_resume", "--db", pg_url], slurm_conf)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout.strip() == f"digits_resume: cancelled slurm job {job}."
+    _wait("SLURM to end the cancelled tasks", lambda: not _queue(slurm_conf), 60)
+    with psycopg.connect(_libpq(pg_url)) as conn:
+        (n,) = conn.execute("SELECT count(*) FROM launches WHERE cancelled_at IS NOT NULL").fetchone() or (0,)
+    assert n == 1
+    # No trial is left claimed by a cancelled worker: each handed its trial back.
+    assert "running" not in _statuses("digits_resume", pg_url).values()
+    again = _ablate(["launch", "--cancel", "digits_resume", "--db", pg_url], slurm_conf)
+    assert again.returncode == 0 and "no launch left to cancel" in again.stdout
+
+
+@pytest.mark.parametrize(
+    ("options", "db", "expected"),
+    [
+        ("tasks=2,partitoin=gpu", "pg", "unknown key 'partitoin'; did you mean 'partition'?"),
+        ("partition=nosuch", "pg", "partition='nosuch' does not exist (partitions: debug)"),
+        ("tasks=0", "pg", "tasks=0: must be at least 1"),
+        ("tasks=2", "sqlite", "cannot share a SQLite file safely"),
+        ("tasks=2", "postgresql://postgres:s3cret@127.0.0.1:1/test", "postgres:***@127.0.0.1:1/test does not answer from here"),
+    ],
+)
+def test_bad_launch_is_one_line_exit_2_and_claims_nothing(
+    slurm_conf: str, pg_url: str, sqlite_url: str, runs: Path, options: str, db: str, expected: str
+) -> None:
+    url = {"pg": pg_url, "sqlite": sqlite_url}.get(db, db)
+    before = _queue(slurm_conf)
+    refused = _launch("digits_launch", options, url, runs, slurm_conf)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], refused.stderr
+    assert "s3cret" not in refused.stdout + refused.stderr
+    assert _queue(slurm_conf) == before  # nothing submitted
+    if db == "pg":  # nothing planned, so nothing can have been claimed
+        with psycopg.connect(_libpq(pg_url)) as conn:
+            tables = conn.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'trials'"
+            ).fetchone()
+            if tables and tables[0]:
+                (n,) = conn.execute("SELECT count(*) FROM trials").fetchone() or (0,)
+                assert n == 0
+    assert not (runs / "digits_launch").exists()
+
+
+def _libpq(url: str) -> str:
+    """The SQLAlchemy test URL as psycopg takes it."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1).replace("%3D", "=")
