@@ -160,7 +160,7 @@ def test_cancel_stops_every_launch_of_the_study(slurm_conf: str, pg_url: str, ru
     launched = _launch("digits_resume", "tasks=2,time=5", pg_url, runs, slurm_conf)
     assert launched.returncode == 0, launched.stderr
     job = _job_of(launched.stdout)
-    _wait("the tasks to start", lambda: f"{job}_0" in _queue(slurm_conf), 30)
+    _wait("both trials to be running", lambda: list(_statuses("digits_resume", pg_url).values()) == ["running"] * 2, 90)
 
     cancelled = _ablate(["launch", "--cancel", "digits_resume", "--db", pg_url], slurm_conf)
     assert cancelled.returncode == 0, cancelled.stderr
@@ -169,8 +169,8 @@ def test_cancel_stops_every_launch_of_the_study(slurm_conf: str, pg_url: str, ru
     with psycopg.connect(_libpq(pg_url)) as conn:
         (n,) = conn.execute("SELECT count(*) FROM launches WHERE cancelled_at IS NOT NULL").fetchone() or (0,)
     assert n == 1
-    # No trial is left claimed by a cancelled worker: each handed its trial back.
-    assert "running" not in _statuses("digits_resume", pg_url).values()
+    # No trial is left claimed by a cancelled worker: each handed its trial back, to resume later.
+    assert _statuses("digits_resume", pg_url) == {0: "queued", 1: "queued"}
     again = _ablate(["launch", "--cancel", "digits_resume", "--db", pg_url], slurm_conf)
     assert again.returncode == 0 and "no launch left to cancel" in again.stdout
 
