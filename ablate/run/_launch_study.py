@@ -36,7 +36,7 @@ class Launched:
 
 def _refuse_sqlite_and_unreachable(db: str | None) -> tuple[str, Any]:
     """The database's full URL and an open store; LaunchError for SQLite or no answer."""
-    from ablate.store import ResultStore, mask_url, resolve_url
+    from ablate.store import ResultStore, mask_url, resolve_url, unreachable_reason
 
     url = resolve_url(db)
     full = url.render_as_string(hide_password=False)
@@ -45,12 +45,15 @@ def _refuse_sqlite_and_unreachable(db: str | None) -> tuple[str, Any]:
             f"--db {mask_url(url)}: workers on other nodes cannot share a SQLite file safely (file "
             "locks do not hold over network filesystems); use PostgreSQL: --db postgresql://user@host/db"
         )
+    reason = unreachable_reason(url)  # the driver's own words, before any query of the store
+    if reason is not None:
+        raise LaunchError(
+            f"database {mask_url(url)} does not answer from here ({reason}); the cluster's nodes must reach it too"
+        )
     try:
         store = ResultStore(full)
-        store.study_summaries()  # one query: opening alone may not have connected
     except AblateError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise LaunchError(f"database {mask_url(url)} does not answer from here: {first}") from None
+        raise LaunchError(str(e).strip().splitlines()[0]) from None
     return full, store
 
 

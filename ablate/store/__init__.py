@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ablate.store._engine import mask_url, resolve_url
+    from ablate.store._engine import mask_url, resolve_url, unreachable_reason
     from ablate.store._load import (
         ReadOnlyResults,
         list_studies,
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "mask_url": "ablate.store._engine",
     "resolve_url": "ablate.store._engine",
+    "unreachable_reason": "ablate.store._engine",
     "ReadOnlyResults": "ablate.store._load",
     "list_studies": "ablate.store._load",
     "load_artifacts": "ablate.store._load",
@@ -117,6 +118,7 @@ __all__ = [
     "run_read_only_query",
     "stamp_info",
     "study_summaries",
+    "unreachable_reason",
     "upgrade",
 ]
 
