@@ -41,10 +41,12 @@ class WorkerTask(submitit.helpers.Checkpointable):
     def __init__(self, request: LaunchRequest) -> None:
         self.request = request
         self._procs: list[subprocess.Popen[bytes]] = []
+        self._handing_back = False
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_procs"] = []  # processes stay on the node; a requeued task starts its own
+        state["_handing_back"] = False
         return state
 
     def __call__(self, index: int) -> list[int]:
@@ -72,7 +74,9 @@ class WorkerTask(submitit.helpers.Checkpointable):
             command = [sys.executable, "-m", "ablate", "worker", str(request.study_file), "--study", request.study]
             print(f"ablate: task {task_id} starts worker {env['ABLATE_WORKER']}", flush=True)
             self._procs.append(subprocess.Popen(command, env=env, preexec_fn=_ignore_preemption_signal))
-        codes = [p.wait() for p in self._procs]
+        while not all(_ended(p) for p in self._procs):
+            time.sleep(0.5)
+        codes = [int(p.returncode) for p in self._procs]
         print(f"ablate: task {task_id}: workers exited with {codes}", flush=True)
         # 0 done; 130/143 handed their trials back on a signal (scancel, a node stopping).
         bad = [c for c in codes if c not in (0, 128 + signal.SIGINT, 128 + signal.SIGTERM)]
@@ -81,18 +85,40 @@ class WorkerTask(submitit.helpers.Checkpointable):
         return codes
 
     def checkpoint(self, index: int) -> Any:
-        """Preempted or at the time limit: hand the trials back, then let submitit requeue us."""
-        print("ablate: preempted or at the time limit: workers hand their trials back", flush=True)
-        for p in self._procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
+        """Preempted or at the time limit: hand the trials back, then let submitit requeue us.
+
+        Runs in submitit's SIGUSR2 handler, maybe twice at once (SLURM signals the step, and
+        srun passes the signal on too): hence polling with our own waitpid, never
+        ``Popen.wait``, whose lock the interrupted call may hold.
+        """
+        if not self._handing_back:
+            self._handing_back = True
+            print("ablate: preempted or at the time limit: workers hand their trials back", flush=True)
+            for p in self._procs:
+                if not _ended(p):
+                    p.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + HAND_BACK_S
+        while not all(_ended(p) for p in self._procs) and time.monotonic() < deadline:
+            time.sleep(0.2)
         for p in self._procs:
-            try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
+            if not _ended(p):
                 p.kill()  # its trial's lease expires and another worker resumes it
         return submitit.helpers.DelayedSubmission(WorkerTask(self.request), index)
+
+
+def _ended(p: subprocess.Popen[bytes]) -> bool:
+    """Whether the worker process exited (reaped here, its exit code in ``returncode``)."""
+    if p.returncode is not None:
+        return True
+    try:
+        pid, status = os.waitpid(p.pid, os.WNOHANG)
+    except ChildProcessError:  # reaped already
+        p.returncode = p.returncode if p.returncode is not None else -1
+        return True
+    if pid == 0:
+        return False
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return True
 
 
 def _task_id(index: int) -> str:

@@ -63,6 +63,18 @@ def _statuses(study: str, db: str) -> dict[int, str]:
     return dict(zip(trials["number"].astype(int), trials["status"], strict=True))
 
 
+def _running_at_epoch(db: str, epoch: int) -> list[int]:
+    """Numbers of the running trials that have recorded ``epoch`` epochs (polled with one
+    query: an `ablate status` process per poll would slow the training it waits for)."""
+    with psycopg.connect(_libpq(db)) as conn:
+        rows = conn.execute(
+            "SELECT t.number FROM trials t WHERE t.status = 'running' AND "
+            "(SELECT max(e.epoch) FROM epochs e WHERE e.trial_id = t.id) >= %s ORDER BY t.number",
+            (epoch,),
+        ).fetchall()
+    return [int(n) for (n,) in rows]
+
+
 def _job_of(stdout: str) -> str:
     # "digits_launch: submitted slurm job 12 (3 task(s): 12_0, 12_1, 12_2)"
     line = next(line for line in stdout.splitlines() if "submitted slurm job" in line)
@@ -118,20 +130,15 @@ def test_task_cancelled_mid_trial_hands_it_back_and_it_resumes_from_its_checkpoi
     assert launched.returncode == 0, launched.stderr
     job = _job_of(launched.stdout)
 
-    # A running trial a few epochs in, as `ablate status` shows it: with the task that runs it.
-    seen: dict[str, object] = {}
-
-    def a_trial_is_three_epochs_in() -> bool:
-        out = _ablate(["status", "digits_resume", "--db", pg_url, "--json"], slurm_conf).stdout
-        running = [r for r in json.loads(out)["running"] if (r["epoch"] or 0) >= 3]
-        if running:
-            seen.update(running[0])
-        return bool(running)
-
-    _wait("a trial to reach epoch 3", a_trial_is_three_epochs_in, 90)
+    _wait("a trial to reach epoch 2", lambda: _running_at_epoch(pg_url, 2), 90)
+    number = _running_at_epoch(pg_url, 2)[0]
+    # `ablate status` shows the task that runs it, next to its worker.
+    out = _ablate(["status", "digits_resume", "--db", pg_url, "--json"], slurm_conf).stdout
+    seen = next(r for r in json.loads(out)["running"] if r["number"] == number)
     task = str(seen["job"])
     assert task.startswith(f"{job}_") and str(seen["worker"]).startswith(f"slurm-{task}-")
-    number = int(seen["number"])  # type: ignore[call-overload]
+    table = _ablate(["status", "digits_resume", "--db", pg_url], slurm_conf).stdout
+    assert "job" in table.splitlines()[2] and task in table
     cancelled_at = datetime.now(UTC)
     _slurm(["scancel", task], slurm_conf)
 
@@ -148,11 +155,48 @@ def test_task_cancelled_mid_trial_hands_it_back_and_it_resumes_from_its_checkpoi
             "SELECT epoch, recorded_at FROM epochs WHERE trial_id = %s ORDER BY epoch",
             (int(trials.loc[number, "trial_id"]),),
         ).fetchall()
-    assert [e for e, _ in rows] == list(range(1, 16))
+    assert [e for e, _ in rows] == list(range(1, int(trials.loc[number, "epochs_run"]) + 1))
     after = [e for e, at in rows if at > cancelled_at]
-    assert after and min(after) > 3, after
+    assert after and min(after) > 2, after
     log = (runs.absolute() / "digits_resume" / "slurm" / f"{task}_0_log.out").read_text()
     assert "workers exited with [143]" in log  # SIGTERM: handed back, not killed
+
+
+@pytest.mark.usefixtures("no_jobs_left")
+def test_preempted_task_hands_its_trial_back_and_is_requeued_by_submitit(
+    slurm_conf: str, pg_url: str, runs: Path
+) -> None:
+    launched = _launch("digits_resume", "tasks=1,time=5", pg_url, runs, slurm_conf)
+    assert launched.returncode == 0, launched.stderr
+    job = _job_of(launched.stdout)
+
+    _wait("a trial to reach epoch 2", lambda: _running_at_epoch(pg_url, 2), 90)
+    # What SLURM sends 90 s before the time limit or on preemption (#SBATCH --signal=USR2@90).
+    preempted_at = datetime.now(UTC)
+    _slurm(["scancel", "--signal=USR2", job], slurm_conf)
+
+    def requeued() -> bool:
+        state = _slurm(["squeue", "--noheader", "--jobs", job, "--format=%T"], slurm_conf).strip()
+        return state == "PENDING"
+
+    _wait("submitit to requeue the task", requeued, 60)
+    # SLURM holds a requeued job for two minutes; the test does not wait for that.
+    _slurm(["scontrol", "update", f"jobid={job}", "StartTime=now"], slurm_conf)
+    _wait("the requeued task to finish the study", lambda: not _queue(slurm_conf), 120)
+
+    assert _statuses("digits_resume", pg_url) == {0: "completed", 1: "completed"}
+    trials = check_completed_trials("digits_resume", pg_url).set_index("number")
+    assert sorted(trials["attempt"]) == [1, 2]  # the preempted trial claimed again, once
+    number = int(trials["attempt"].idxmax())
+    with psycopg.connect(_libpq(pg_url)) as conn:
+        rows = conn.execute(
+            "SELECT epoch, recorded_at FROM epochs WHERE trial_id = %s ORDER BY epoch",
+            (int(trials.loc[number, "trial_id"]),),
+        ).fetchall()
+    after = [e for e, at in rows if at > preempted_at]
+    assert after and min(after) > 2, after  # resumed from its checkpoint, not from epoch 1
+    log = (runs.absolute() / "digits_resume" / "slurm" / f"{job}_0_log.out").read_text()
+    assert f"Requeued job {job}" in log
 
 
 @pytest.mark.usefixtures("no_jobs_left")
