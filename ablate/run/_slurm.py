@@ -181,7 +181,7 @@ class SlurmLauncher(Launcher):
             parameters["cpus_per_task"] = cpus
         try:
             executor.update_parameters(**parameters)
-            jobs = executor.map_array(WorkerTask(request), range(tasks))
+            jobs = executor.map_array(WorkerTask(request, gpus), range(tasks))
         except (ValueError, subprocess.CalledProcessError) as e:
             raise LaunchError(f"sbatch refused the job: {str(e).strip().splitlines()[-1]}") from None
         return [str(job.job_id) for job in jobs]

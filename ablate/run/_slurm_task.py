@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import submitit
@@ -24,9 +25,16 @@ from ablate.run._launch import LaunchRequest
 HAND_BACK_S = 60.0
 
 
-def _visible_gpus() -> list[str]:
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-    return [g.strip() for g in visible.split(",") if g.strip()]
+def worker_slots(gpus_per_task: int, environ: Mapping[str, str] = os.environ) -> list[str | None]:
+    """The CUDA_VISIBLE_DEVICES of each worker the task starts: one per GPU SLURM gave it.
+
+    SLURM sets CUDA_VISIBLE_DEVICES for the GPUs it allocated (gres); a cluster that does not
+    gets devices 0..N-1 of the ``gpus_per_task`` asked for. None: one worker, CPU (or all GPUs).
+    """
+    visible = [g.strip() for g in environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    if visible:
+        return list(visible)
+    return [str(i) for i in range(gpus_per_task)] or [None]
 
 
 def _ignore_preemption_signal() -> None:  # in each worker process, before it execs Python
@@ -38,8 +46,9 @@ def _ignore_preemption_signal() -> None:  # in each worker process, before it ex
 class WorkerTask(submitit.helpers.Checkpointable):
     """What one task of the array runs (pickled by submitit): the task's workers, until done."""
 
-    def __init__(self, request: LaunchRequest) -> None:
+    def __init__(self, request: LaunchRequest, gpus_per_task: int = 0) -> None:
         self.request = request
+        self.gpus_per_task = gpus_per_task
         self._procs: list[subprocess.Popen[bytes]] = []
         self._handing_back = False
 
@@ -51,8 +60,7 @@ class WorkerTask(submitit.helpers.Checkpointable):
 
     def __call__(self, index: int) -> list[int]:
         task_id = _task_id(index)
-        gpus = _visible_gpus()
-        slots: list[str | None] = list(gpus) if gpus else [None]
+        slots = worker_slots(self.gpus_per_task)
         cpus = int(os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("SLURM_CPUS_ON_NODE") or os.cpu_count() or 1)
         threads = max(1, cpus // len(slots))
         request = self.request
@@ -103,7 +111,7 @@ class WorkerTask(submitit.helpers.Checkpointable):
         for p in self._procs:
             if not _ended(p):
                 p.kill()  # its trial's lease expires and another worker resumes it
-        return submitit.helpers.DelayedSubmission(WorkerTask(self.request), index)
+        return submitit.helpers.DelayedSubmission(WorkerTask(self.request, self.gpus_per_task), index)
 
 
 def _ended(p: subprocess.Popen[bytes]) -> bool:

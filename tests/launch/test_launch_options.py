@@ -50,3 +50,20 @@ def test_importing_ablate_and_its_launchers_does_not_import_submitit() -> None:
         "assert 'submitit' not in sys.modules, 'submitit imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], env=clean_env(), check=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("gpus_per_task", "visible", "slots"),
+    [
+        (0, None, [None]),  # a CPU node: one worker
+        (2, "3,5", ["3", "5"]),  # the GPUs SLURM allocated, one worker each
+        (4, "1", ["1"]),  # what SLURM says wins over what was asked for
+        (2, None, ["0", "1"]),  # a cluster without gres: the first N devices
+        (0, "", [None]),
+    ],
+)
+def test_each_task_runs_one_worker_per_gpu_it_holds(gpus_per_task: int, visible: str | None, slots: list[str | None]) -> None:
+    from ablate.run._slurm_task import worker_slots
+
+    environ = {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible}
+    assert worker_slots(gpus_per_task, environ) == slots
