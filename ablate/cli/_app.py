@@ -16,7 +16,7 @@ from ablate.version import __version__
 
 # The order a user meets the commands in: declare, run, watch, read; then the reference ones.
 WORKFLOW_ORDER = (
-    "plan", "run", "worker", "status", "dashboard", "retry", "report", "sql", "ls", "export", "db",
+    "plan", "run", "worker", "launch", "status", "dashboard", "retry", "report", "sql", "ls", "export", "db",
     "fields", "models",
 )  # fmt: skip
 

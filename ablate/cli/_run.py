@@ -189,12 +189,21 @@ def status(
     console = Console()
     console.print(f"[bold]{escape(s.study)}[/bold]: " + ", ".join(f"{s.counts.get(k, 0)} {k}" for k in order))
     if s.running:
-        table = Table("trial", "seed", "worker", "epoch", "last heartbeat")
+        launched = any(r.job for r in s.running)
+        table = Table("trial", "seed", "worker", *(["job"] if launched else []), "epoch", "last heartbeat")
         for r in s.running:
             epoch = f"{r.epoch or 0}/{r.epochs}" if r.epochs else str(r.epoch or 0)
             age = f"{r.lease_age_s:.0f} s ago" if r.lease_age_s is not None else "-"
-            table.add_row(str(r.number), str(r.seed), escape(r.worker or "-"), epoch, age)
+            job = [escape(r.job or "-")] if launched else []
+            table.add_row(str(r.number), str(r.seed), escape(r.worker or "-"), *job, epoch, age)
         console.print(table)
+    for launch in s.launches:
+        state = "cancelled" if launch.cancelled else "submitted"
+        console.print(
+            f"{launch.launcher} job {escape(launch.job_id)} ({len(launch.task_ids)} task(s): "
+            f"{escape(', '.join(launch.task_ids))}), {state} {launch.submitted_at or ''}".rstrip(),
+            highlight=False,
+        )
     for number, line in s.failures:
         console.print(f"[red]trial {number} failed[/red]: {escape(line)}", highlight=False)
     if s.failures:

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from ablate.run._adaptive import PruningCheck, PruningHistory, make_proposer
     from ablate.run._dispatch import RunOutcome, load_study_for_worker, retry_trials, run_study
     from ablate.run._folders import trial_dir
+    from ablate.run._launch_study import Launched, cancel_launches, launch_study
     from ablate.run._prepare import PlannedStudy, plan_trials, smoke_study
     from ablate.run._progress import format_duration, make_progress
     from ablate.run._status import StudyStatus, study_status
@@ -42,11 +43,15 @@ _WHERE = {
     "run_worker": "ablate.run._worker",
     "stop_exit_code": "ablate.run._worker",
     "trial_dir": "ablate.run._folders",
+    "Launched": "ablate.run._launch_study",
+    "cancel_launches": "ablate.run._launch_study",
+    "launch_study": "ablate.run._launch_study",
     "WarmStartSource": "ablate.run._warm_start",
     "plan_warm_starts": "ablate.run._warm_start",
 }
 
 __all__ = [
+    "Launched",
     "PlannedStudy",
     "PruningCheck",
     "PruningHistory",
@@ -55,7 +60,9 @@ __all__ = [
     "WarmStartSource",
     "WorkerOptions",
     "WorkerSummary",
+    "cancel_launches",
     "format_duration",
+    "launch_study",
     "load_study_for_worker",
     "make_progress",
     "make_proposer",

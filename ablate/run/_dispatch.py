@@ -238,8 +238,12 @@ def run_study(
     runs_dir: Path | None = None,
     lease_s: float | None = None,
     overrides: Mapping[str, Any] | None = None,
+    plan_only: bool = False,
 ) -> list[RunOutcome]:
     """Register, plan and run the studies of a file (or the one named); return what happened.
+
+    ``plan_only`` registers and plans without running a trial here: ``ablate launch``, whose
+    workers run on a scheduler's nodes.
 
     ``overrides`` (``--set``) replace base fields; when that makes the base differ from the
     registered one, the run starts a new version of the study instead of refusing.
@@ -295,8 +299,11 @@ def run_study(
             options.runs_dir = runs_dir
         if lease_s is not None:
             options.lease_s = lease_s
-        n_workers = _workers_for(study, specs, workers, planned - done, max_trials)
-        summary = run_workers(store, study, source, db, options, n_workers, planned, done)
+        if plan_only:
+            summary = WorkerSummary(stopped_by="plan only")
+        else:
+            n_workers = _workers_for(study, specs, workers, planned - done, max_trials)
+            summary = run_workers(store, study, source, db, options, n_workers, planned, done)
         outcomes.append(
             RunOutcome(study.name, store.display_url, planned, added, summary, store.status_counts(study.name))
         )

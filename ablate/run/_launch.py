@@ -77,6 +77,14 @@ class Launcher(ABC):
     def cancel(self, ids: list[str], options: Mapping[str, str]) -> None:
         """Stop what :meth:`submit` started; ids already gone are not an error."""
 
+    def job_id(self, ids: list[str]) -> str:
+        """One id for the whole launch, as the engine's users know it (SLURM: the array's)."""
+        return ids[0] if len(ids) == 1 else ",".join(ids)
+
+    def log_dir(self, request: LaunchRequest, options: Mapping[str, str]) -> Path | None:
+        """Where the engine writes the workers' output, if ablate knows: printed at launch."""
+        return None
+
 
 _LAUNCHERS: dict[str, type[Launcher]] = {}
 L = TypeVar("L", bound=type[Launcher])
@@ -103,7 +111,7 @@ def launcher_names() -> list[str]:
 
 # The built-in launchers, one module each, registering themselves when imported; those modules
 # import submitit or Ray inside their methods only, so listing launchers imports neither.
-_BUILTIN_MODULES: tuple[str, ...] = ()
+_BUILTIN_MODULES: tuple[str, ...] = ("ablate.run._slurm",)
 
 
 def _import_builtin_launchers() -> None:

@@ -14,6 +14,17 @@ class RunningTrial:
     epoch: int | None
     epochs: int | None
     lease_age_s: float | None
+    # The launcher's id of the job running this worker ("1234_0"), when `ablate launch` started it.
+    job: str | None = None
+
+
+@dataclass
+class LaunchStatus:
+    launcher: str
+    job_id: str
+    task_ids: list[str]
+    submitted_at: str | None
+    cancelled: bool
 
 
 @dataclass
@@ -23,6 +34,7 @@ class StudyStatus:
     running: list[RunningTrial] = field(default_factory=list)
     failures: list[tuple[int, str]] = field(default_factory=list)
     eta_s: float | None = None
+    launches: list[LaunchStatus] = field(default_factory=list)
 
 
 def _age(ts: datetime | None, now: datetime) -> float | None:
@@ -47,11 +59,15 @@ def study_status(db: str | None, name: str) -> StudyStatus:
         progress = read_study_progress(opened, name)
     now = datetime.now(UTC)
     status = StudyStatus(name, dict(progress.counts))
+    for launcher, job_id, task_ids, at, cancelled in progress.launches:
+        status.launches.append(
+            LaunchStatus(launcher, job_id, task_ids, at.isoformat(timespec="seconds") if at else None, cancelled is not None)
+        )
     for number, seed, worker, config, heartbeat_at, epoch in progress.running:
         status.running.append(
             RunningTrial(
                 number=number, seed=seed, worker=worker, epoch=epoch, epochs=config.get("epochs"),
-                lease_age_s=_age(heartbeat_at, now),
+                lease_age_s=_age(heartbeat_at, now), job=_job_of(worker, progress.launches),
             )
         )  # fmt: skip
     for number, error in progress.failures:
@@ -66,3 +82,12 @@ def study_status(db: str | None, name: str) -> StudyStatus:
     if progress.mean_duration_s is not None and left:
         status.eta_s = progress.mean_duration_s * left / max(1, len(status.running))
     return status
+
+
+def _job_of(worker: str | None, launches: list[tuple[str, str, list[str], datetime | None, datetime | None]]) -> str | None:
+    """The launched task running ``worker``: launchers name their workers "<launcher>-<task id>-..."."""
+    for launcher, _job, task_ids, _at, _cancelled in reversed(launches):
+        for task in task_ids:
+            if worker and worker.startswith(f"{launcher}-{task}-"):
+                return task
+    return None

@@ -103,7 +103,11 @@ class Progress(Protocol):
 class WorkerOptions:
     """How one worker runs: identity, limits and where checkpoints go."""
 
-    worker: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    # $ABLATE_WORKER: a launcher names its workers after its jobs ("slurm-1234_0-node7-g0"),
+    # so that `ablate status` can tell which job runs which trial.
+    worker: str = field(
+        default_factory=lambda: os.environ.get("ABLATE_WORKER") or f"{socket.gethostname()}-{os.getpid()}"
+    )
     lease_s: float = field(default_factory=lambda: float(os.environ.get("ABLATE_LEASE_S", DEFAULT_LEASE_S)))
     max_trials: int | None = None
     budget_s: float | None = None

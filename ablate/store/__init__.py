@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ablate.store._engine import mask_url, resolve_url
+    from ablate.store._engine import mask_url, resolve_url, unreachable_reason
     from ablate.store._load import (
         ReadOnlyResults,
         list_studies,
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ablate.store._records import (
         ClaimedTrial,
         EnvironmentRecord,
+        LaunchRecord,
         StoredTrial,
         StudyInfo,
         TrialRecord,
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "mask_url": "ablate.store._engine",
     "resolve_url": "ablate.store._engine",
+    "unreachable_reason": "ablate.store._engine",
     "ReadOnlyResults": "ablate.store._load",
     "list_studies": "ablate.store._load",
     "load_artifacts": "ablate.store._load",
@@ -72,6 +74,7 @@ _WHERE = {
     "StudyProgress": "ablate.store._readonly",
     "ClaimedTrial": "ablate.store._records",
     "EnvironmentRecord": "ablate.store._records",
+    "LaunchRecord": "ablate.store._records",
     "StoredTrial": "ablate.store._records",
     "StudyInfo": "ablate.store._records",
     "TrialRecord": "ablate.store._records",
@@ -87,6 +90,7 @@ __all__ = [
     "ClaimedTrial",
     "EnvironmentRecord",
     "Epoch",
+    "LaunchRecord",
     "QueryResult",
     "QueryStream",
     "ReadOnlyConnection",
@@ -114,6 +118,7 @@ __all__ = [
     "run_read_only_query",
     "stamp_info",
     "study_summaries",
+    "unreachable_reason",
     "upgrade",
 ]
 

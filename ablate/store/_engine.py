@@ -398,3 +398,19 @@ def _dispose_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_dispose_in_child)
+
+
+def unreachable_reason(url: URL) -> str | None:
+    """None when the database answers a connection, else the driver's first line (password
+    scrubbed): for refusing early (``ablate launch``) rather than on the first query."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    engine = make_engine(url)
+    try:
+        with engine.connect():
+            return None
+    except SQLAlchemyError as e:
+        lines = str(getattr(e, "orig", None) or e).strip().splitlines()
+        return scrub(lines[0] if lines else type(e).__name__, url)
+    finally:
+        engine.dispose()

@@ -264,3 +264,24 @@ class Environment(Base):
     platform: Mapped[str | None] = mapped_column(String(255))
     extra: Mapped[dict[str, Any] | None]
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Launch(Base):
+    """One ``ablate launch`` of a study's workers on a scheduler (SLURM job array, Ray actors)."""
+
+    __tablename__ = "launches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    launcher: Mapped[str] = mapped_column(String(32))  # "slurm", "ray"
+    # The engine's id of the whole launch: the SLURM array job id, the Ray job's name.
+    job_id: Mapped[str] = mapped_column(String(255))
+    # The ids of what was started, as the engine names them ("1234_0", "1234_1"; actor names),
+    # so that `ablate status` can match them to the workers they run.
+    task_ids: Mapped[list[Any]]
+    # The --slurm/--ray KEY=VALUE options as given (no secret is among them).
+    options: Mapped[dict[str, Any]]
+    # Where the engine writes the tasks' logs (submitit's folder), when it has one.
+    log_dir: Mapped[str | None] = mapped_column(Text)
+    submitted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    cancelled_at: Mapped[datetime | None]

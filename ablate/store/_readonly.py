@@ -16,7 +16,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -282,6 +282,8 @@ class StudyProgress:
     running: list[tuple[int, int, str | None, dict[str, Any], datetime | None, int | None]]
     failures: list[tuple[int, str | None]]  # (number, error text) of each failed trial
     mean_duration_s: float | None  # of the completed trials
+    # (launcher, job id, task ids, submitted_at, cancelled_at) of each `ablate launch`, oldest first
+    launches: list[tuple[str, str, list[str], datetime | None, datetime | None]] = field(default_factory=list)
 
 
 def read_study_progress(opened: ReadOnlyConnection, name: str) -> StudyProgress:
@@ -324,9 +326,21 @@ def read_study_progress(opened: ReadOnlyConnection, name: str) -> StudyProgress:
             (study_id,),
         )
         (mean,) = cursor.fetchone()
+        # Every version's launches: a job started for version 1 may still run its workers.
+        cursor.execute(
+            "SELECT l.launcher, l.job_id, l.task_ids, l.submitted_at, l.cancelled_at FROM launches l "
+            f"JOIN studies s ON s.id = l.study_id WHERE s.name = {mark} ORDER BY l.id",
+            (name,),
+        )
+        launches = [
+            (str(launcher), str(job), [str(t) for t in decoded(tasks) or []], utc(at), utc(cancelled))
+            for launcher, job, tasks, at, cancelled in cursor.fetchall()
+        ]
     finally:
         cursor.close()
-    return StudyProgress(name, _json(definition), counts, running, failures, None if mean is None else float(mean))
+    return StudyProgress(
+        name, _json(definition), counts, running, failures, None if mean is None else float(mean), launches
+    )
 
 
 def _json(value: Any) -> dict[str, Any]:

@@ -126,3 +126,17 @@ def config_from_json(data: dict[str, Any], *, trial_id: int) -> TrialConfig:
             "ablate does not know; upgrade ablate or re-run the study as a new version"
         )
     return TrialConfig(**data)
+
+
+@dataclass(frozen=True)
+class LaunchRecord:
+    """One ``ablate launch``: the scheduler job that runs a study's workers."""
+
+    launch_id: int
+    launcher: str  # "slurm", "ray"
+    job_id: str
+    task_ids: list[str]
+    options: dict[str, str]
+    log_dir: str | None
+    submitted_at: datetime
+    cancelled_at: datetime | None

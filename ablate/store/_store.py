@@ -61,6 +61,7 @@ from ablate.store._models import (
     Artifact,
     Environment,
     Epoch,
+    Launch,
     Study,
     Trial,
     TrialParam,
@@ -70,6 +71,7 @@ from ablate.store._readonly import Rows, driver_rows, study_summaries
 from ablate.store._records import (
     ClaimedTrial,
     EnvironmentRecord,
+    LaunchRecord,
     StoredTrial,
     StudyInfo,
     TrialRecord,
@@ -575,6 +577,59 @@ class ResultStore(StudyReading):
             return _rowcount(result)
 
         return self._transact(op, doing=f"requeueing trials of study {study_name!r}")
+
+    # ------------------------------------------------------------------ launches
+    def record_launch(
+        self, study_name: str, launcher: str, job_id: str, task_ids: Sequence[str],
+        options: Mapping[str, str], log_dir: str | None = None,
+    ) -> int:
+        """Remember what ``ablate launch`` submitted for the study's current version; its id."""
+
+        def op(session: Session) -> int:
+            row = self._study_row(session, study_name)
+            launch = Launch(
+                study_id=row.id, launcher=launcher, job_id=job_id, task_ids=list(task_ids),
+                options=dict(options), log_dir=log_dir, submitted_at=self._now(session),
+            )  # fmt: skip
+            session.add(launch)
+            session.flush()
+            return int(launch.id)
+
+        return self._transact(op, doing=f"recording a launch of study {study_name!r}")
+
+    def launches(self, study_name: str, *, active_only: bool = False) -> list[LaunchRecord]:
+        """The launches of every version of the study, oldest first (``active_only``: those
+        not cancelled)."""
+
+        def op(session: Session) -> list[LaunchRecord]:
+            self._study_row(session, study_name)  # the usual error when there is no such study
+            query = (
+                select(Launch).join(Study, Study.id == Launch.study_id)
+                .where(Study.name == study_name).order_by(Launch.id)
+            )  # fmt: skip
+            if active_only:
+                query = query.where(Launch.cancelled_at.is_(None))
+            return [
+                LaunchRecord(
+                    launch_id=r.id, launcher=r.launcher, job_id=r.job_id, task_ids=[str(t) for t in r.task_ids],
+                    options={str(k): str(v) for k, v in r.options.items()}, log_dir=r.log_dir,
+                    submitted_at=r.submitted_at, cancelled_at=r.cancelled_at,
+                )
+                for r in session.scalars(query)
+            ]
+
+        return self._transact(op, write=False, doing=f"reading the launches of study {study_name!r}")
+
+    def mark_launch_cancelled(self, launch_id: int) -> None:
+        """Record that the launch's jobs were cancelled (``ablate launch --cancel``)."""
+
+        def op(session: Session) -> None:
+            session.execute(
+                update(Launch).where(Launch.id == launch_id, Launch.cancelled_at.is_(None))
+                .values(cancelled_at=self._now(session))
+            )  # fmt: skip
+
+        self._transact(op, doing=f"marking launch {launch_id} cancelled")
 
     # ------------------------------------------------------------------ reading
     def load_study(self, name: str) -> StudyInfo:
