@@ -142,7 +142,7 @@ def _existing_address(address: str | None) -> str | None:
 
     try:
         # Ray's own lookup, the one ray.init(address="auto") uses.
-        found = get_ray_address_from_environment(address, None)
+        found = get_ray_address_from_environment(address, None)  # type: ignore[arg-type]  # None: look it up
     except ConnectionError:
         found = None
     if found is None and address == "auto":
@@ -173,7 +173,8 @@ def _start_local_cluster() -> str:
     """Start a Ray head node on this machine that outlives this process; return its address."""
     cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--include-dashboard=false",
            "--disable-usage-stats"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    # A session of its own: the cluster outlives this command and the terminal it ran in.
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False, start_new_session=True)
     address = _existing_address(None)
     if proc.returncode != 0 or address is None:
         last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]

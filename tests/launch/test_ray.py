@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,12 +57,19 @@ def _alive_in_group(pgid: int) -> list[str]:
 def ray_address() -> Iterator[str]:
     """A one-node Ray cluster of 2 CPUs on 127.0.0.1, its processes in a group of their own."""
     port = _free_port()
+    # Every port Ray would take by default chosen free, and a folder of its own: a second
+    # cluster on the machine (a test run in parallel) does not collide with this one.
+    ports = [f"--{name}-port={_free_port()}" for name in (
+        "dashboard-agent-listen", "dashboard-agent-grpc", "metrics-export",
+        "node-manager", "object-manager", "runtime-env-agent",
+    )]
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit
     # The actors import ablate from this checkout, as the nodes of a real cluster import the
     # installed one: the raylet passes its environment on to them.
     start = subprocess.Popen(
-        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", f"--port={port}",
-         "--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false",
-         "--disable-usage-stats", "--object-store-memory=100000000"],
+        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", f"--port={port}", *ports,
+         f"--temp-dir={temp_dir}", "--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=0",
+         "--include-dashboard=false", "--disable-usage-stats", "--object-store-memory=100000000"],
         env=clean_env(RAY_ADDRESS=""), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )
@@ -71,16 +80,21 @@ def ray_address() -> Iterator[str]:
         yield f"127.0.0.1:{port}"
     finally:
         # `ray stop` would end every Ray process of the machine: end only this group.
-        for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+        for sig, wait_s in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 10.0)):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, sig)
             deadline = time.monotonic() + wait_s
             while _alive_in_group(pgid) and time.monotonic() < deadline:
                 time.sleep(0.2)
-        current = Path("/tmp/ray/ray_current_cluster")  # so that no later lookup finds a dead one
-        with contextlib.suppress(OSError):
-            if str(port) in current.read_text():
-                current.unlink()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _register(db: str, **overrides: Any) -> None:
@@ -163,7 +177,7 @@ def test_a_killed_ray_worker_loses_no_trial(ray_address: str, pg_url: str, tmp_p
     (actor_pid, worker_pid), = [p for p in pids.values() if victim["worker"].endswith(f"-{p[1]}")]
     os.kill(actor_pid, signal.SIGKILL)  # the Ray worker dies as with its node: no clean-up at all
     # ... and its ablate worker with it: nothing keeps training the trial
-    _wait("the actor's worker ending", lambda: not Path(f"/proc/{worker_pid}").exists(), timeout_s=10)
+    _wait("the actor's worker ending", lambda: not _running(worker_pid), timeout_s=10)
     before = _epochs_recorded(pg_url)[int(victim["trial_id"])]
     assert len(before) < 30, "the trial finished before its worker was killed"
 
