@@ -34,7 +34,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ablate.errors import LaunchError
 from ablate.run._launch import Launcher, LaunchRequest, register_launcher
@@ -153,6 +153,15 @@ def _existing_address(address: str | None) -> str | None:
     return str(found) if found else None
 
 
+def _default_address() -> str | None:
+    """Without ``address=``: $RAY_ADDRESS, else the cluster `ray start` last started here if it
+    still answers (one ended without `ray stop` leaves its address behind), else None: start one."""
+    found = _existing_address(None)
+    if found is None or os.environ.get("RAY_ADDRESS") or _answers(found):
+        return found
+    return None
+
+
 @contextlib.contextmanager
 def _connected(address: str, namespace: str) -> Iterator[Any]:
     """Ray, connected to the cluster at ``address`` (probed first) for the block."""
@@ -171,14 +180,19 @@ def _connected(address: str, namespace: str) -> Iterator[Any]:
 
 def _start_local_cluster() -> str:
     """Start a Ray head node on this machine that outlives this process; return its address."""
-    cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--include-dashboard=false",
-           "--disable-usage-stats"]
+    # A free port, not Ray's default 6379: that is Redis's too, and often taken.
+    with socket.socket() as s:
+        s.bind(("", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", f"--port={port}",
+           "--include-dashboard=false", "--disable-usage-stats"]
     # A session of its own: the cluster outlives this command and the terminal it ran in.
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False, start_new_session=True)
     address = _existing_address(None)
     if proc.returncode != 0 or address is None:
-        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise LaunchError(f"could not start a local Ray cluster (ray start --head): {last[0]}")
+        lines = (proc.stderr + proc.stdout).strip().splitlines() or ["no output"]
+        why = next((ln for ln in reversed(lines) if "Error" in ln), lines[-1]).strip()
+        raise LaunchError(f"could not start a local Ray cluster (ray start --head --port={port}): {why}")
     print(f"started a local Ray cluster at {address} (`ray stop` ends it)", flush=True)
     return address
 
@@ -328,7 +342,7 @@ def ray_worker_pids(ids: list[str]) -> dict[str, tuple[int, int]]:
 @register_launcher
 class RayLauncher(Launcher):
     name = "ray"
-    keys = {
+    keys: ClassVar[Mapping[str, str]] = {
         "address": "the Ray cluster: HOST:PORT of its head, or auto ($RAY_ADDRESS, else the "
         "one `ray start` started here); default: that one, else a new local cluster",
         "workers": "how many workers (Ray actors); default: as many as the cluster holds at once",
@@ -339,17 +353,19 @@ class RayLauncher(Launcher):
 
     def check(self, options: Mapping[str, str]) -> None:
         opts = _options(options)
-        address = _existing_address(opts.address)
+        address = _existing_address(opts.address) if opts.address else _default_address()
         if address is None:  # submit starts a local cluster: nothing to ask yet
             return
-        how = "" if address == opts.address else f" (address={opts.address or 'default'})"
+        how = "" if address == opts.address else (
+            " (from $RAY_ADDRESS)" if os.environ.get("RAY_ADDRESS") else " (the one `ray start` last started here)"
+        )
         _probe(address, how=how)
         with _connected(address, opts.namespace) as ray:
             _fit(opts, _nodes_resources(ray))
 
     def submit(self, request: LaunchRequest, options: Mapping[str, str]) -> list[str]:
         opts = _options(options)
-        address = _existing_address(opts.address) or _start_local_cluster()
+        address = (_existing_address(opts.address) if opts.address else _default_address()) or _start_local_cluster()
         request_abs = _absolute(request)
         token = secrets.token_hex(3)
         ids: list[str] = []

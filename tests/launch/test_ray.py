@@ -238,7 +238,7 @@ def test_an_address_that_does_not_answer_is_refused_at_once(pg_url: str, tmp_pat
     assert time.monotonic() - started < 10
     assert e.value.exit_code == 2 and "\n" not in str(e.value)
     monkeypatch.setenv("RAY_ADDRESS", dead)
-    with pytest.raises(LaunchError, match=rf"at {dead} \(address=auto\) does not answer"):
+    with pytest.raises(LaunchError, match=rf"at {dead} \(from \$RAY_ADDRESS\) does not answer"):
         launcher.check(launcher.parse_options("address=auto"))
     trials = load_trials(STUDY, db=pg_url)
     assert list(trials["status"]) == ["queued"] * 3 and list(trials["attempt"]) == [0] * 3  # none claimed
