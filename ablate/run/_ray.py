@@ -333,7 +333,7 @@ def ray_worker_pids(ids: list[str]) -> dict[str, tuple[int, int]]:
             for w in workers:
                 handle = _handle(ray, w)
                 if handle is not None:
-                    with contextlib.suppress(ray.exceptions.RayActorError):
+                    with contextlib.suppress(ray.exceptions.RayError):  # it died, or waits for room
                         pid, child = ray.get(handle.pids.remote(), timeout=30)
                         out[str(w)] = (int(pid), int(child))
     return out
@@ -398,14 +398,27 @@ class RayLauncher(Launcher):
                 continue
             with _connected(address, workers[0].namespace) as ray:
                 handles = [h for h in (_handle(ray, w) for w in workers) if h is not None]
+                if not handles:
+                    continue
+                # An actor still waiting for a free CPU or GPU has no worker to stop (asking it
+                # would wait for its creation): it is killed first, before the others free the
+                # room it waits for and it starts a worker.
+                probes = {h.__ray_ready__.remote(): h for h in handles}
+                ready, pending = ray.wait(list(probes), num_returns=len(probes), timeout=3)
+                for ref in pending:
+                    _kill(ray, probes[ref])
                 # Every worker signalled at once, then waited for: each hands its trial back.
-                stops = [h.stop.remote(HAND_BACK_S) for h in handles]
+                stops = [probes[ref].stop.remote(HAND_BACK_S) for ref in ready]
                 for ref in stops:
                     with contextlib.suppress(ray.exceptions.RayError):
                         ray.get(ref, timeout=HAND_BACK_S + 30)
-                for h in handles:
-                    with contextlib.suppress(ray.exceptions.RayError, ValueError):
-                        ray.kill(h, no_restart=True)
+                for ref in ready:
+                    _kill(ray, probes[ref])
+
+
+def _kill(ray: Any, handle: Any) -> None:
+    with contextlib.suppress(ray.exceptions.RayError, ValueError):
+        ray.kill(handle, no_restart=True)
 
 
 def _absolute(request: LaunchRequest) -> LaunchRequest:

@@ -1,5 +1,6 @@
-"""Digits, as small as a real run gets: three trials of a tiny CNN for six epochs on the CPU,
-each epoch checkpointed, so that a worker can be killed between two of them."""
+"""Digits, as small as a real run gets: three trials of a tiny CNN on the CPU, a tenth of a second
+per epoch, each epoch checkpointed. The tests register it with more epochs (30, 300) so that a
+worker can be killed or cancelled in the middle of a trial."""
 
 from ablate import Study
 
