@@ -104,6 +104,14 @@ def _options(options: Mapping[str, str]) -> _Options:
     )
 
 
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise LaunchError("--ray needs Ray on this machine and the cluster's: pip install 'ablate[ray]'") from None
+    return ray
+
+
 def _host_port(address: str) -> tuple[str, int]:
     text = address.removeprefix("ray://")
     host, sep, port = text.rpartition(":")
@@ -138,6 +146,7 @@ def _existing_address(address: str | None) -> str | None:
     cluster `ray start` last started on this machine (None when there is none)."""
     if address is not None and address != "auto":
         return address
+    _import_ray()
     from ray._private.services import get_ray_address_from_environment
 
     try:
@@ -166,8 +175,7 @@ def _default_address() -> str | None:
 def _connected(address: str, namespace: str) -> Iterator[Any]:
     """Ray, connected to the cluster at ``address`` (probed first) for the block."""
     _probe(address)
-    import ray
-
+    ray = _import_ray()
     ray.init(
         address=address, namespace=namespace, logging_level=logging.WARNING, log_to_driver=False,
         ignore_reinit_error=False,
@@ -195,6 +203,43 @@ def _start_local_cluster() -> str:
         raise LaunchError(f"could not start a local Ray cluster (ray start --head --port={port}): {why}")
     print(f"started a local Ray cluster at {address} (`ray stop` ends it)", flush=True)
     return address
+
+
+def _reach(host: str, port: int) -> tuple[str, str | None]:
+    """On a node: its address, and why ``host:port`` does not accept a connection (None: it does)."""
+    import ray
+
+    node = ray.util.get_node_ip_address()
+    try:
+        socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as e:
+        return node, "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+    return node, None
+
+
+def _check_database_reachable(ray: Any, db_url: str) -> None:
+    """Every node of the cluster reaches the database server, asked from each node before any
+    worker starts: a URL that works here (``localhost``, a private name) may not work there."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from ablate.store import mask_url, resolve_url
+
+    url = resolve_url(db_url)
+    if url.get_backend_name() != "postgresql":  # SQLite: a file, on one machine (ablate launch says so)
+        return
+    host, port = url.host or "localhost", int(url.port or 5432)
+    probe = ray.remote(num_cpus=0)(_reach)
+    nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+    refs = [
+        probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(host, port)
+        for node in nodes
+    ]
+    for node, why in ray.get(refs, timeout=120):
+        if why is not None:
+            raise LaunchError(
+                f"the database {mask_url(db_url)} does not answer from the Ray node {node} ({why}); "
+                "give a URL every node can reach (not localhost)"
+            )
 
 
 def _nodes_resources(ray: Any) -> list[dict[str, float]]:
@@ -371,6 +416,7 @@ class RayLauncher(Launcher):
         ids: list[str] = []
         with _connected(address, opts.namespace) as ray:
             gpus, workers = _fit(opts, _nodes_resources(ray))
+            _check_database_reachable(ray, request.db_url)
             actor_class = ray.remote(_WorkerActor)
             for k in range(workers):
                 worker = RayWorkerId(opts.namespace, _actor_name(request.study, k, token), address)

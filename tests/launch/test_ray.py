@@ -250,6 +250,19 @@ def test_an_address_that_does_not_answer_is_refused_at_once(pg_url: str, tmp_pat
     assert list(trials["status"]) == ["queued"] * 3 and list(trials["attempt"]) == [0] * 3  # none claimed
 
 
+def test_a_database_the_nodes_cannot_reach_is_refused_before_any_worker_starts(
+    ray_address: str, tmp_path: Path
+) -> None:
+    dead = f"postgresql+psycopg://postgres:s3cret@127.0.0.1:{_free_port()}/test"
+    launcher = get_launcher("ray")
+    options = launcher.parse_options(f"address={ray_address},workers=2")
+    launcher.check(options)
+    with pytest.raises(LaunchError, match=r"the database postgresql\+psycopg://postgres:\*\*\*@127.0.0.1:\d+/test "
+                       r"does not answer from the Ray node \S+ \(Connection refused\)") as e:
+        launcher.submit(_request(dead, tmp_path, lease_s=None), options)
+    assert "s3cret" not in str(e.value)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
