@@ -27,9 +27,8 @@ from tests.run.invariants import check_completed_trials
 from tests.run.processes import clean_env
 
 from ablate.errors import LaunchError
-from ablate.run import plan_trials
+from ablate.run import plan_trials, ray_alive, ray_worker_pids
 from ablate.run._launch import LaunchRequest, get_launcher
-from ablate.run._ray import ray_alive, ray_worker_pids
 from ablate.store import ResultStore, load_trials
 from ablate.study import load_studies, with_overrides
 
