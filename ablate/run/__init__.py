@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from ablate.run._launch_study import Launched, cancel_launches, launch_study
     from ablate.run._prepare import PlannedStudy, plan_trials, smoke_study
     from ablate.run._progress import format_duration, make_progress
+    from ablate.run._ray import RayWorkerId, ray_alive, ray_worker_pids
     from ablate.run._status import StudyStatus, study_status
     from ablate.run._warm_start import WarmStartSource, plan_warm_starts
     from ablate.run._worker import (
@@ -31,6 +32,9 @@ _WHERE = {
     "load_study_for_worker": "ablate.run._dispatch",
     "format_duration": "ablate.run._progress",
     "make_progress": "ablate.run._progress",
+    "RayWorkerId": "ablate.run._ray",
+    "ray_alive": "ablate.run._ray",
+    "ray_worker_pids": "ablate.run._ray",
     "retry_trials": "ablate.run._dispatch",
     "run_study": "ablate.run._dispatch",
     "PlannedStudy": "ablate.run._prepare",
@@ -55,6 +59,7 @@ __all__ = [
     "PlannedStudy",
     "PruningCheck",
     "PruningHistory",
+    "RayWorkerId",
     "RunOutcome",
     "StudyStatus",
     "WarmStartSource",
@@ -68,6 +73,8 @@ __all__ = [
     "make_proposer",
     "plan_trials",
     "plan_warm_starts",
+    "ray_alive",
+    "ray_worker_pids",
     "retry_trials",
     "run_study",
     "run_worker",

@@ -111,7 +111,7 @@ def launcher_names() -> list[str]:
 
 # The built-in launchers, one module each, registering themselves when imported; those modules
 # import submitit or Ray inside their methods only, so listing launchers imports neither.
-_BUILTIN_MODULES: tuple[str, ...] = ("ablate.run._slurm",)
+_BUILTIN_MODULES: tuple[str, ...] = ("ablate.run._slurm", "ablate.run._ray")
 
 
 def _import_builtin_launchers() -> None:

@@ -126,7 +126,7 @@ class SlurmLauncher(Launcher):
 
     def check(self, options: Mapping[str, str]) -> None:
         if importlib.util.find_spec("submitit") is None:
-            raise LaunchError("--slurm needs submitit: pip install 'ablate[launch]'")
+            raise LaunchError("--slurm needs submitit: pip install 'ablate[slurm]'")
         for tool in ("sbatch", "sinfo", "scancel"):
             if shutil.which(tool) is None:
                 raise LaunchError(f"{tool} is not on PATH: run ablate launch --slurm on a SLURM login node")
