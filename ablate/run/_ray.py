@@ -280,7 +280,7 @@ def _worker_command(request: LaunchRequest) -> list[str]:
     return [sys.executable, "-m", "ablate", "worker", str(request.study_file), "--study", request.study]
 
 
-def _worker_env(request: LaunchRequest, launch_id: str, cpus: float) -> dict[str, str]:
+def _worker_env(request: LaunchRequest, worker_id: str, cpus: float) -> dict[str, str]:
     """What the worker process gets on top of the actor's environment. The database URL, the
     runs folder and the lease go through the variables the CLI reads, not the command line,
     which every user of the node can see in `ps`."""
@@ -288,7 +288,7 @@ def _worker_env(request: LaunchRequest, launch_id: str, cpus: float) -> dict[str
         **request.extra_env,
         "ABLATE_DB": request.db_url,
         "ABLATE_RUNS": str(request.runs_dir),
-        "ABLATE_LAUNCH_ID": launch_id,
+        "ABLATE_WORKER": f"ray-{worker_id}",  # `ablate status` shows the actor next to its trial
         "OMP_NUM_THREADS": str(max(1, int(cpus))),
         "MKL_NUM_THREADS": str(max(1, int(cpus))),
     }

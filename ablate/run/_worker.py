@@ -103,10 +103,12 @@ class Progress(Protocol):
 class WorkerOptions:
     """How one worker runs: identity, limits and where checkpoints go."""
 
-    # $ABLATE_WORKER: a launcher names its workers after its jobs ("slurm-1234_0-node7-g0"),
-    # so that `ablate status` can tell which job runs which trial.
+    # $ABLATE_WORKER: a launcher names its workers after its jobs ("slurm-1234_0-node7-w0"), so
+    # that `ablate status` can tell which job runs which trial. The pid is appended: a requeued
+    # task or a restarted actor starts a worker of the same name, which must not own the trials
+    # its predecessor held (ownership is by name).
     worker: str = field(
-        default_factory=lambda: os.environ.get("ABLATE_WORKER") or f"{socket.gethostname()}-{os.getpid()}"
+        default_factory=lambda: f"{os.environ.get('ABLATE_WORKER') or socket.gethostname()}-{os.getpid()}"
     )
     lease_s: float = field(default_factory=lambda: float(os.environ.get("ABLATE_LEASE_S", DEFAULT_LEASE_S)))
     max_trials: int | None = None

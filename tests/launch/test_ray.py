@@ -9,6 +9,7 @@ are ended at the end; nothing else on the machine is touched.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -292,3 +293,37 @@ def test_importing_ablate_and_listing_launchers_does_not_import_ray() -> None:
             "assert 'ray' in launcher_names(); assert 'ray' not in sys.modules, 'ray imported'")
     proc = subprocess.run([sys.executable, "-c", code], env=clean_env(), capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_ablate_launch_ray_from_the_command_line(ray_address: str, pg_url: str, tmp_path: Path) -> None:
+    """The whole command as a user types it: plan, submit, status shows the launch and which
+    actor runs which trial, the study completes, --cancel finds nothing left running."""
+    from tests.run.processes import ABLATE
+
+    def ablate(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*ABLATE, *args], env=clean_env(OMP_NUM_THREADS="1", RAY_ADDRESS=""),
+                              capture_output=True, text=True, timeout=180, check=False)
+
+    launched = ablate("launch", str(STUDY_FILE), "--ray", f"address={ray_address},workers=2", "--db", pg_url,
+                      "--runs-dir", str(tmp_path / "runs"), "--lease-s", "5", "--set", "epochs=30")
+    assert launched.returncode == 0, launched.stderr
+    assert f"{STUDY}: submitted ray job" in launched.stdout and "2 task(s)" in launched.stdout
+    assert f"ablate launch --cancel {STUDY}" in launched.stdout
+
+    def a_trial_with_its_actor() -> Any:
+        status = json.loads(ablate("status", STUDY, "--db", pg_url, "--json").stdout)
+        jobs = [r["job"] for r in status["running"] if r["job"]]
+        return (status, jobs) if jobs or status["counts"]["completed"] == 3 else None
+
+    status, jobs = _wait("status naming the actor of a running trial", a_trial_with_its_actor, timeout_s=120)
+    (launch,) = status["launches"]
+    assert launch["launcher"] == "ray" and len(launch["task_ids"]) == 2 and not launch["cancelled"]
+    assert set(jobs) <= set(launch["task_ids"])
+    _wait("every trial completed", lambda: _all_completed(pg_url))
+    trials = check_completed_trials(STUDY, pg_url)
+    assert list(trials["attempt"]) == [1, 1, 1]
+    assert all(str(w).startswith("ray-ablate/ablate-ray_digits-") for w in trials["worker"])
+    _wait_gone(launch["task_ids"])
+    cancelled = ablate("launch", "--cancel", STUDY, "--db", pg_url)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert f"{STUDY}: cancelled ray job" in cancelled.stdout
