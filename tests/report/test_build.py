@@ -29,7 +29,7 @@ from .frames import make_epochs, make_trials
 from .test_tables import EFFNET
 
 BASE = dict(dataset="synthetic", num_classes=10, model="cnn", epochs=4)
-GRID_PLOTS = ["main_effects", "interactions", "learning_curves", "parallel_coordinates",
+GRID_PLOTS = ["main_effects", "interactions", "learning_curves", "seeds", "parallel_coordinates",
               "cost", "compute_hours", "predictions"]
 
 
@@ -227,7 +227,7 @@ def test_drawing_in_forked_workers_writes_the_same_plots(tmp_path: Path) -> None
     render_report(report, tmp_path / "forked", ReportOptions(workers=2))
     serial = sorted(p.name for p in (tmp_path / "serial").glob("*.png"))
     assert serial == sorted(p.name for p in (tmp_path / "forked").glob("*.png"))
-    assert len(serial) == 6
+    assert len(serial) == 7  # seeds.png among them
     for name in serial:
         assert_real_image(tmp_path / "forked" / name)
     # Same drawing, same pixels: the workers used the report's style too.
