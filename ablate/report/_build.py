@@ -49,6 +49,7 @@ from ablate.report._seeds import (
     seed_view,
     seeds_caption,
     seeds_worth_drawing,
+    trial_curves,
     trial_sections,
 )
 from ablate.report._table import ADAPTIVE, AblationTable, ablation_table, parse_baseline
@@ -168,9 +169,7 @@ def collect_report(data: StudyData, options: ReportOptions | None = None) -> Rep
     chosen = list(dict.fromkeys([*(x for x in [table.baseline] if x), *ranked]))[:MAX_CURVES]
     order = [h for h in table.rows["config_hash"] if h in chosen]
     epochs = data.epochs
-    # Every trial's epochs, whatever its status: the curves use the completed trials of the
-    # configurations drawn, each row's section every trial (a running one shows its progress).
-    epoch_rows = epochs(trials["trial_id"].tolist()) if callable(epochs) else epochs
+    epoch_rows = epochs(done.loc[done["config_hash"].isin(order), "trial_id"].tolist()) if callable(epochs) else epochs
     curves = (
         learning_curves(epoch_rows, done, configs=order)
         if epoch_rows is not None and not epoch_rows.empty
@@ -193,7 +192,8 @@ def collect_report(data: StudyData, options: ReportOptions | None = None) -> Rep
             notes.append(f"No factor importance: {e}")
         except ImportError:  # Optuna's fANOVA fits scikit-learn's random forest
             notes.append("No factor importance: it needs scikit-learn (pip install scikit-learn).")
-    sections = trial_sections(table, trials, epoch_rows, direction=direction)
+    series, series_rows = trial_curves(metric, direction, epochs=epoch_rows, read=data.epoch_series)
+    sections = trial_sections(table, trials, series, series_rows)
     has_time = "duration_s" in done.columns and done["duration_s"].notna().any()
     cost = cost_table(table, done) if has_time else None
     hours = compute_hours(trials, varying) if has_time and varying else None
@@ -493,10 +493,12 @@ def load_study_data(study: str, store: Any) -> StudyData:
                 if isinstance(spec, Mapping) and "levels" in spec}
 
     def epochs(trial_ids: Sequence[int]) -> pd.DataFrame:
-        # Read when the report asks, for the trials it names (every trial of the study has one
-        # row in ``trials``: all of them is the whole study, read without an id list).
-        everyone = len(set(trial_ids)) >= len(trials)
-        return load_epochs(study, store, trial_ids=None if everyone else trial_ids)
+        # The curves need the epochs of at most MAX_CURVES configurations, not every row.
+        return load_epochs(study, store, trial_ids=trial_ids)
+
+    def epoch_series(column: str) -> pd.DataFrame:
+        # Each row's section shows every trial's curve: one column of every epoch, not whole rows.
+        return cast(pd.DataFrame, store.load_epoch_series(study, column))
 
     return StudyData(
         study=study,
@@ -506,6 +508,7 @@ def load_study_data(study: str, store: Any) -> StudyData:
         metric=info.metric,
         direction=metric_direction(info.metric, study_metric=info.metric, study_direction=info.direction),
         epochs=epochs,
+        epoch_series=epoch_series,
         baseline=definition.get("baseline") or None,
         declared=declared,
         base=definition.get("base", {}),

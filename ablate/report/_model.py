@@ -64,6 +64,9 @@ class StudyData:
     metric: str
     direction: str
     epochs: pd.DataFrame | Callable[[Sequence[int]], pd.DataFrame] | None = None
+    #: Reads one per-epoch column of every trial (trial_id, epoch, column), for the curves of
+    #: each row's trials; without it they come from ``epochs`` when that is a frame.
+    epoch_series: Callable[[str], pd.DataFrame] | None = None
     baseline: Mapping[str, Any] | None = None
     declared: Mapping[str, Sequence[Any]] | None = None
     base: Mapping[str, Any] | None = None

@@ -11,13 +11,14 @@ draw and write it.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ablate.errors import StudyError
 from ablate.report._stats import t_interval
 from ablate.report._table import AblationTable
 from ablate.report._trials import COMPLETED, counted_trials
@@ -126,28 +127,40 @@ class ConfigTrials:
     high: float = math.nan
 
 
-def curve_series(metric: str, direction: str, epochs: pd.DataFrame | None) -> str | None:
-    """The per-epoch column a trial's curve shows: the metric's own when it is recorded per
-    epoch, else the validation accuracy (or loss, for a metric minimised)."""
-    if epochs is None or epochs.empty:
-        return None
-    for name in (metric, FALLBACK_SERIES.get(direction, "val_acc"), "val_acc", "val_loss"):
-        if name in epochs.columns and epochs[name].notna().any():
-            return name
-    return None
+def trial_curves(
+    metric: str,
+    direction: str,
+    *,
+    epochs: pd.DataFrame | None = None,
+    read: Callable[[str], pd.DataFrame] | None = None,
+) -> tuple[str | None, pd.DataFrame | None]:
+    """The per-epoch series every trial's curve shows, and its rows (trial_id, epoch, series):
+    the metric's own when it is recorded per epoch, else the validation accuracy (or loss, for
+    a metric minimised). ``read`` reads one column of the store (the whole study); without it
+    the rows come from ``epochs``."""
+    for name in dict.fromkeys((metric, FALLBACK_SERIES.get(direction, "val_acc"), "val_acc", "val_loss")):
+        if read is not None:
+            try:
+                rows = read(name)
+            except StudyError:  # not a per-epoch column of the store (test_acc is final only)
+                continue
+        elif epochs is not None and name in epochs.columns:
+            rows = epochs.loc[epochs[name].notna(), ["trial_id", "epoch", name]]
+        else:
+            continue
+        if not rows.empty:
+            return name, rows
+    return None, None
 
 
 TRIAL_COLUMNS = ("trial_id", "number", "seed", "status", "epochs_run", "worker", "error")
 
 
 def trial_sections(
-    table: AblationTable,
-    trials: pd.DataFrame,
-    epochs: pd.DataFrame | None,
-    *,
-    direction: str = "maximize",
+    table: AblationTable, trials: pd.DataFrame, series: str | None = None, epochs: pd.DataFrame | None = None
 ) -> list[ConfigTrials]:
-    """Per configuration of ``table`` (its order): its trials by seed, each with its curve.
+    """Per configuration of ``table`` (its order): its trials by seed, each with its curve of
+    ``series`` from ``epochs`` (rows trial_id, epoch, series: :func:`trial_curves`).
 
     Every trial is listed, whatever its status: a running trial shows the epochs it has
     recorded so far, a failed one its error text. ``settings`` holds the stored config's values
@@ -155,7 +168,6 @@ def trial_sections(
     configurations); every other value is the same in all of them.
     """
     metric = table.metric
-    series = curve_series(metric, direction, epochs)
     curves: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     if series is not None and epochs is not None:
         data = epochs[["trial_id", "epoch", series]].dropna(subset=[series]).sort_values(["trial_id", "epoch"])
