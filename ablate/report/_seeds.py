@@ -93,8 +93,8 @@ def seeds_caption(metric_label: str) -> str:
     """What the seed view's numbers are, for the figure's caption and the table's note."""
     return (f"{metric_label} of every done seed (dots) and their mean (diamond) with its 95 % Student-t interval "
             "over the seeds (bar: mean ± t(0.975, n - 1) · s / √n for that configuration alone, not adjusted for "
-            "the comparisons of the ablation table); a configuration with one done seed has no interval. Right: "
-            "seeds done of planned, and those still running or queued when the report was written.")
+            "the comparisons of the ablation table); a configuration with one done seed has no interval. Beside "
+            "each name: seeds done of planned, and those still running or queued when the report was written.")
 
 
 def interval_text(mean: float, low: float, high: float, done: int, digits: int = 3) -> str:
