@@ -375,7 +375,7 @@ def draw_report(
 
     order = [plot.name for plot, _ in jobs]
     # Costly figures first (the demo's, dearest first), so parallel workers finish together.
-    costly = ("predictions", "learning_curves", "cost", "parallel_coordinates")
+    costly = ("predictions", "learning_curves", "seeds", "cost", "parallel_coordinates")
     jobs.sort(key=lambda job: costly.index(job[0].name) if job[0].name in costly else len(costly))
     # Default: half the logical cores (roughly the physical ones), so a 2-core Colab or CI box
     # draws in-process, where forked workers would only compete for the same core.

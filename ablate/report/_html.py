@@ -239,7 +239,7 @@ _CURVE_W, _CURVE_H = 180, 36
 def curve_svg(epochs: Any, values: Any, low: float, high: float, *, last_epoch: float, status: str) -> str:
     """A trial's curve as a small inline SVG polyline, on its configuration's common scale
     (``low``..``high``, epochs 1..``last_epoch``). Written by hand: a matplotlib SVG per trial
-    costs tens of milliseconds, a minute for 2,000 trials (see BENCHMARKS.md)."""
+    cost 4.7 ms against 0.02 ms, 9 s for the 2,000 trials of a study (see BENCHMARKS.md)."""
     import numpy as np
 
     e, v = np.asarray(epochs, dtype=float), np.asarray(values, dtype=float)

@@ -20,7 +20,7 @@ from ablate.report import (
     load_report,
     render_report,
 )
-from ablate.store import ResultStore, load_trials
+from ablate.store import ResultStore, load_epochs, load_trials
 from ablate.study import Study
 
 from .checks import assert_real_image, load_in_chromium
@@ -172,6 +172,13 @@ def test_effnet_ofat_study_from_the_store(engine: str, request: pytest.FixtureRe
     assert rows[["train_acc_mean", "val_acc_mean"]].values.tolist() == [[0.61, 0.58], [0.348, 0.316], [0.552, 0.557]]
     assert report.table.constants["model"] == "efficientnet_b0"
     assert report.effects_hold == {"image_size": 128, "augment": "none"}
+    # Each row's trials with their curves, read as one per-epoch column (load_epoch_series).
+    epochs = load_epochs("effnet_imgsize", db=url)
+    for section in report.trial_sections:
+        (trial,) = section.trials
+        e, v = section.curves[int(trial["trial_id"])]
+        own = epochs[epochs["trial_id"] == trial["trial_id"]]
+        assert e.tolist() == own["epoch"].tolist() and v.tolist() == own["val_acc"].tolist()
     if engine == "sqlite":  # drawing does not depend on the engine: once is enough
         index = render_report(report, tmp_path / "out")
         md = (index.parent / "table.md").read_text()

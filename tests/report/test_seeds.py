@@ -193,3 +193,18 @@ def test_seeds_figure_is_drawn_and_single_seed_studies_skip_it(running_study: tu
     render_report(collect_report(data), tmp_path, ReportOptions(workers=1))
     assert not (tmp_path / "seeds.png").exists()
     assert "(n = 1: no interval)" in (tmp_path / "report.md").read_text()
+
+
+def test_epoch_series_reads_one_known_column_only(running_study: tuple[str, Path]) -> None:
+    from ablate.errors import StudyError
+    from ablate.store import ReadOnlyResults, load_epochs
+
+    url, _ = running_study
+    with ReadOnlyResults(url) as store:
+        series = store.load_epoch_series("seeds_live", "val_acc")
+        with pytest.raises(StudyError, match="no per-epoch column 'val_acc; DROP TABLE trials'"):
+            store.load_epoch_series("seeds_live", "val_acc; DROP TABLE trials")
+    full = load_epochs("seeds_live", db=url)
+    assert list(series.columns) == ["trial_id", "epoch", "val_acc"]
+    pd.testing.assert_frame_equal(series, full[["trial_id", "epoch", "val_acc"]].sort_values(["trial_id", "epoch"])
+                                  .reset_index(drop=True))
