@@ -46,7 +46,8 @@ def _outcome(params: dict[str, Any], seed: int) -> tuple[str, dict[str, Any], li
 @pytest.fixture(scope="module")
 def running_study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """A 2 x 2 grid over 3 seeds in SQLite, reported while it runs: 9 trials finished (one
-    failed with markup in its error, one pruned), one running with 2 epochs recorded, 2 queued."""
+    failed with markup in its error, one pruned), one running with 2 epochs recorded, 2 queued.
+    Reporting it takes seconds, so the tests using it are slow."""
     tmp = tmp_path_factory.mktemp("seeds")
     url = f"sqlite:///{tmp / 'ablate.db'}"
     study = Study(name="seeds_live", base=dict(dataset="synthetic", num_classes=10, model="cnn", epochs=4),
@@ -69,6 +70,7 @@ def running_study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     yield url, out
 
 
+@pytest.mark.slow
 def test_seed_view_numbers_are_scipy_t_intervals(running_study: tuple[str, Path]) -> None:
     url, _ = running_study
     report = load_report("seeds_live", db=url)
@@ -124,6 +126,7 @@ def _section(page: str, config_hash: str) -> str:
     return page[start:page.index("</details>", start)]
 
 
+@pytest.mark.slow
 def test_running_seed_shows_as_running_and_queued_as_queued(running_study: tuple[str, Path]) -> None:
     url, out = running_study
     trials = load_trials("seeds_live", db=url)
@@ -145,6 +148,7 @@ def test_running_seed_shows_as_running_and_queued_as_queued(running_study: tuple
     assert re.search(r"\| running \|", md) and re.search(r"\| queued \|", md)
 
 
+@pytest.mark.slow
 def test_failed_trial_error_is_escaped_in_its_rows_section(running_study: tuple[str, Path]) -> None:
     url, out = running_study
     trials = load_trials("seeds_live", db=url)
@@ -157,6 +161,7 @@ def test_failed_trial_error_is_escaped_in_its_rows_section(running_study: tuple[
     assert page.count('<td class="error"') == 1
 
 
+@pytest.mark.slow
 def test_every_link_resolves_and_the_page_loads_in_chromium(running_study: tuple[str, Path], tmp_path: Path) -> None:
     _, out = running_study
     page = (out / "index.html").read_text()
@@ -180,6 +185,7 @@ def test_every_link_resolves_and_the_page_loads_in_chromium(running_study: tuple
     assert opened == [target]
 
 
+@pytest.mark.slow
 def test_seeds_figure_is_drawn_and_single_seed_studies_skip_it(running_study: tuple[str, Path], tmp_path: Path) -> None:
     from ablate.report import ReportOptions, collect_report, render_report
     from ablate.report._model import StudyData
@@ -195,6 +201,7 @@ def test_seeds_figure_is_drawn_and_single_seed_studies_skip_it(running_study: tu
     assert "(n = 1: no interval)" in (tmp_path / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_epoch_series_reads_one_known_column_only(running_study: tuple[str, Path]) -> None:
     from ablate.errors import StudyError
     from ablate.store import ReadOnlyResults, load_epochs
@@ -208,3 +215,40 @@ def test_epoch_series_reads_one_known_column_only(running_study: tuple[str, Path
     assert list(series.columns) == ["trial_id", "epoch", "val_acc"]
     pd.testing.assert_frame_equal(series, full[["trial_id", "epoch", "val_acc"]].sort_values(["trial_id", "epoch"])
                                   .reset_index(drop=True))
+
+
+@pytest.mark.slow
+def test_ablate_report_again_adds_the_seeds_that_finished_since(running_study: tuple[str, Path], tmp_path: Path) -> None:
+    """The real CLI on a copy of the running study: the running seed shows as running, then,
+    once its worker finishes it, the next `ablate report` counts it."""
+    import sqlite3
+
+    from typer.testing import CliRunner
+
+    from ablate.cli import app
+
+    url, _ = running_study
+    copy = tmp_path / "copy.db"
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    db = f"sqlite:///{copy}"
+    running = load_trials("seeds_live", db=db).query("status == 'running'").iloc[0]
+
+    def seed_row() -> str:
+        out = tmp_path / "report"
+        result = CliRunner().invoke(app, ["report", "seeds_live", "--db", db, "--out", str(out)], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        md = (out / "report.md").read_text()
+        label = next(line for line in md.splitlines() if line.startswith("| image_size=16, augment=basic |"))
+        return label
+
+    before = seed_row()
+    assert "| 2/3 |" in before and "| running |" in before and "1 running" in before
+    with ResultStore(db) as store:
+        assert store.finish_trial(int(running["trial_id"]), "w0", status="completed",
+                                  metrics=dict(val_acc=0.7, train_acc=0.75), artifacts={})
+    after = seed_row()
+    values = load_trials("seeds_live", db=db).query("status == 'completed' and image_size == 16 and augment == 'basic'")
+    x = values["val_acc"].to_numpy(dtype=float)
+    low, high = stats.t.interval(0.95, 2, loc=x.mean(), scale=stats.sem(x))
+    assert f"| 3/3 | {x.mean():.3f} [{low:.3f}, {high:.3f}] |" in after and "| finished |" in after
