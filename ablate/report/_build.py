@@ -44,6 +44,14 @@ from ablate.report._figure_data import (
 )
 from ablate.report._model import Plot, Predictions, Report, ReportOptions, StudyData
 from ablate.report._provenance import collect_provenance
+from ablate.report._seeds import (
+    chosen_rows,
+    seed_view,
+    seeds_caption,
+    seeds_worth_drawing,
+    trial_curves,
+    trial_sections,
+)
 from ablate.report._table import ADAPTIVE, AblationTable, ablation_table, parse_baseline
 from ablate.report._trials import (
     check_metric,
@@ -56,6 +64,8 @@ from ablate.report._trials import (
 
 #: Learning curves show at most this many configurations (the baseline and the best ones).
 MAX_CURVES = 8
+#: The seeds figure shows at most this many configurations (one row each).
+MAX_SEED_ROWS = 40
 #: Interaction heatmaps are drawn for the pairs among this many factors (those with the widest
 #: main effect), so a 4-factor grid gets 3 readable heatmaps instead of 6.
 MAX_INTERACTION_FACTORS = 3
@@ -182,6 +192,8 @@ def collect_report(data: StudyData, options: ReportOptions | None = None) -> Rep
             notes.append(f"No factor importance: {e}")
         except ImportError:  # Optuna's fANOVA fits scikit-learn's random forest
             notes.append("No factor importance: it needs scikit-learn (pip install scikit-learn).")
+    series, series_rows = trial_curves(metric, direction, epochs=epoch_rows, read=data.epoch_series)
+    sections = trial_sections(table, trials, series, series_rows)
     has_time = "duration_s" in done.columns and done["duration_s"].notna().any()
     cost = cost_table(table, done) if has_time else None
     hours = compute_hours(trials, varying) if has_time and varying else None
@@ -211,6 +223,8 @@ def collect_report(data: StudyData, options: ReportOptions | None = None) -> Rep
         interacting=interacting,
         scatter=scatter,
         columns=options.columns,
+        seeds=seed_view(table, trials),
+        trial_sections=sections,
     )
 
 
@@ -254,7 +268,7 @@ def _best_predictions(
 
 # ------------------------------------------------------------------------------ rendering
 #: Every plot a report may write, so a re-run removes those that no longer apply (and nothing else).
-PLOT_NAMES = ("main_effects", "interactions", "learning_curves", "parallel_coordinates",
+PLOT_NAMES = ("main_effects", "interactions", "learning_curves", "seeds", "parallel_coordinates",
               "importance", "cost", "compute_hours", "predictions")
 
 
@@ -318,6 +332,12 @@ def draw_report(
         curve_labels = {h: labels[h] for h in report.curve_configs}
         jobs.append((Plot("learning_curves", "Learning curves", "Per epoch, completed trials only: mean over seeds, band ±1 std."),
                      lambda: P.plot_learning_curves(report.curves, curve_labels, colors, key_title=key_title)))
+    if report.seeds is not None and seeds_worth_drawing(report.seeds):
+        view = chosen_rows(report.seeds, report.direction, MAX_SEED_ROWS)
+        shown = (f" {len(view)} of {len(report.seeds)} configurations: the baseline, those still running, then the best."
+                 if len(view) < len(report.seeds) else "")
+        jobs.append((Plot("seeds", "Seeds per configuration", seeds_caption(m) + shown),
+                     lambda: P.plot_seeds(view, report.metric, labels, key_title=key_title)))
     if report.parallel is not None:
         chosen = f" Drawn: {report.parallel.chosen}; the axes span all of them." if report.parallel.chosen else ""
         jobs.append((Plot("parallel_coordinates", "Parallel coordinates", f"One line per configuration (mean over seeds), coloured by {m}.{chosen}"),
@@ -355,7 +375,7 @@ def draw_report(
 
     order = [plot.name for plot, _ in jobs]
     # Costly figures first (the demo's, dearest first), so parallel workers finish together.
-    costly = ("predictions", "learning_curves", "cost", "parallel_coordinates")
+    costly = ("predictions", "learning_curves", "seeds", "cost", "parallel_coordinates")
     jobs.sort(key=lambda job: costly.index(job[0].name) if job[0].name in costly else len(costly))
     # Default: half the logical cores (roughly the physical ones), so a 2-core Colab or CI box
     # draws in-process, where forked workers would only compete for the same core.
@@ -476,6 +496,10 @@ def load_study_data(study: str, store: Any) -> StudyData:
         # The curves need the epochs of at most MAX_CURVES configurations, not every row.
         return load_epochs(study, store, trial_ids=trial_ids)
 
+    def epoch_series(column: str) -> pd.DataFrame:
+        # Each row's section shows every trial's curve: one column of every epoch, not whole rows.
+        return cast(pd.DataFrame, store.load_epoch_series(study, column))
+
     return StudyData(
         study=study,
         design=info.design,
@@ -484,6 +508,7 @@ def load_study_data(study: str, store: Any) -> StudyData:
         metric=info.metric,
         direction=metric_direction(info.metric, study_metric=info.metric, study_direction=info.direction),
         epochs=epochs,
+        epoch_series=epoch_series,
         baseline=definition.get("baseline") or None,
         declared=declared,
         base=definition.get("base", {}),

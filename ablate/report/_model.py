@@ -15,6 +15,7 @@ import pandas as pd
 
 from ablate.report._figure_data import ParallelCoordinates
 from ablate.report._provenance import Provenance
+from ablate.report._seeds import ConfigTrials
 from ablate.report._table import AblationTable
 
 #: Column keys ``--columns`` chooses from (besides factor and metric names).
@@ -63,6 +64,9 @@ class StudyData:
     metric: str
     direction: str
     epochs: pd.DataFrame | Callable[[Sequence[int]], pd.DataFrame] | None = None
+    #: Reads one per-epoch column of every trial (trial_id, epoch, column), for the curves of
+    #: each row's trials; without it they come from ``epochs`` when that is a frame.
+    epoch_series: Callable[[str], pd.DataFrame] | None = None
     baseline: Mapping[str, Any] | None = None
     declared: Mapping[str, Sequence[Any]] | None = None
     base: Mapping[str, Any] | None = None
@@ -118,6 +122,10 @@ class Report:
     #: Continuous factors of a search: every trial as a point and a trend (see continuous_points).
     scatter: dict[str, pd.DataFrame] = field(default_factory=dict)
     columns: Sequence[str] | None = None
+    #: Per configuration: seeds done / planned, mean and t interval, what still runs (see seed_view).
+    seeds: pd.DataFrame | None = None
+    #: Per configuration: its trials with their curves, for the page's per-row sections.
+    trial_sections: list[ConfigTrials] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

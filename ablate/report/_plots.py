@@ -246,6 +246,56 @@ def plot_learning_curves(
     return fig
 
 
+# ---------------------------------------------------------------------------------- seeds
+def plot_seeds(view: pd.DataFrame, metric: str, labels: Mapping[str, str], *, key_title: str | None = None) -> Figure:
+    """One row per configuration (``seed_view``'s rows, top to bottom): each done seed's value
+    as a dot, the mean as a diamond with its 95 % t interval as a bar (none for one seed), and
+    beside each row's name how many seeds are done of those planned and what still runs."""
+    rows = len(view)
+    fig = _figure(7.5, 1.3 + 0.22 * max(rows, 3))
+    ax = fig.subplots()
+    y = np.arange(rows)[::-1].astype(float)  # the first row on top
+    base = view["is_baseline"].to_numpy(dtype=bool)
+    # One artist per kind of mark, not per row: 40 rows of scatter calls cost half a second.
+    counts = [len(v) for v in view["values"]]
+    dots_x = np.concatenate([np.asarray(v, dtype=float) for v in view["values"]]) if sum(counts) else np.empty(0)
+    dots_y = np.repeat(y, counts)
+    dots_c = np.repeat(np.where(base, BASELINE_COLOR, POINT_COLOR), counts)
+    ax.scatter(dots_x, dots_y, s=22, c=list(dots_c), alpha=0.7, linewidths=0, zorder=2)
+    low, high = view["ci_low"].to_numpy(dtype=float), view["ci_high"].to_numpy(dtype=float)
+    mean = view["mean"].to_numpy(dtype=float)
+    has = np.isfinite(low)
+    ax.hlines(y[has], low[has], high[has], color="#333333", linewidth=1.6, zorder=3)
+    ax.vlines(np.r_[low[has], high[has]], np.r_[y[has], y[has]] - 0.18, np.r_[y[has], y[has]] + 0.18,
+              color="#333333", linewidth=1.2, zorder=3)
+    # Hollow: a single seed's dot shows through its mean.
+    ax.scatter(mean[np.isfinite(mean)], y[np.isfinite(mean)], marker="D", s=34, facecolors="none",
+               edgecolors="#333333", linewidths=1.2, zorder=4)
+    # Each row's name with its seeds done of planned and what still runs: "16, basic · 2/3 seeds (1 running)".
+    names = [f"{labels.get(h, str(h))} · {_seed_count(r)}" for h, r in zip(view["config_hash"], view.itertuples(), strict=True)]
+    ax.set_yticks(y, names)
+    ax.set_ylim(-0.7, rows - 0.3)
+    ax.grid(axis="y", visible=False)
+    ax.set_xlabel(axis_label(metric))
+    if key_title:
+        ax.set_ylabel(key_title.rstrip(":"))
+    title = f"{metric_label(metric)} per seed: dots = seeds, diamond = mean, bar = 95 % t interval"
+    if view["is_baseline"].any():
+        title += "\n(red: the baseline)"
+    fig.suptitle(title)
+    return fig
+
+
+def _seed_count(row: Any) -> str:
+    text = f"{row.done}/{row.planned} seeds"
+    waiting = [f"{getattr(row, s)} {s}" for s in ("running", "queued") if getattr(row, s)]
+    if waiting:
+        text += " (" + ", ".join(waiting) + ")"
+    elif row.done == 1:
+        text += " (n = 1: no interval)"
+    return text
+
+
 # -------------------------------------------------------------------- parallel coordinates
 #: Tick labels on one parallel axis closer than this (fraction of the axis) are thinned out.
 _MIN_TICK_GAP = 0.07

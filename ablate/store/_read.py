@@ -74,6 +74,12 @@ class StudyReading:
         """One row per recorded epoch (see :func:`ablate.store.load_epochs`)."""
         return self._read(name, lambda rows, info: epochs_frame(rows, info, trial_ids))
 
+    def load_epoch_series(self, name: str, column: str) -> pd.DataFrame:
+        """One per-epoch column of every trial, and nothing else: trial_id, epoch, ``column``
+        (rows with a value only, ordered by trial and epoch). A few columns of 100,000 epochs
+        read in a tenth of the time of :meth:`load_epochs`' full rows (the report's curves)."""
+        return self._read(name, lambda rows, info: epoch_series_frame(rows, info, column))
+
     def load_artifacts(self, name: str) -> pd.DataFrame:
         """The files the study's trials produced: trial_id, number, kind, path."""
         return self._read(name, artifacts_frame)
@@ -333,6 +339,22 @@ def trials_frame(rows: Rows, study: StudyInfo) -> pd.DataFrame:
         frame[after[c]] = pd.to_datetime(frame[after[c]].map(utc, na_action="ignore"), utc=True)
     _own_metrics(frame, after["extra_metrics"], own_metric_columns(study.definition))
     return frame
+
+
+def epoch_series_frame(rows: Rows, study: StudyInfo, column: str) -> pd.DataFrame:
+    """trial_id, epoch and one of the typed per-epoch columns of every trial of ``study``
+    (see :meth:`StudyReading.load_epoch_series`)."""
+    import pandas as pd
+
+    if column not in EPOCH_METRICS:  # a name inside the SQL: only the known columns
+        raise StudyError(f"no per-epoch column {column!r}; known: {', '.join(EPOCH_METRICS)}")
+    found = rows(
+        f"SELECT e.trial_id, e.epoch, e.{column} FROM epochs e JOIN trials t ON t.id = e.trial_id "
+        f"WHERE t.study_id = ? AND e.{column} IS NOT NULL ORDER BY e.trial_id, e.epoch",
+        (study.study_id,),
+    )
+    frame = pd.DataFrame(found, columns=["trial_id", "epoch", column])
+    return frame.astype({"trial_id": "int64", "epoch": "int64", column: "float64"})
 
 
 def epochs_frame(rows: Rows, study: StudyInfo, trial_ids: Iterable[int] | None) -> pd.DataFrame:

@@ -20,7 +20,7 @@ from ablate.report import (
     load_report,
     render_report,
 )
-from ablate.store import ResultStore, load_trials
+from ablate.store import ResultStore, load_epochs, load_trials
 from ablate.study import Study
 
 from .checks import assert_real_image, load_in_chromium
@@ -29,7 +29,7 @@ from .frames import make_epochs, make_trials
 from .test_tables import EFFNET
 
 BASE = dict(dataset="synthetic", num_classes=10, model="cnn", epochs=4)
-GRID_PLOTS = ["main_effects", "interactions", "learning_curves", "parallel_coordinates",
+GRID_PLOTS = ["main_effects", "interactions", "learning_curves", "seeds", "parallel_coordinates",
               "cost", "compute_hours", "predictions"]
 
 
@@ -172,6 +172,13 @@ def test_effnet_ofat_study_from_the_store(engine: str, request: pytest.FixtureRe
     assert rows[["train_acc_mean", "val_acc_mean"]].values.tolist() == [[0.61, 0.58], [0.348, 0.316], [0.552, 0.557]]
     assert report.table.constants["model"] == "efficientnet_b0"
     assert report.effects_hold == {"image_size": 128, "augment": "none"}
+    # Each row's trials with their curves, read as one per-epoch column (load_epoch_series).
+    epochs = load_epochs("effnet_imgsize", db=url)
+    for section in report.trial_sections:
+        (trial,) = section.trials
+        e, v = section.curves[int(trial["trial_id"])]
+        own = epochs[epochs["trial_id"] == trial["trial_id"]]
+        assert e.tolist() == own["epoch"].tolist() and v.tolist() == own["val_acc"].tolist()
     if engine == "sqlite":  # drawing does not depend on the engine: once is enough
         index = render_report(report, tmp_path / "out")
         md = (index.parent / "table.md").read_text()
@@ -227,7 +234,7 @@ def test_drawing_in_forked_workers_writes_the_same_plots(tmp_path: Path) -> None
     render_report(report, tmp_path / "forked", ReportOptions(workers=2))
     serial = sorted(p.name for p in (tmp_path / "serial").glob("*.png"))
     assert serial == sorted(p.name for p in (tmp_path / "forked").glob("*.png"))
-    assert len(serial) == 6
+    assert len(serial) == 7  # seeds.png among them
     for name in serial:
         assert_real_image(tmp_path / "forked" / name)
     # Same drawing, same pixels: the workers used the report's style too.
