@@ -76,16 +76,26 @@ class BatchAugment:
         out_channels: int,
         channels_last: bool,
         device: torch.device,
+        cached_folder: bool = False,
     ) -> None:
+        """``cached_folder``: batches of an image folder from its decoded cache (S x S squares,
+        see :mod:`ablate.data._cache`): sized here with the folder path's modes (``auto`` is
+        crop), a leading random_resized_crop run batched on the device."""
         # The presets' random crop; augment_ops crops only where it lists a crop.
         on = config.augment in ("basic", "heavy")
         self.size = config.image_size
-        # Image folders arrive sized by the DataLoader workers; in-memory images are sized here.
-        self.sizing = resize_modes(config, in_memory=True) if crop_on_device else ("pass", "pass")
+        # Image folders arrive sized by the DataLoader workers; in-memory and cached images are
+        # sized here.
+        if cached_folder:
+            self.sizing = resize_modes(config, in_memory=False)
+        else:
+            self.sizing = resize_modes(config, in_memory=True) if crop_on_device else ("pass", "pass")
         self.sides = tuple(stored_side(mode, config) for mode in self.sizing)
-        # augment_ops: the pipeline of both data paths (a folder's leading random_resized_crop
+        # augment_ops: the pipeline of every data path (a folder's leading random_resized_crop
         # ran in its DataLoader workers).
-        self.ops: AugmentPipeline | None = build_augment_pipeline(config, sized_in_workers=not crop_on_device)
+        self.ops: AugmentPipeline | None = build_augment_pipeline(
+            config, sized_in_workers=not (crop_on_device or cached_folder), batched_resized_crop=cached_folder
+        )
         self.random_crop = on
         self.pad = config.crop_padding if on else 0
         self.flip = on and config.hflip
