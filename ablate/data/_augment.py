@@ -34,6 +34,7 @@ from ablate.data._augment_ops import (
     random_erasing,
 )
 from ablate.data._batches import resize_nhwc, resize_side
+from ablate.data._device_augment import crop_twice_and_flip
 from ablate.errors import StudyError
 from ablate.study import sizes_training_images
 
@@ -97,6 +98,8 @@ class BatchAugment:
             config, sized_in_workers=not (crop_on_device or cached_folder), batched_resized_crop=cached_folder
         )
         self.random_crop = on
+        # Cached folder batches with a preset's random crop: both crops and the flip in one gather.
+        self.fused_crops = cached_folder and on and self.ops is None and self.sizing[0] == "crop"
         self.pad = config.crop_padding if on else 0
         self.flip = on and config.hflip
         self.heavy = config.augment == "heavy"
@@ -122,12 +125,16 @@ class BatchAugment:
 
     def train(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Augmented, normalised training batch."""
-        x = self._sized(x, 0, gen)
-        if self.ops is not None:
-            x = self.ops(x.permute(0, 3, 1, 2), gen).permute(0, 2, 3, 1)
-            return self._finish(self._normalised(x))
-        if self.pad or self.flip:
-            x = crop_and_flip(x, self.pad, self.flip, gen)
+        if self.fused_crops and x.shape[1] == x.shape[2] == self.sides[0]:
+            # From the decoded cache: the workers' random crop and the preset's crop + flip at once.
+            x = crop_twice_and_flip(x, self.size, self.pad, self.flip, gen)
+        else:
+            x = self._sized(x, 0, gen)
+            if self.ops is not None:
+                x = self.ops(x.permute(0, 3, 1, 2), gen).permute(0, 2, 3, 1)
+                return self._finish(self._normalised(x))
+            if self.pad or self.flip:
+                x = crop_and_flip(x, self.pad, self.flip, gen)
         if not self.heavy:
             return self._finish(self._normalised(x))
         y = x.permute(0, 3, 1, 2).float().div_(255.0)

@@ -48,7 +48,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from ablate.errors import DataNotFoundError, DiskFullError, StudyError
-from ablate.files import cache_dir, write_atomic
+from ablate.files import cache_dir, human_bytes, write_atomic
 
 if TYPE_CHECKING:
     from ablate.data._dataset import Dataset, Split
@@ -72,14 +72,6 @@ def images_root() -> Path:
 def cache_bytes(n: int, side: int) -> int:
     """Bytes of a cache of ``n`` RGB images of ``side`` px (the .npy header aside)."""
     return n * side * side * 3
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit in ("B", "KB") else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"  # pragma: no cover - the loop returns
 
 
 def fingerprint(files: Sequence[str]) -> str:

@@ -87,3 +87,56 @@ def random_resized_crop(
     grid = crop_grid(boxes, flip, h, w, size)
     out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
     return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def crop_twice_and_flip(
+    x: torch.Tensor, size: int, pad: int, flip: bool, gen: torch.Generator, *, per_image: bool | None = None
+) -> torch.Tensor:
+    """uint8 (B, S, S, C) -> (B, size, size, C): what the folder path does to an image resized
+    to S (a random ``size`` crop in its workers, then on the device a random crop after zero
+    padding by ``pad`` and a horizontal flip with probability 0.5), in one copy.
+
+    The second crop of the first is a ``size`` window of the S image at the sum of both offsets
+    (less ``pad``), blank where it leaves the first crop (a band of at most ``pad`` rows and
+    columns): the same distribution as the two crops in a row, without their intermediate
+    copies. ``per_image`` (default: on CPU) copies each window with its own slice, several times
+    faster there than the batched gather (an index kernel per byte); on CUDA the gather is one
+    kernel. Both give the same pixels for the same draws."""
+    b, s, _, c = x.shape
+    dev = x.device
+    first = torch.randint(0, s - size + 1, (b, 2), generator=gen, device=dev)
+    shift = torch.randint(-pad, pad + 1, (b, 2), generator=gen, device=dev) if pad else torch.zeros(b, 2, dtype=torch.long, device=dev)
+    mirrored = torch.rand(b, generator=gen, device=dev) < 0.5 if flip else torch.zeros(b, dtype=torch.bool, device=dev)
+    if per_image if per_image is not None else dev.type == "cpu":
+        return _windows_one_by_one(x, size, first.tolist(), shift.tolist(), mirrored.tolist())
+    src = F.pad(x, (0, 0, pad, pad, pad, pad)) if pad else x.contiguous()
+    at = first + shift + pad  # window origin in the padded image
+    st = src.stride()
+    n = s + 2 * pad - size + 1
+    windows = src.as_strided((b, n, n, size, size, c), (st[0], st[1], st[2], st[1], st[2], st[3]))
+    out = windows[torch.arange(b, device=dev), at[:, 0], at[:, 1]]
+    if pad:
+        i = torch.arange(size, device=dev).view(1, size)
+        rows = ((i + shift[:, :1]) < 0) | ((i + shift[:, :1]) >= size)  # (B, size): outside the first crop
+        cols = ((i + shift[:, 1:]) < 0) | ((i + shift[:, 1:]) >= size)
+        out = out.masked_fill_((rows.view(b, size, 1, 1) | cols.view(b, 1, size, 1)), 0)
+    if flip:
+        out = torch.where(mirrored.view(b, 1, 1, 1), out.flip(2), out)
+    return out
+
+
+def _windows_one_by_one(
+    x: torch.Tensor, size: int, first: list[list[int]], shift: list[list[int]], mirrored: list[bool]
+) -> torch.Tensor:
+    b, _, _, c = x.shape
+    out = torch.zeros((b, size, size, c), dtype=x.dtype, device=x.device)
+    for i in range(b):
+        (oy, ox), (dy, dx) = first[i], shift[i]
+        # Rows/columns k of the output with 0 <= k + d < size come from the first crop.
+        y0, y1, x0, x1 = max(0, -dy), min(size, size - dy), max(0, -dx), min(size, size - dx)
+        window = x[i, oy + dy + y0 : oy + dy + y1, ox + dx + x0 : ox + dx + x1]
+        if mirrored[i]:
+            out[i, y0:y1, size - x1 : size - x0] = window.flip(1)
+        else:
+            out[i, y0:y1, x0:x1] = window
+    return out

@@ -270,3 +270,71 @@ def test_cached_eval_images_are_the_folder_paths_centre_crops(tmp_path: Path) ->
     best = min(errors, key=errors.__getitem__)
     assert abs(best[0] - 2) <= 1 and abs(best[1] - 12) <= 1 and errors[best] < 0.02
     assert (a - b).abs().mean() < 0.06
+
+
+def test_cli_cache_ls_and_clear(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ablate.cli import app
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(app, list(args), env={"COLUMNS": "200", "ABLATE_CACHE": os.environ["ABLATE_CACHE"]})
+
+    assert "no image caches in" in run("cache", "ls").output
+    pets = write_tree(tmp_path / "pets", {"train": 4, "val": 2})
+    owls = write_tree(tmp_path / "owls", {"train": 2})
+    build(pets / "train")
+    build(pets / "val", kind="squash", side=16)
+    build(owls / "train", side=24)
+    out = run("cache", "ls")
+    assert out.exit_code == 0, out.output
+    rows = [line.split() for line in out.stdout.splitlines()]
+    assert rows[0] == ["dataset", "split", "resolution", "images", "size", "last", "used"]
+    assert sorted((r[0], r[1], r[2], r[4], r[5]) for r in rows[1:]) == sorted([
+        (str(pets), "train", "18", "crop", "12"), (str(pets), "val", "16", "squash", "6"),
+        (str(owls), "train", "24", "crop", "6"),
+    ])
+    assert "3 cache(s)" in out.stderr
+    for args, message in [
+        (("cache", "clear"), "give a DATASET or --all"),
+        (("cache", "clear", str(tmp_path / "nope")), "no image cache of"),
+    ]:
+        bad = run(*args)
+        assert bad.exit_code == 2 and message in bad.output, bad.output
+    cleared = run("cache", "clear", f"imagefolder:{pets}")
+    assert cleared.exit_code == 0 and "removed 2 cache(s)" in cleared.output
+    assert [e.dataset for e in list_caches()] == [str(owls)]
+    assert "removed 1 cache(s)" in run("cache", "clear", "--all").output and list_caches() == []
+    assert "cache" in run("-h").output
+
+
+def test_fused_crops_give_what_the_folder_paths_two_crops_and_flip_give() -> None:
+    from ablate.data._augment import crop_and_flip
+    from ablate.data._device_augment import crop_twice_and_flip
+
+    s, size, pad = 10, 7, 2
+    img = torch.arange(1, s * s + 1, dtype=torch.int32).view(1, s, s, 1).to(torch.uint8)
+    # Every outcome of the sequence: a size crop of the S image, zero padding, a crop, a flip.
+    possible = set()
+    for oy in range(s - size + 1):
+        for ox in range(s - size + 1):
+            first = torch.nn.functional.pad(img[:, oy : oy + size, ox : ox + size], (0, 0, pad, pad, pad, pad))
+            for dy in range(2 * pad + 1):
+                for dx in range(2 * pad + 1):
+                    out = first[:, dy : dy + size, dx : dx + size]
+                    possible |= {out.numpy().tobytes(), out.flip(2).numpy().tobytes()}
+    batch = img.expand(4000, s, s, 1).contiguous()
+    fused = crop_twice_and_flip(batch, size, pad, True, torch.Generator().manual_seed(0))
+    seen = {o.numpy().tobytes() for o in fused}
+    assert seen <= possible and len(seen) > 0.9 * len(possible)
+    again = crop_twice_and_flip(batch, size, pad, True, torch.Generator().manual_seed(0))
+    assert torch.equal(fused, again)  # seeded
+    # The batched gather (CUDA's way) gives the same pixels as the per-image copies (CPU's).
+    gathered = crop_twice_and_flip(batch, size, pad, True, torch.Generator().manual_seed(0), per_image=False)
+    assert torch.equal(fused, gathered)
+    assert len({o.numpy().tobytes() for o in fused[:64]}) > 32  # each image its own draw
+    # Centre pixel mean: the same distribution as the two steps in a row.
+    seq = crop_and_flip(crop_and_flip(batch, 0, False, torch.Generator().manual_seed(1), out=size), pad, True,
+                        torch.Generator().manual_seed(2))
+    assert abs(fused.float().mean() - seq.float().mean()) < 1.0
+    assert abs((fused == 0).float().mean() - (seq == 0).float().mean()) < 0.01
