@@ -548,6 +548,10 @@ def unused_settings(config: TrialConfig) -> dict[str, str]:
     modes = {auto if m == "auto" else m for m in (config.train_resize, config.eval_resize)}
     if "crop" not in modes:
         out["crop_ratio"] = "neither train_resize nor eval_resize is 'crop' (for this dataset)"
+    if not _IMAGEFOLDER.match(config.dataset):
+        out.update(dict.fromkeys(("image_cache", "skip_bad_images"), "the dataset is not an image folder"))
+    elif config.image_cache == "off":
+        out["skip_bad_images"] = "image_cache is 'off': only the decoded cache leaves unreadable files out"
     for name, schedulers in _SCHEDULER_FIELDS.items():
         if config.scheduler not in schedulers:
             out[name] = f"scheduler is {config.scheduler!r}; it is used by {', '.join(schedulers)}"

@@ -338,3 +338,12 @@ def test_fused_crops_give_what_the_folder_paths_two_crops_and_flip_give() -> Non
                         torch.Generator().manual_seed(2))
     assert abs(fused.float().mean() - seq.float().mean()) < 1.0
     assert abs((fused == 0).float().mean() - (seq == 0).float().mean()) < 0.01
+
+
+def test_cache_fields_on_a_dataset_that_is_not_an_image_folder_are_refused() -> None:
+    from ablate import Study
+
+    with pytest.raises(StudyError, match="'image_cache' is set but no trial uses it .the dataset is not an image folder"):
+        Study(name="d", base=dict(dataset="digits", image_cache="on"), seeds=[0]).validate()
+    with pytest.raises(StudyError, match="'skip_bad_images' is set but no trial uses it .image_cache is 'off'"):
+        Study(name="f", base=dict(dataset="imagefolder:/x", image_cache="off", skip_bad_images=True), seeds=[0]).validate()
