@@ -234,16 +234,17 @@ def _locked(path: Path, what: str) -> Iterator[None]:
 
 def open_cache(
     folder: Path, files: Sequence[str], *, kind: str, side: int, skip_bad: bool = False,
-    progress: IO[str] | None = None,
+    progress: IO[str] | None = None, stamp: str | None = None,
 ) -> ImageCache:
     """The cache of split folder ``folder`` (whose images are ``files``, in order) at ``kind`` /
     ``side``, built first if absent or stale. Raises DataNotFoundError naming an unreadable file
     (unless ``skip_bad``: then such files are left out and listed in ``skipped``) and
-    DiskFullError when the disk cannot hold it."""
+    DiskFullError when the disk cannot hold it. ``stamp``: ``fingerprint(files)`` when the
+    caller has it (a stat of every file)."""
     if kind not in CACHE_KINDS:
         raise ValueError(f"cache kind {kind!r}; allowed: {', '.join(CACHE_KINDS)}")
     path = images_root() / entry_name(folder, kind, side)
-    stamp = fingerprint(files)
+    stamp = stamp or fingerprint(files)
     cache = _valid(path, stamp, skip_bad)
     if cache is not None:
         return cache
@@ -453,10 +454,11 @@ def image_feed(config: TrialConfig, ds: Dataset, *, device: Any, progress: IO[st
         kind, side = kind_of[train_mode if name == "train" else eval_mode]
         wanted[name] = (_split_folder(root, split.files), kind, side)
     listings = {folder: _list_split(folder, list(ds.class_names)) for folder, _, _ in wanted.values()}
+    stamps = {folder: fingerprint(_files(split)) for folder, split in listings.items()}
     missing = {
         (folder, kind, side): len(listings[folder])
         for folder, kind, side in wanted.values()
-        if _valid(images_root() / entry_name(folder, kind, side), fingerprint(_files(listings[folder])), config.skip_bad_images) is None
+        if _valid(images_root() / entry_name(folder, kind, side), stamps[folder], config.skip_bad_images) is None
     }
     need = sum(cache_bytes(n, side) for (_, _, side), n in missing.items())
     images_root().mkdir(parents=True, exist_ok=True)
@@ -468,7 +470,10 @@ def image_feed(config: TrialConfig, ds: Dataset, *, device: Any, progress: IO[st
         ))
     def source(name: str) -> CachedBatches:
         folder, kind, side = wanted[name]
-        cache = open_cache(folder, _files(listings[folder]), kind=kind, side=side, skip_bad=config.skip_bad_images, progress=progress)
+        cache = open_cache(
+            folder, _files(listings[folder]), kind=kind, side=side, skip_bad=config.skip_bad_images,
+            progress=progress, stamp=stamps[folder],
+        )
         split = ds.splits()[name]
         assert split.files is not None
         keep = np.fromiter((f not in cache.skipped for f in split.files), bool, len(split))
