@@ -16,8 +16,11 @@ normalisation; for image folders too (only a leading random_resized_crop runs in
 Sizing (``train_resize`` / ``eval_resize``) of in-memory images happens here too: ``squash``
 resizes to ``image_size``; ``crop`` resizes to ``image_size / crop_ratio`` and crops
 ``image_size`` (random for training with augmentation, else the centre: CIFAR 32 -> 256 -> 224);
-``none`` feeds the stored size, which must be ``image_size``. Image folders are sized in the
-DataLoader workers (:func:`~ablate.data.folder_transforms`), so their batches arrive at size.
+``none`` feeds the stored size, which must be ``image_size``. Image folders read by DataLoader
+workers are sized there (:func:`~ablate.data.folder_transforms`), so their batches arrive at size;
+from the decoded image cache (``cached_folder``) they arrive as S x S squares and are sized here
+with the folder path's modes, a preset's two random crops and flip in one copy
+(:func:`~ablate.data._device_augment.crop_twice_and_flip`).
 """
 
 from __future__ import annotations
