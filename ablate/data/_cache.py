@@ -10,7 +10,8 @@ before its crop, made square.
 
 * ``crop`` (train_resize / eval_resize ``crop``, and augment_ops' random_resized_crop): the short
   side resized to ``S = resize_side(image_size, crop_ratio)`` (146 px for 128, 256 for 224), then
-  the centre ``S x S`` square. The evaluation centre crop is then the folder path's exactly; a
+  the centre ``S x S`` square. The evaluation centre crop is then the folder path's (to within a
+  pixel: each of the two centre crops rounds its offset); a
   training random crop is drawn from the centre square of a non-square photo instead of its whole
   long side, and random_resized_crop's area is a fraction of that square (a photo of aspect 4:3
   loses an eighth of its width at each end; square images lose nothing).
@@ -74,13 +75,13 @@ def cache_bytes(n: int, side: int) -> int:
     return n * side * side * 3
 
 
-def fingerprint(files: Sequence[str]) -> str:
-    """Digest of the file list with each file's size and mtime: changes when a file is added,
-    removed, replaced or touched."""
+def fingerprint(folder: Path, files: Sequence[str]) -> str:
+    """Digest of the file list (relative to ``folder``: the same from any working directory)
+    with each file's size and mtime: changes when a file is added, removed, replaced or touched."""
     h = hashlib.sha256()
     for f in files:
         st = os.stat(f)
-        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(f"{os.path.relpath(f, folder)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:20]
 
 
@@ -191,9 +192,10 @@ def _read_index(path: Path) -> dict[str, Any] | None:
     return index if isinstance(index, dict) and index.get("version") == CACHE_VERSION else None
 
 
-def _open(path: Path, index: dict[str, Any]) -> ImageCache | None:
-    folder = Path(index["folder"])
-    files = tuple(str(folder / f) for f in index["files"])
+def _open(path: Path, index: dict[str, Any], folder: Path, files: Sequence[str]) -> ImageCache | None:
+    """The cache at ``path`` with the caller's own spelling of its folder and files (the index
+    holds them relative to the folder, in the same order: the fingerprints matched)."""
+    files = tuple(files)
     try:
         images = np.load(path / "images.npy", mmap_mode="r")
     except (OSError, ValueError):
@@ -203,18 +205,18 @@ def _open(path: Path, index: dict[str, Any]) -> ImageCache | None:
     with contextlib.suppress(OSError):
         (path / "used").touch()
     return ImageCache(
-        path, str(folder), index["kind"], index["side"], files,
-        frozenset(str(folder / f) for f in index.get("skipped", [])), images,
+        path, index["folder"], index["kind"], index["side"], files,
+        frozenset(os.path.join(str(folder), f) for f in index.get("skipped", [])), images,
     )
 
 
-def _valid(path: Path, stamp: str, skip_bad: bool) -> ImageCache | None:
+def _valid(path: Path, folder: Path, files: Sequence[str], stamp: str, skip_bad: bool) -> ImageCache | None:
     index = _read_index(path)
     if index is None or index.get("fingerprint") != stamp:
         return None
     if index.get("skipped") and not skip_bad:
         return None  # built leaving files out; this study wants them (the build names the first)
-    return _open(path, index)
+    return _open(path, index, folder, files)
 
 
 @contextlib.contextmanager
@@ -239,21 +241,21 @@ def open_cache(
     """The cache of split folder ``folder`` (whose images are ``files``, in order) at ``kind`` /
     ``side``, built first if absent or stale. Raises DataNotFoundError naming an unreadable file
     (unless ``skip_bad``: then such files are left out and listed in ``skipped``) and
-    DiskFullError when the disk cannot hold it. ``stamp``: ``fingerprint(files)`` when the
+    DiskFullError when the disk cannot hold it. ``stamp``: ``fingerprint(folder, files)`` when the
     caller has it (a stat of every file)."""
     if kind not in CACHE_KINDS:
         raise ValueError(f"cache kind {kind!r}; allowed: {', '.join(CACHE_KINDS)}")
     path = images_root() / entry_name(folder, kind, side)
-    stamp = stamp or fingerprint(files)
-    cache = _valid(path, stamp, skip_bad)
+    stamp = stamp or fingerprint(folder, files)
+    cache = _valid(path, folder, files, stamp, skip_bad)
     if cache is not None:
         return cache
     what = f"the image cache of {folder} at {side} px"
     with _locked(path, what):
-        cache = _valid(path, stamp, skip_bad)  # built by the process that held the lock
+        cache = _valid(path, folder, files, stamp, skip_bad)  # built by the process that held the lock
         if cache is None:
             _build(path, folder, list(files), kind, side, stamp, skip_bad, what, progress)
-            cache = _valid(path, stamp, skip_bad)
+            cache = _valid(path, folder, files, stamp, skip_bad)
     assert cache is not None, f"{path}: the cache just built does not open"
     return cache
 
@@ -283,10 +285,9 @@ def _build(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    root = folder.resolve()
     skipped = [os.path.relpath(f, folder) for f, _ in bad]
     index = {
-        "version": CACHE_VERSION, "folder": str(folder), "resolved": str(root), "kind": kind, "side": side,
+        "version": CACHE_VERSION, "folder": str(folder.resolve()), "kind": kind, "side": side,
         "n": n, "bytes": cache_bytes(n, side), "fingerprint": stamp,
         "files": [os.path.relpath(f, folder) for f in files], "skipped": skipped,
         "built_s": round(time.perf_counter() - started, 3), "built_at": time.time(),
@@ -454,11 +455,12 @@ def image_feed(config: TrialConfig, ds: Dataset, *, device: Any, progress: IO[st
         kind, side = kind_of[train_mode if name == "train" else eval_mode]
         wanted[name] = (_split_folder(root, split.files), kind, side)
     listings = {folder: _list_split(folder, list(ds.class_names)) for folder, _, _ in wanted.values()}
-    stamps = {folder: fingerprint(_files(split)) for folder, split in listings.items()}
+    stamps = {folder: fingerprint(folder, _files(split)) for folder, split in listings.items()}
     missing = {
         (folder, kind, side): len(listings[folder])
         for folder, kind, side in wanted.values()
-        if _valid(images_root() / entry_name(folder, kind, side), stamps[folder], config.skip_bad_images) is None
+        if _valid(images_root() / entry_name(folder, kind, side), folder, _files(listings[folder]), stamps[folder],
+                  config.skip_bad_images) is None
     }
     need = sum(cache_bytes(n, side) for (_, _, side), n in missing.items())
     images_root().mkdir(parents=True, exist_ok=True)

@@ -74,7 +74,7 @@ def test_decoded_square_is_the_short_side_resize_and_centre_crop(tmp_path: Path)
     assert squashed[:, 0].max() == 0 and squashed[:, 10].min() == 200  # the whole width, squeezed
 
 
-def test_cache_is_built_once_reused_and_rebuilt_when_the_folder_changes(tmp_path: Path) -> None:
+def test_cache_is_built_once_reused_and_rebuilt_when_the_folder_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = write_tree(tmp_path / "pets", {"train": 4})
     folder = root / "train"
     first = build(folder)
@@ -89,6 +89,11 @@ def test_cache_is_built_once_reused_and_rebuilt_when_the_folder_changes(tmp_path
     assert built_at(folder) == stamp  # a hit: not rebuilt
     np.testing.assert_array_equal(again.images, first.images)
     assert build(folder, side=20).images.shape[1] == 20  # another resolution: its own cache
+    # The same folder spelt relative to another working directory: the same cache, a hit.
+    monkeypatch.chdir(tmp_path)
+    relative = build(Path("pets") / "train")
+    assert built_at(folder) == stamp and relative.files[0].startswith("pets/train/")
+    assert relative.folder == str(folder.resolve())
 
     touched = folder / "dog" / "1.png"
     os.utime(touched, ns=(time.time_ns(), time.time_ns() + 10**9))
@@ -343,7 +348,22 @@ def test_fused_crops_give_what_the_folder_paths_two_crops_and_flip_give() -> Non
 def test_cache_fields_on_a_dataset_that_is_not_an_image_folder_are_refused() -> None:
     from ablate import Study
 
-    with pytest.raises(StudyError, match="'image_cache' is set but no trial uses it .the dataset is not an image folder"):
+    with pytest.raises(StudyError, match=r"'image_cache' is set but no trial uses it \(the dataset is not an image folder"):
         Study(name="d", base=dict(dataset="digits", image_cache="on"), seeds=[0]).validate()
-    with pytest.raises(StudyError, match="'skip_bad_images' is set but no trial uses it .image_cache is 'off'"):
+    with pytest.raises(StudyError, match=r"'skip_bad_images' is set but no trial uses it \(image_cache is 'off'"):
         Study(name="f", base=dict(dataset="imagefolder:/x", image_cache="off", skip_bad_images=True), seeds=[0]).validate()
+
+
+@pytest.mark.parametrize("kw", [
+    dict(augment="heavy", rotation=10.0, color_jitter=0.2, erasing_p=0.5),
+    dict(augment="basic", train_resize="squash", eval_resize="squash"),
+    dict(augment="none", val_split=0.25, test_split=0.25),
+])
+def test_other_presets_and_layouts_train_from_the_cache(tmp_path: Path, kw: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    root = write_tree(tmp_path / "pets", {"train": 8, "val": 3, "test": 2})
+    base: dict[str, Any] = dict(dataset=f"imagefolder:{root}", num_classes=None, image_size=16, val_split="val",
+                                test_split="test", epochs=2, batch_size=8, normalize="imagenet", image_cache="on")
+    result = train_trial(tiny(**{**base, **kw}), checkpoint_dir=tmp_path / "ck")
+    assert result.status == "completed" and result.test_acc is not None, result.error
+    assert "data: decoded image cache" in capsys.readouterr().err
+    assert (tmp_path / "ck" / "predictions.npz").exists()
