@@ -420,15 +420,23 @@ def _split_folder(root: Path, files: Sequence[str]) -> Path:
     return root / Path(files[0]).relative_to(root).parts[0]
 
 
-def image_feed(config: TrialConfig, ds: Dataset, *, device: Any, progress: IO[str] | None = None) -> CacheFeed:
-    """Choose how an image folder feeds the trial (``image_cache``) and, for the cache, open
-    (building where needed) the caches of its splits as :class:`CachedBatches` by split name.
+@dataclass(frozen=True)
+class _FeedPlan:
+    """What :func:`image_feed` decides before opening anything: the DataLoader path and why, or
+    the caches each split reads (split -> (folder, kind, side)), which of them are to be built
+    and the bytes that takes."""
 
-    ``auto`` takes the cache unless ``auto_augment`` (a per-image policy of the DataLoader
-    workers), native size (resize ``none``) or a disk without room for it need the workers;
-    ``on`` refuses those with a StudyError / DiskFullError instead."""
+    loader: str | None  # the line of the DataLoader path, None for the cache
+    wanted: dict[str, tuple[Path, str, int]]
+    listings: dict[Path, Split]
+    stamps: dict[Path, str]
+    need: int
+    free: int
+
+
+def _plan_feed(config: TrialConfig, ds: Dataset) -> _FeedPlan:
     from ablate.data._augment import SIZED_BY_OP, resize_modes
-    from ablate.data._batches import CachedBatches, resize_side
+    from ablate.data._batches import resize_side
     from ablate.data._sources import IMAGEFOLDER, _list_split, imagefolder_root
 
     loader = f"data: PIL + DataLoader workers ({config.num_workers} for train)"
@@ -436,15 +444,15 @@ def image_feed(config: TrialConfig, ds: Dataset, *, device: Any, progress: IO[st
     train_mode, eval_mode = resize_modes(config, in_memory=False)
     why_not = None
     if mode == "off":
-        return CacheFeed(None, f"{loader}: image_cache is 'off'")
-    if "none" in (train_mode, eval_mode):
+        why_not = "image_cache is 'off'"
+    elif "none" in (train_mode, eval_mode):
         why_not = "resize 'none' feeds native sizes, which the square cache does not hold"
     elif config.auto_augment != "none":
         why_not = f"auto_augment {config.auto_augment!r} runs image by image in the DataLoader workers"
     if why_not is not None:
         if mode == "on":
             raise StudyError(f"field 'image_cache' is 'on' but {why_not}; use image_cache 'auto' or 'off'")
-        return CacheFeed(None, f"{loader}: {why_not}")
+        return _FeedPlan(f"{loader}: {why_not}", {}, {}, {}, 0, 0)
 
     root = imagefolder_root(config, config.dataset.removeprefix(IMAGEFOLDER.split("<")[0]))
     crop = ("crop", resize_side(config.image_size, config.crop_ratio))
@@ -466,10 +474,50 @@ def image_feed(config: TrialConfig, ds: Dataset, *, device: Any, progress: IO[st
     images_root().mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(images_root()).free
     if missing and free < need + DISK_MARGIN and mode == "auto":
-        return CacheFeed(None, (
+        return _FeedPlan((
             f"{loader}: the decoded cache would need {human_bytes(need + DISK_MARGIN)} on {images_root()}, "
             f"{human_bytes(free)} free (image_cache 'auto'; point $ABLATE_CACHE at a larger disk)"
-        ))
+        ), {}, {}, {}, need, free)
+    return _FeedPlan(None, wanted, listings, stamps, need, free)
+
+
+def _sizes(plan: _FeedPlan) -> tuple[str, str]:
+    """("train crop 146 px, val crop 146 px", the caches' total size)."""
+    sizes = ", ".join(f"{name} {kind} {side} px" for name, (_, kind, side) in plan.wanted.items())
+    total = sum(cache_bytes(len(plan.listings[f]), side) for f, _, side in dict.fromkeys(plan.wanted.values()))
+    return sizes, human_bytes(total)
+
+
+def describe_feed(config: TrialConfig, ds: Dataset) -> str:
+    """The line ``ablate plan`` shows for an image folder: which path will feed its trials and,
+    for the cache, how much of it is still to be built (and the free space)."""
+    plan = _plan_feed(config, ds)
+    if plan.loader is not None:
+        return plan.loader
+    sizes, total = _sizes(plan)
+    line = f"data: decoded image cache ({sizes}; {total} in {images_root()})"
+    if not plan.need:
+        return line + ", built"
+    line += f": {human_bytes(plan.need)} to build on first use, {human_bytes(plan.free)} free"
+    if plan.free < plan.need + DISK_MARGIN:
+        line += " - not enough: image_cache 'on' will refuse to run"
+    return line
+
+
+def image_feed(config: TrialConfig, ds: Dataset, *, device: Any, progress: IO[str] | None = None) -> CacheFeed:
+    """Choose how an image folder feeds the trial (``image_cache``) and, for the cache, open
+    (building where needed) the caches of its splits as :class:`CachedBatches` by split name.
+
+    ``auto`` takes the cache unless ``auto_augment`` (a per-image policy of the DataLoader
+    workers), native size (resize ``none``) or a disk without room for it need the workers;
+    ``on`` refuses those with a StudyError / DiskFullError instead."""
+    from ablate.data._batches import CachedBatches
+
+    plan = _plan_feed(config, ds)
+    if plan.loader is not None:
+        return CacheFeed(None, plan.loader)
+    wanted, listings, stamps = plan.wanted, plan.listings, plan.stamps
+
     def source(name: str) -> CachedBatches:
         folder, kind, side = wanted[name]
         cache = open_cache(
@@ -491,8 +539,7 @@ def image_feed(config: TrialConfig, ds: Dataset, *, device: Any, progress: IO[st
     sources: dict[str, Any] = {name: source(name) for name in wanted if name != "test"}
     if "test" in wanted:
         sources["test"] = LazySource(lambda: source("test"))
-    sizes = ", ".join(f"{name} {kind} {side} px" for name, (_, kind, side) in wanted.items())
-    total = human_bytes(sum(cache_bytes(len(listings[f]), side) for f, _, side in dict.fromkeys(wanted.values())))
+    sizes, total = _sizes(plan)
     line = f"data: decoded image cache ({sizes}; {total} in {images_root()}), augmented on the device"
     return CacheFeed(sources, line)
 

@@ -367,3 +367,31 @@ def test_other_presets_and_layouts_train_from_the_cache(tmp_path: Path, kw: dict
     assert result.status == "completed" and result.test_acc is not None, result.error
     assert "data: decoded image cache" in capsys.readouterr().err
     assert (tmp_path / "ck" / "predictions.npz").exists()
+
+
+def test_plan_says_which_path_feeds_the_trials_and_what_is_left_to_build(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ablate.cli import app
+
+    root = write_tree(tmp_path / "pets", {"train": 4, "val": 2})
+    study = tmp_path / "study.py"
+    study.write_text(
+        "from ablate import Study\n"
+        f"study = Study(name='pets', base=dict(dataset='imagefolder:{root}', image_size=16, val_split='val',\n"
+        "    test_split=None, device='cpu'), factors=dict(auto_augment=['none', 'randaugment']), seeds=[0])\n"
+    )
+
+    def plan() -> str:
+        out = CliRunner().invoke(app, ["plan", str(study)], env={"COLUMNS": "300", "ABLATE_CACHE": os.environ["ABLATE_CACHE"]})
+        assert out.exit_code == 0, out.output
+        return " ".join(out.output.split())
+
+    first = plan()
+    assert "data: decoded image cache (train crop 18 px, val crop 18 px; 17 KB in" in first
+    assert "to build on first use" in first and "free" in first
+    assert "PIL + DataLoader workers (2 for train): auto_augment 'randaugment' runs image by image" in first
+    assert list_caches() == []  # plan builds nothing
+    build(root / "train")
+    build(root / "val")
+    assert "17 KB in " in plan() and ", built" in plan()
