@@ -112,6 +112,7 @@ def _open_in_child(folder: str, cache: str, out: Any) -> None:
     out.put((float(c.images.astype(np.float64).sum()), (Path(c.path) / "index.json").stat().st_mtime_ns))
 
 
+@pytest.mark.slow
 def test_two_processes_building_the_same_cache_build_it_once(tmp_path: Path) -> None:
     root = write_tree(tmp_path / "pets", {"train": 40}, size=(120, 90))
     ctx = multiprocessing.get_context("fork")
@@ -129,6 +130,7 @@ def test_two_processes_building_the_same_cache_build_it_once(tmp_path: Path) -> 
     assert sorted(f.name for f in entry.iterdir()) == [".lock", "images.npy", "index.json", "used"]
 
 
+@pytest.mark.slow
 def test_a_corrupt_image_fails_the_build_naming_it_or_is_left_out_when_asked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -220,6 +222,7 @@ def test_device_resized_crop_shapes_ranges_and_per_image_seeded_draws() -> None:
     assert (same | mirrored).all() and same.any() and mirrored.any()
 
 
+@pytest.mark.slow
 def test_tiny_training_through_the_cache_matches_the_loader_path_in_kind(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = write_tree(tmp_path / "pets", {"train": 8, "val": 3})
     base = dict(dataset=f"imagefolder:{root}", num_classes=None, image_size=16, val_split="val", test_split=None,
@@ -354,6 +357,7 @@ def test_cache_fields_on_a_dataset_that_is_not_an_image_folder_are_refused() -> 
         Study(name="f", base=dict(dataset="imagefolder:/x", image_cache="off", skip_bad_images=True), seeds=[0]).validate()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kw", [
     dict(augment="heavy", rotation=10.0, color_jitter=0.2, erasing_p=0.5),
     dict(augment="basic", train_resize="squash", eval_resize="squash"),
