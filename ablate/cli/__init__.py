@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 # Each command module registers its commands on the app when imported.
-from ablate.cli import _dashboard, _launch, _plan, _report, _run, _store  # noqa: F401
+from ablate.cli import _cache, _dashboard, _launch, _plan, _report, _run, _store  # noqa: F401
 from ablate.cli._app import WORKFLOW_ORDER, ReaderGoneTolerantStream, app
 
 __all__ = ["WORKFLOW_ORDER", "app", "main"]

@@ -17,7 +17,7 @@ from ablate.version import __version__
 # The order a user meets the commands in: declare, run, watch, read; then the reference ones.
 WORKFLOW_ORDER = (
     "plan", "run", "worker", "launch", "status", "dashboard", "retry", "report", "sql", "ls", "export", "db",
-    "fields", "models",
+    "fields", "models", "cache",
 )  # fmt: skip
 
 

@@ -5,7 +5,9 @@ decorator on its loader (``ablate.data._sources``); ``DATASETS.names("cifar*")``
 
 ``load_dataset`` reads digits (shipped here as ``digits.npz``), CIFAR-10/100, synthetic images or an
 image folder into train/val/test :class:`Split` objects; :class:`InMemoryBatches` and
-:class:`LoaderBatches` turn a split into uint8 batches on the device; :class:`BatchAugment`
+:class:`LoaderBatches` turn a split into uint8 batches on the device, and an image folder's
+splits are decoded once into a shared memory-mapped cache read by :class:`CachedBatches`
+(:func:`image_feed` chooses; ``ablate cache`` lists and clears the caches); :class:`BatchAugment`
 augments and normalises them there (a config's ``augment_ops`` through :func:`build_augment_pipeline`,
 the one builder of both data paths).
 """
@@ -19,6 +21,7 @@ from ablate.data._augment_ops import (
     worker_sizing_transform,
 )
 from ablate.data._batches import (
+    CachedBatches,
     ImageDecodeError,
     InMemoryBatches,
     LoaderBatches,
@@ -27,6 +30,17 @@ from ablate.data._batches import (
     folder_transforms,
     resize_nhwc,
     resize_side,
+)
+from ablate.data._cache import (
+    CacheEntry,
+    CacheFeed,
+    ImageCache,
+    clear_caches,
+    describe_feed,
+    image_feed,
+    images_root,
+    list_caches,
+    open_cache,
 )
 from ablate.data._dataset import (
     DATASETS,
@@ -54,9 +68,13 @@ __all__ = [
     "DATASETS",
     "AugmentPipeline",
     "BatchAugment",
+    "CacheEntry",
+    "CacheFeed",
+    "CachedBatches",
     "Dataset",
     "DatasetMissingError",
     "DatasetSource",
+    "ImageCache",
     "ImageDecodeError",
     "InMemoryBatches",
     "LoaderBatches",
@@ -67,17 +85,23 @@ __all__ = [
     "build_augment_pipeline",
     "check_data",
     "check_study_data",
+    "clear_caches",
     "data_root",
     "dataset",
     "dataset_channels",
     "dataset_source",
     "decode_image",
     "describe_augment_ops",
+    "describe_feed",
     "expected_classes",
     "folder_transforms",
+    "image_feed",
     "imagefolder_root",
+    "images_root",
+    "list_caches",
     "load_dataset",
     "op_transform",
+    "open_cache",
     "resize_modes",
     "resize_nhwc",
     "resize_side",

@@ -16,8 +16,11 @@ normalisation; for image folders too (only a leading random_resized_crop runs in
 Sizing (``train_resize`` / ``eval_resize``) of in-memory images happens here too: ``squash``
 resizes to ``image_size``; ``crop`` resizes to ``image_size / crop_ratio`` and crops
 ``image_size`` (random for training with augmentation, else the centre: CIFAR 32 -> 256 -> 224);
-``none`` feeds the stored size, which must be ``image_size``. Image folders are sized in the
-DataLoader workers (:func:`~ablate.data.folder_transforms`), so their batches arrive at size.
+``none`` feeds the stored size, which must be ``image_size``. Image folders read by DataLoader
+workers are sized there (:func:`~ablate.data.folder_transforms`), so their batches arrive at size;
+from the decoded image cache (``cached_folder``) they arrive as S x S squares and are sized here
+with the folder path's modes, a preset's two random crops and flip in one copy
+(:func:`~ablate.data._device_augment.crop_twice_and_flip`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from ablate.data._augment_ops import (
     random_erasing,
 )
 from ablate.data._batches import resize_nhwc, resize_side
+from ablate.data._device_augment import crop_twice_and_flip
 from ablate.errors import StudyError
 from ablate.study import sizes_training_images
 
@@ -76,17 +80,29 @@ class BatchAugment:
         out_channels: int,
         channels_last: bool,
         device: torch.device,
+        cached_folder: bool = False,
     ) -> None:
+        """``cached_folder``: batches of an image folder from its decoded cache (S x S squares,
+        see :mod:`ablate.data._cache`): sized here with the folder path's modes (``auto`` is
+        crop), a leading random_resized_crop run batched on the device."""
         # The presets' random crop; augment_ops crops only where it lists a crop.
         on = config.augment in ("basic", "heavy")
         self.size = config.image_size
-        # Image folders arrive sized by the DataLoader workers; in-memory images are sized here.
-        self.sizing = resize_modes(config, in_memory=True) if crop_on_device else ("pass", "pass")
+        # Image folders arrive sized by the DataLoader workers; in-memory and cached images are
+        # sized here.
+        if cached_folder:
+            self.sizing = resize_modes(config, in_memory=False)
+        else:
+            self.sizing = resize_modes(config, in_memory=True) if crop_on_device else ("pass", "pass")
         self.sides = tuple(stored_side(mode, config) for mode in self.sizing)
-        # augment_ops: the pipeline of both data paths (a folder's leading random_resized_crop
+        # augment_ops: the pipeline of every data path (a folder's leading random_resized_crop
         # ran in its DataLoader workers).
-        self.ops: AugmentPipeline | None = build_augment_pipeline(config, sized_in_workers=not crop_on_device)
+        self.ops: AugmentPipeline | None = build_augment_pipeline(
+            config, sized_in_workers=not (crop_on_device or cached_folder), batched_resized_crop=cached_folder
+        )
         self.random_crop = on
+        # Cached folder batches with a preset's random crop: both crops and the flip in one gather.
+        self.fused_crops = cached_folder and on and self.ops is None and self.sizing[0] == "crop"
         self.pad = config.crop_padding if on else 0
         self.flip = on and config.hflip
         self.heavy = config.augment == "heavy"
@@ -112,12 +128,16 @@ class BatchAugment:
 
     def train(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Augmented, normalised training batch."""
-        x = self._sized(x, 0, gen)
-        if self.ops is not None:
-            x = self.ops(x.permute(0, 3, 1, 2), gen).permute(0, 2, 3, 1)
-            return self._finish(self._normalised(x))
-        if self.pad or self.flip:
-            x = crop_and_flip(x, self.pad, self.flip, gen)
+        if self.fused_crops and x.shape[1] == x.shape[2] == self.sides[0]:
+            # From the decoded cache: the workers' random crop and the preset's crop + flip at once.
+            x = crop_twice_and_flip(x, self.size, self.pad, self.flip, gen)
+        else:
+            x = self._sized(x, 0, gen)
+            if self.ops is not None:
+                x = self.ops(x.permute(0, 3, 1, 2), gen).permute(0, 2, 3, 1)
+                return self._finish(self._normalised(x))
+            if self.pad or self.flip:
+                x = crop_and_flip(x, self.pad, self.flip, gen)
         if not self.heavy:
             return self._finish(self._normalised(x))
         y = x.permute(0, 3, 1, 2).float().div_(255.0)

@@ -293,6 +293,18 @@ def _rotation(degrees: float | list[float], mode: str, fill: int, p: float) -> B
     return run
 
 
+def _resized_crop(item: Mapping[str, Any], folded: Sequence[Mapping[str, Any]], image_size: int) -> Batched:
+    from ablate.data._device_augment import random_resized_crop
+
+    a = op_params(item)
+    flip_p = op_params(folded[0])["p"] if folded else 0.0
+
+    def run(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return random_resized_crop(x, image_size, a["scale"], a["ratio"], gen, flip_p=flip_p)
+
+    return run
+
+
 def batched_kernel(item: Mapping[str, Any], image_size: int) -> Batched | None:
     """The batched per-image kernel of an item, or None when it runs image by image."""
     op, a = item["op"], op_params(item)
@@ -317,14 +329,23 @@ class AugmentPipeline:
     """The operations of ``augment_ops`` over uint8 (B, C, H, W) batches, in their order:
     batched kernels where an operation has one, else its v2 transform image by image."""
 
-    def __init__(self, ops: Sequence[Mapping[str, Any]], *, image_size: int, sized_in_workers: bool = False) -> None:
+    def __init__(
+        self, ops: Sequence[Mapping[str, Any]], *, image_size: int, sized_in_workers: bool = False,
+        batched_resized_crop: bool = False,
+    ) -> None:
         """``sized_in_workers``: a leading random_resized_crop already ran in the DataLoader
-        workers (image folders), so the pipeline starts after it."""
+        workers (image folders), so the pipeline starts after it. ``batched_resized_crop``: a
+        leading random_resized_crop runs as one grid over the batch, with a hflip right after it
+        folded in (batches from the decoded image cache, all of one size)."""
         from torchvision.transforms import v2
 
         self.in_workers = [ops[0]["op"]] if sized_in_workers and sizes_training_images(ops) else []
         ops = ops[len(self.in_workers):]
         self.stages: list[tuple[str, list[str], Any]] = []  # (kind, op names, callable)
+        if batched_resized_crop and sizes_training_images(ops):
+            folded = ops[1:2] if len(ops) > 1 and ops[1]["op"] == "hflip" else []
+            self.stages.append(("batched", [o["op"] for o in (ops[0], *folded)], _resized_crop(ops[0], folded, image_size)))
+            ops = ops[1 + len(folded):]
         for item in ops:
             kernel = batched_kernel(item, image_size)
             kind = "batched" if kernel is not None else "per_image"
@@ -370,12 +391,17 @@ def _each_image(transform: Any, x: torch.Tensor, gen: torch.Generator) -> torch.
         return torch.stack([transform(img) for img in x])
 
 
-def build_augment_pipeline(config: TrialConfig, *, sized_in_workers: bool = False) -> AugmentPipeline | None:
+def build_augment_pipeline(
+    config: TrialConfig, *, sized_in_workers: bool = False, batched_resized_crop: bool = False
+) -> AugmentPipeline | None:
     """The pipeline of ``config.augment_ops`` (None when the config uses a preset): the one
-    function both data paths build their operations with."""
+    function every data path builds its operations with."""
     if not config.augment_ops:
         return None
-    return AugmentPipeline(config.augment_ops, image_size=config.image_size, sized_in_workers=sized_in_workers)
+    return AugmentPipeline(
+        config.augment_ops, image_size=config.image_size, sized_in_workers=sized_in_workers,
+        batched_resized_crop=batched_resized_crop,
+    )
 
 
 def worker_sizing_transform(config: TrialConfig) -> Any | None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ablate.data._batches import decode_image
+from ablate.data._batches import ImageDecodeError, decode_image
 from ablate.data._dataset import (
     Dataset,
     DatasetMissingError,
@@ -460,7 +460,7 @@ def _normalisation(config: TrialConfig, ds: Dataset) -> tuple[tuple[float, ...],
         return mean, std, f"published {whose} statistics"
     if ds.train.images is not None:
         return (*_array_mean_std(ds.train.images), f"computed from the training split ({len(ds.train)} images)")
-    mean, std = _folder_mean_std(ds)
+    mean, std = _folder_mean_std(ds, skip_bad=config.skip_bad_images)
     n = min(len(ds.train), 500)
     return mean, std, f"computed from {n} class-balanced training images at 64 px"
 
@@ -479,8 +479,11 @@ def _array_mean_std(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float,
     return tuple(means), tuple(stds)
 
 
-def _folder_mean_std(ds: Dataset, *, sample: int = 500, side: int = 64) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Mean/std of up to ``sample`` training images at ``side`` px, computed once and cached."""
+def _folder_mean_std(
+    ds: Dataset, *, sample: int = 500, side: int = 64, skip_bad: bool = False
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean/std of up to ``sample`` training images at ``side`` px, computed once and cached
+    (``skip_bad``: unreadable files left out of the sample, as skip_bad_images leaves them out)."""
     assert ds.train.files is not None
     order = balanced_order(ds.train.labels)[:sample]
     files = [ds.train.files[i] for i in order]
@@ -492,7 +495,16 @@ def _folder_mean_std(ds: Dataset, *, sample: int = 500, side: int = 64) -> tuple
     import torch
     from torchvision.transforms.v2 import functional as TF
 
-    pixels = torch.stack([TF.resize(decode_image(f, side), [side, side], antialias=True) for f in files])
+    def readable(f: str) -> torch.Tensor | None:
+        try:
+            return decode_image(f, side)
+        except ImageDecodeError:
+            if skip_bad:
+                return None
+            raise
+
+    decoded = [im for im in map(readable, files) if im is not None]
+    pixels = torch.stack([TF.resize(im, [side, side], antialias=True) for im in decoded])
     mean, std = _array_mean_std(pixels.permute(0, 2, 3, 1).numpy())
     write_atomic(path, json.dumps({"mean": mean, "std": std}))
     return mean, std

@@ -111,6 +111,7 @@ def plan_trials(study: Study, *, smoke: bool = False, missing_data_ok: bool = Fa
 
         try:
             data = check_study_data(configs, missing_ok=missing_data_ok)
+            data += _feed_notes(configs)
         except AblateError as e:
             raise StudyError(f"{study.where}: {e}") from None
         data += _precheck_evaluations(study, configs, missing_ok=missing_data_ok)
@@ -132,6 +133,38 @@ def plan_trials(study: Study, *, smoke: bool = False, missing_data_ok: bool = Fa
     else:
         groups = {}
     return PlannedStudy(smoked, specs, notes=[*notes, *_smoke_merge_note(smoked, groups)])
+
+
+# The fields that decide how an image folder feeds a trial (which caches, at which size).
+_FEED_FIELDS = (
+    "dataset", "data_root", "train_split", "val_split", "test_split", "split_seed", "max_train_samples",
+    "image_size", "train_resize", "eval_resize", "crop_ratio", "auto_augment", "augment_ops", "image_cache",
+    "skip_bad_images", "num_workers",
+)  # fmt: skip
+
+
+def _feed_notes(configs: list[TrialConfig]) -> list[str]:
+    """One line per distinct image-folder feed: the decoded cache (its size, how much of it is
+    still to be built, the free space) or the DataLoader path and why (the trainer decides the
+    same way when the trial starts). Datasets absent here are left to check_study_data's line."""
+    from ablate.data import DatasetMissingError, check_data, dataset_source, describe_feed
+
+    lines: list[str] = []
+    seen: set[str] = set()
+    for config in configs:
+        if dataset_source(config).in_memory:
+            continue
+        key = json.dumps([getattr(config, f) for f in _FEED_FIELDS], sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            line = describe_feed(config, check_data(config))
+        except DatasetMissingError:
+            continue
+        if line not in lines:
+            lines.append(line)
+    return lines
 
 
 def _augment_notes(configs: list[TrialConfig]) -> list[str]:

@@ -32,6 +32,7 @@ AUGMENT_PRESETS = ("none", "basic", "heavy", "ops")
 AUTO_AUGMENT = ("none", "randaugment", "trivialaugment")
 NORMALIZE = ("dataset", "computed", "imagenet", "custom", "none")
 RESIZE_MODES = ("auto", "crop", "squash", "none")
+IMAGE_CACHE_MODES = ("auto", "on", "off")
 # "study": the study metric's epoch value; or a per-epoch metric of the table.
 PLATEAU_METRICS = ("study", *metric_names(plateau=True))
 OPTIMIZERS = ("sgd", "adamw", "adam")
@@ -225,6 +226,8 @@ class TrialConfig:
     num_workers: int = _knob(2, "DataLoader workers of the training split (image folders, per-image policies)", low=0, high=64)
     eval_workers: int | None = _knob(None, "DataLoader workers of the val and test splits (None: num_workers)", low=0, high=64)
     pin_memory: bool = _knob(True, "pinned host memory for the DataLoader path on CUDA")
+    image_cache: str = _knob("auto", "image folders: decode once into a shared memory-mapped cache and augment batches on the device (on), or decode per image in DataLoader workers (off); auto: the cache unless auto_augment, native size or a too small disk need the workers", choices=IMAGE_CACHE_MODES)
+    skip_bad_images: bool = _knob(False, "image folders: leave unreadable image files out of the decoded cache (listed once) instead of failing the trial")
     prediction_samples: int = _knob(30, "test images whose predictions are stored for the report", low=0)
     seed: int = _knob(0, "random seed of this replicate", low=0)
     extra: dict[str, Any] = _knob({}, "free-form values for a user-supplied train function")
@@ -270,7 +273,7 @@ _HASHED_WHEN_SET = (
     "margin_weight", "margin_lr", "test_checkpoint", "tta", "tta_crops", "tta_crop_size",
     "train_last_stages", "unfreeze_every", "freeze_bn", "drop_rate", "drop_path_rate",
     "head_widths", "head_dropout", "head_norm", "head_activation", "native_input_size",
-    "augment_ops",
+    "augment_ops", "skip_bad_images",
 )  # fmt: skip
 
 
@@ -282,9 +285,14 @@ def _default(name: str) -> Any:
     return factory()
 
 
+# How the images reach the trainer, not what it trains on: the same trial whichever path feeds it.
+_NEVER_HASHED = ("seed", "image_cache")
+
+
 def config_hash(config: TrialConfig) -> str:
     values = config.to_dict()
-    del values["seed"]
+    for name in _NEVER_HASHED:
+        del values[name]
     for name in _HASHED_WHEN_SET:
         if values[name] == _default(name):
             del values[name]
@@ -540,6 +548,10 @@ def unused_settings(config: TrialConfig) -> dict[str, str]:
     modes = {auto if m == "auto" else m for m in (config.train_resize, config.eval_resize)}
     if "crop" not in modes:
         out["crop_ratio"] = "neither train_resize nor eval_resize is 'crop' (for this dataset)"
+    if not _IMAGEFOLDER.match(config.dataset):
+        out.update(dict.fromkeys(("image_cache", "skip_bad_images"), "the dataset is not an image folder"))
+    elif config.image_cache == "off":
+        out["skip_bad_images"] = "image_cache is 'off': only the decoded cache leaves unreadable files out"
     for name, schedulers in _SCHEDULER_FIELDS.items():
         if config.scheduler not in schedulers:
             out[name] = f"scheduler is {config.scheduler!r}; it is used by {', '.join(schedulers)}"

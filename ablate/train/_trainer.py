@@ -12,6 +12,7 @@ import contextlib
 import math
 import random
 import resource
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ from ablate.data import (
     array_transforms,
     balanced_order,
     folder_transforms,
+    image_feed,
     load_dataset,
     resize_modes,
     resize_nhwc,
@@ -222,6 +224,8 @@ class _Trial:
 
         # --- data
         self.data = load_dataset(config)
+        self.cached = False  # batches of an image folder from its decoded cache (see _sources)
+        self.feed_line: str | None = None
         if self.epoch_metric == "val_top5" and self.data.num_classes <= 5:
             raise StudyError(f"metric 'val_top5' needs more than 5 classes; {config.dataset} has {self.data.num_classes}")
         self.train_src, self.val_src, self.test_src = self._sources()
@@ -266,7 +270,7 @@ class _Trial:
         )
         self.augment = BatchAugment(
             config, mean=self.data.mean, std=self.data.std, crop_on_device=self.data.in_memory,
-            out_channels=in_chans, channels_last=channels_last, device=self.device,
+            out_channels=in_chans, channels_last=channels_last, device=self.device, cached_folder=self.cached,
         )
         self.mix = MixUpCutMix(
             mixup_alpha=config.mixup_alpha, cutmix_alpha=config.cutmix_alpha,
@@ -343,6 +347,14 @@ class _Trial:
                 return InMemoryBatches(split, device=dev, image_size=stored_side(eval_mode, c)) if split else None
 
             return train, memory(ds.val), memory(ds.test)
+
+        # An image folder: from its decoded cache when image_cache allows (the line says which).
+        feed = image_feed(c, ds, device=dev)
+        self.feed_line = feed.line
+        print(feed.line, file=sys.stderr, flush=True)
+        if feed.sources is not None:
+            self.cached = True
+            return feed.sources["train"], feed.sources.get("val"), feed.sources.get("test")
 
         def folder(split: Any, train: bool) -> LoaderBatches | None:
             if split is None:
@@ -731,6 +743,8 @@ class _Trial:
         """The data's provenance, and with native_input_size the side the trial trained at
         (the planned config keeps the study's image_size)."""
         record = self.data.provenance()
+        if self.feed_line is not None:
+            record["feed"] = self.feed_line
         if self.config.native_input_size:
             record["image_size"] = self.config.image_size
         return record

@@ -3,6 +3,7 @@ reproducible from the epoch seed, the same list on the in-memory and the image-f
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 from ablate.data import (
     AugmentPipeline,
     BatchAugment,
+    CachedBatches,
     folder_transforms,
     op_transform,
     worker_sizing_transform,
@@ -381,11 +383,19 @@ def test_the_trainer_runs_the_list_on_both_data_paths(tmp_path: Path, monkeypatc
     monkeypatch.setenv("ABLATE_CACHE", str(tmp_path / "cache"))
     _write_folder(tmp_path / "f", {"train": 8, "val": 2, "test": 2})
     cfg = tiny(dataset=f"imagefolder:{tmp_path / 'f'}", num_classes=None, image_size=16, num_workers=0,
-               val_split="val", epochs=1, batch_size=8, augment_ops=EXAMPLE)
+               val_split="val", epochs=1, batch_size=8, augment_ops=EXAMPLE, image_cache="off")
     folder = _Trial(cfg, metric="val_acc", maximize=True, checkpoint_dir=None)
     assert isinstance(folder.train_src, LoaderBatches)
     assert folder.augment.ops is not None and folder.augment.ops.in_workers == ["random_resized_crop"]
     x, _ = next(folder.train_src.train_batches(8, seed=0))
     assert x.shape == (8, 16, 16, 3)
     result = train_trial(cfg)
+    assert result.status == "completed" and result.train_loss is not None and math.isfinite(result.train_loss)
+    # The same folder from its decoded cache: 18 px squares, the crop batched on the device.
+    cached = _Trial(dataclasses.replace(cfg, image_cache="on"), metric="val_acc", maximize=True, checkpoint_dir=None)
+    assert isinstance(cached.train_src, CachedBatches) and cached.augment.ops is not None
+    assert cached.augment.ops.in_workers == [] and cached.augment.ops.stages[0][:2] == ("batched", ["random_resized_crop", "hflip"])
+    x, _ = next(cached.train_src.train_batches(8, seed=0))
+    assert x.shape == (8, 18, 18, 3) and cached.augment.train(x, _gen()).shape == (8, 3, 16, 16)
+    result = train_trial(dataclasses.replace(cfg, image_cache="on"))
     assert result.status == "completed" and result.train_loss is not None and math.isfinite(result.train_loss)

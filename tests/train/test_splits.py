@@ -65,14 +65,19 @@ def test_inat_layout_holds_out_20_percent_of_train_and_keeps_val_folder_as_test(
 
 
 @pytest.mark.slow
-def test_no_test_image_is_decoded_before_the_final_evaluation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("feed", ["off", "on"])  # the DataLoader path; the decoded cache
+def test_no_test_image_is_decoded_before_the_final_evaluation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, feed: str) -> None:
     import ablate.data._batches as batches
+    import ablate.data._cache as image_cache
     from ablate.train import _trainer
 
     root = write_tree(tmp_path / "inat", {"train": 6, "val": 2})
     decoded: list[str] = []
     real_decode = batches.decode_image
     monkeypatch.setattr(batches, "decode_image", lambda path, min_side=None: decoded.append(path) or real_decode(path, min_side))
+    # The decoded cache's builder (in this process: a few images are one decoding task).
+    real_square = image_cache.decode_square
+    monkeypatch.setattr(image_cache, "decode_square", lambda path, kind, side: decoded.append(path) or real_square(path, kind, side))
     finished_at: list[int] = []
     real_finish = _trainer._Trial._finish
 
@@ -81,7 +86,7 @@ def test_no_test_image_is_decoded_before_the_final_evaluation(tmp_path: Path, mo
         return real_finish(self, *args)
 
     monkeypatch.setattr(_trainer._Trial, "_finish", finish)
-    cfg = folder_config(root, val_split=0.2, test_split="val", epochs=3, early_stopping=2, batch_size=6)
+    cfg = folder_config(root, val_split=0.2, test_split="val", epochs=3, early_stopping=2, batch_size=6, image_cache=feed)
     result = train_trial(cfg, checkpoint_dir=tmp_path / "ck")
     assert result.status == "completed" and result.test_acc is not None
     before, after = decoded[: finished_at[0]], decoded[finished_at[0] :]

@@ -87,7 +87,7 @@ def test_per_split_loader_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("ABLATE_CACHE", str(tmp_path / "cache"))
     root = write_tree(tmp_path / "f", {"train": 2, "val": 1, "test": 1})
     cfg = tiny(dataset=f"imagefolder:{root}", num_classes=None, image_size=16, num_workers=4, eval_workers=2,
-               val_split="val", test_split="test")
+               val_split="val", test_split="test", image_cache="off")
     trial = _Trial(cfg, metric="val_acc", maximize=True, checkpoint_dir=None)
     assert trial.val_src is not None and trial.test_src is not None
     assert (trial.train_src.num_workers, trial.val_src.num_workers, trial.test_src.num_workers) == (4, 2, 2)
