@@ -438,6 +438,13 @@ class RayLauncher(Launcher):
                 ray.get_actor(RayWorkerId.parse(text).name, namespace=opts.namespace)
         return ids
 
+    def job_id(self, ids: list[str]) -> str:
+        """The launch as one name, its actors' names without their index:
+        ``ablate/ablate-<study>-<token>@<address>`` (the ids themselves list every actor)."""
+        first = RayWorkerId.parse(ids[0])
+        prefix, _k, token = first.name.rsplit("-", 2)
+        return str(RayWorkerId(first.namespace, f"{prefix}-{token}", first.address))
+
     def cancel(self, ids: list[str], options: Mapping[str, str]) -> None:
         for address, workers in _by_address(ids).items():
             if not _answers(address):  # the cluster is gone, and its actors with it

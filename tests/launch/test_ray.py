@@ -307,7 +307,8 @@ def test_ablate_launch_ray_from_the_command_line(ray_address: str, pg_url: str, 
     launched = ablate("launch", str(STUDY_FILE), "--ray", f"address={ray_address},workers=2", "--db", pg_url,
                       "--runs-dir", str(tmp_path / "runs"), "--lease-s", "5", "--set", "epochs=30")
     assert launched.returncode == 0, launched.stderr
-    assert f"{STUDY}: submitted ray job" in launched.stdout and "2 task(s)" in launched.stdout
+    token = launched.stdout.split(f"submitted ray job ablate/ablate-{STUDY}-")[1].split("@")[0]
+    assert f"ablate/ablate-{STUDY}-0-{token}@" in launched.stdout and "2 task(s)" in launched.stdout
     assert f"ablate launch --cancel {STUDY}" in launched.stdout
 
     def a_trial_with_its_actor() -> Any:
