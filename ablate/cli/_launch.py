@@ -32,7 +32,8 @@ def launch(
     ray: Annotated[
         str | None,
         typer.Option(
-            "--ray", metavar="KEY=VALUE,...", help="Run the workers on a Ray cluster (e.g. address=auto,workers=4).",
+            "--ray", metavar="KEY=VALUE,...", help="Run the workers as Ray actors on a Ray cluster. Keys: address (HOST:PORT or auto; "
+            "default: a local cluster), workers, gpus_per_worker, cpus_per_worker, namespace.",
             show_default=False,
         ),
     ] = None,
