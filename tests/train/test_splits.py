@@ -229,7 +229,10 @@ def test_plan_shows_each_split_size_and_source(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     import json
 
-    (line,) = json.loads(result.output)["data"]
+    lines = json.loads(result.output)["data"]
+    # the splits' line, then the line saying which path (image cache or DataLoader) feeds them
+    (line,) = [x for x in lines if "per class" in x]
+    assert any("image cache" in x for x in lines if x is not line), lines
     assert "train 12 (4-4 per class" in line and "val 3 (1-1 per class; 20% of folder" in line
     assert f"test 6 (2-2 per class; folder {root / 'val'}/)" in line
 
