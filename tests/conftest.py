@@ -34,6 +34,20 @@ def pg_schema_url(schema: str) -> str:
     return f"{PG_SERVER}?options=-csearch_path%3D{schema}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cache_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """What the tests decode and cache (image folders of their temporary trees, synthetic
+    arrays) goes to a folder of the test session, not the user's ~/.cache/ablate, where
+    `ablate cache ls` would list it afterwards. Processes the tests start inherit it."""
+    before = os.environ.get("ABLATE_CACHE")
+    os.environ["ABLATE_CACHE"] = str(tmp_path_factory.mktemp("ablate-cache"))
+    yield
+    if before is None:
+        os.environ.pop("ABLATE_CACHE", None)
+    else:
+        os.environ["ABLATE_CACHE"] = before
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test that asks for ``pg_url`` (itself or through another fixture) ``postgres``."""
     for item in items:
