@@ -42,7 +42,7 @@ from ablate.report._stats import (
     t_interval,
 )
 from ablate.report._table import ablation_table
-from ablate.report._trials import counted_trials, metric_range
+from ablate.report._trials import clipped_to_range, counted_trials
 
 #: The trial config fields that say which data a trial was trained and scored on (what the data
 #: is and how it is split; not where it lives: data_root may differ between machines).
@@ -219,8 +219,8 @@ def _study_rows(data: StudyData, metric: str, direction: str, train: str | None,
         roles = [SELECTED] if i == best else []
         roles += [BASELINE] if h == table.baseline else []
         x, t = values.get(h, np.array([])), tests.get(h, np.array([]))
-        lo, hi = _clipped(t_interval(x.tolist()), metric)
-        tlo, thi = _clipped(t_interval(t.tolist()), test) if test else (math.nan, math.nan)
+        lo, hi = clipped_to_range(t_interval(x.tolist()), metric)
+        tlo, thi = clipped_to_range(t_interval(t.tolist()), test) if test else (math.nan, math.nan)
         out.append({
             "study": data.study, "config_hash": h, "label": str(label), "role": ", ".join(roles),
             "selected": i == best, "baseline": h == table.baseline, "n": len(x),
@@ -230,12 +230,6 @@ def _study_rows(data: StudyData, metric: str, direction: str, train: str | None,
             "gap": float(gaps[h].mean()) if h in gaps and len(gaps[h]) else math.nan,
         })
     return pd.DataFrame(out)
-
-
-def _clipped(interval: tuple[float, float], metric: str) -> tuple[float, float]:
-    """An interval of a mean within the values the metric can take (an accuracy's within [0, 1])."""
-    low, high = metric_range(metric)
-    return float(np.clip(interval[0], low, high)), float(np.clip(interval[1], low, high))
 
 
 def welch_test(values: np.ndarray, reference: np.ndarray, level: float) -> dict[str, Any]:

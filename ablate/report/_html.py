@@ -180,7 +180,7 @@ def seed_notes(report: Report) -> list[str]:
     view = report.seeds
     notes = [f"Seeds done: completed trials with a value of {report.metric}, the ones every statistic counts; planned: "
              "every trial of the configuration, one per seed. Mean over the done seeds; 95 % CI: Student-t interval "
-             "over them (mean ± t(0.975, n - 1) · s / √n), for each configuration alone (the ablation table's "
+             "over them (mean ± t(0.975, n - 1) · s / √n), clipped to the metric's range, for each configuration alone (the ablation table's "
              "intervals are of differences, adjusted for its family of tests). One done seed: no interval."]
     if view is not None and ((view["running"] > 0) | (view["queued"] > 0)).any():
         waiting = int(view["running"].sum()), int(view["queued"].sum())

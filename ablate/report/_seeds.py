@@ -21,7 +21,7 @@ import pandas as pd
 from ablate.errors import StudyError
 from ablate.report._stats import t_interval
 from ablate.report._table import AblationTable
-from ablate.report._trials import COMPLETED, counted_trials
+from ablate.report._trials import COMPLETED, clipped_to_range, counted_trials
 
 #: The level of the seed view's intervals (each configuration alone, not a family of tests).
 SEED_LEVEL = 0.95
@@ -56,7 +56,7 @@ def seed_view(table: AblationTable, trials: pd.DataFrame, *, level: float = SEED
                                  strict=True):
         values, seeds = by_config.get(h, (np.empty(0), np.empty(0, dtype=int)))
         status = {s: int(of.get(h, 0)) for s, of in counted.items()}
-        low, high = t_interval(values, level)
+        low, high = clipped_to_range(t_interval(values, level), metric)
         rows.append({
             "config_hash": h,
             "label": label,
@@ -93,7 +93,7 @@ def seeds_caption(metric_label: str) -> str:
     """What the seed view's numbers are, for the figure's caption and the table's note."""
     return (f"{metric_label} of every done seed (dots) and their mean (diamond) with its 95 % Student-t interval "
             "over the seeds (bar: mean ± t(0.975, n - 1) · s / √n for that configuration alone, not adjusted for "
-            "the comparisons of the ablation table); a configuration with one done seed has no interval. Beside "
+            "the comparisons of the ablation table, clipped to the metric's range); a configuration with one done seed has no interval. Beside "
             "each name: seeds done of planned, and those still running or queued when the report was written.")
 
 

@@ -47,6 +47,13 @@ def metric_range(metric: str) -> tuple[float, float]:
     return -math.inf, math.inf
 
 
+def clipped_to_range(interval: tuple[float, float], metric: str) -> tuple[float, float]:
+    """An interval of a mean within the values the metric can take (an accuracy's within [0, 1]);
+    NaN (no interval) stays NaN."""
+    low, high = metric_range(metric)
+    return float(np.clip(interval[0], low, high)), float(np.clip(interval[1], low, high))
+
+
 def check_metric(metric: str, trials: pd.DataFrame, *, study: str) -> None:
     """Raise :class:`StudyError` unless ``metric`` is a metric column with at least one value
     among the completed trials."""

@@ -87,7 +87,7 @@ def test_seed_view_numbers_are_scipy_t_intervals(running_study: tuple[str, Path]
         assert row["running"] == (group["status"] == "running").sum()
         assert row["queued"] == (group["status"] == "queued").sum()
         if len(values) >= 2:
-            low, high = stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
+            low, high = np.clip(stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=stats.sem(values)), 0, 1)
             assert row["mean"] == pytest.approx(values.mean(), abs=1e-12)
             assert (row["ci_low"], row["ci_high"]) == (pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
             checked[2] += 1
@@ -115,10 +115,27 @@ def test_seed_view_from_frames_matches_scipy_with_unequal_seeds() -> None:
     view = seed_view(table, trials).set_index("label")
     for m, k in (("a", 2), ("b", 3), ("c", 5)):
         x = trials.loc[(trials["model"] == m) & trials["val_acc"].notna(), "val_acc"].to_numpy()
-        low, high = stats.t.interval(0.95, k - 1, loc=x.mean(), scale=stats.sem(x))
+        low, high = np.clip(stats.t.interval(0.95, k - 1, loc=x.mean(), scale=stats.sem(x)), 0, 1)
         r = view.loc["baseline" if m == "a" else f"model={m}"] if "baseline" in view.index else view.loc[f"model={m}"]
         assert r["done"] == k and r["ci_low"] == pytest.approx(low, abs=1e-12) and r["ci_high"] == pytest.approx(high, abs=1e-12)
     assert "1 without the metric" in view.loc["model=c", "state"]
+
+
+def test_an_interval_past_the_metrics_range_is_clipped_to_it() -> None:
+    """Two seeds of an accuracy near 1: the t interval runs past 1.0, which no accuracy reaches."""
+    from ablate.report import ablation_table
+
+    rows = [dict(model="a", seed=0, val_acc=0.99), dict(model="a", seed=1, val_acc=0.80),
+            dict(model="b", seed=0, val_acc=0.50), dict(model="b", seed=1, val_acc=0.52)]
+    trials = make_trials(["model"], rows)
+    view = seed_view(ablation_table(trials, factors=["model"], metric="val_acc", direction="maximize"), trials)
+    a = view.set_index("label").iloc[0]
+    low, high = stats.t.interval(0.95, 1, loc=0.895, scale=stats.sem([0.99, 0.80]))
+    assert high > 1 and low < 0  # the raw interval leaves [0, 1] on both sides
+    assert (a["ci_low"], a["ci_high"]) == (0.0, 1.0)
+    b = view.set_index("label").iloc[1]
+    assert (b["ci_low"], b["ci_high"]) == (pytest.approx(stats.t.interval(0.95, 1, loc=0.51, scale=0.01)[0]),
+                                           pytest.approx(stats.t.interval(0.95, 1, loc=0.51, scale=0.01)[1]))
 
 
 def _section(page: str, config_hash: str) -> str:
@@ -250,5 +267,5 @@ def test_ablate_report_again_adds_the_seeds_that_finished_since(running_study: t
     after = seed_row()
     values = load_trials("seeds_live", db=db).query("status == 'completed' and image_size == 16 and augment == 'basic'")
     x = values["val_acc"].to_numpy(dtype=float)
-    low, high = stats.t.interval(0.95, 2, loc=x.mean(), scale=stats.sem(x))
+    low, high = np.clip(stats.t.interval(0.95, 2, loc=x.mean(), scale=stats.sem(x)), 0, 1)
     assert f"| 3/3 | {x.mean():.3f} [{low:.3f}, {high:.3f}] |" in after and "| finished |" in after
