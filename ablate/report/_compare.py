@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,9 @@ from ablate.report._stats import (
     NO_SPREAD,
     POWER,
     SINGLE,
-    WELCH,
-    _effect_size,
-    _no_spread,
+    Comparison,
+    adjust_family,
+    compare_to_baseline,
     family_alpha,
     t_interval,
 )
@@ -57,27 +57,19 @@ BASELINE = "baseline"
 
 
 @dataclass(frozen=True)
-class StudyTest:
-    """One study's selected configuration against the reference's, on ``metric``."""
+class StudyTest(Comparison):
+    """One study's selected configuration against the reference's, on ``metric``: the
+    single-study table's :class:`~ablate.report._stats.Comparison` (Welch's test, adjusted for
+    the family of the other studies), with what it compares."""
 
-    study: str
-    label: str
-    reference_label: str
-    metric: str
-    diff: float
-    test: str  # WELCH, or why no test ran (NO_DATA, SINGLE, NO_SPREAD)
-    n: int
-    n_reference: int
-    df: float = math.nan
-    p_value: float = math.nan
-    p_adjusted: float = math.nan
-    ci_low: float = math.nan
-    ci_high: float = math.nan
-    detectable: float = math.nan
+    study: str = ""
+    label: str = ""
+    reference_label: str = ""
+    metric: str = ""
 
     @property
-    def tested(self) -> bool:
-        return self.test == WELCH
+    def n_reference(self) -> int:
+        return self.n_base
 
 
 @dataclass
@@ -232,28 +224,6 @@ def _study_rows(data: StudyData, metric: str, direction: str, train: str | None,
     return pd.DataFrame(out)
 
 
-def welch_test(values: np.ndarray, reference: np.ndarray, level: float) -> dict[str, Any]:
-    """Welch's t-test of ``mean(values) - mean(reference)`` (scipy) and that test's own
-    ``level`` interval of the difference; the reason instead when no test can run."""
-    x, y = np.asarray(values, dtype=float), np.asarray(reference, dtype=float)
-    if len(x) == 0 or len(y) == 0:
-        return {"test": NO_DATA, "diff": math.nan}
-    diff = float(x.mean() - y.mean())
-    if len(x) < 2 or len(y) < 2:
-        return {"test": SINGLE, "diff": diff}
-    if _no_spread(x) and _no_spread(y):
-        return {"test": NO_SPREAD, "diff": diff}
-    from scipy.stats import ttest_ind
-
-    res = ttest_ind(x, y, equal_var=False)
-    ci = res.confidence_interval(confidence_level=level)
-    pooled = math.sqrt(((len(x) - 1) * x.var(ddof=1) + (len(y) - 1) * y.var(ddof=1)) / (len(x) + len(y) - 2))
-    return {"test": WELCH, "diff": diff, "df": float(res.df), "p_value": float(res.pvalue),
-            "ci_low": float(ci.low), "ci_high": float(ci.high),
-            # The same solver as the single-study table's "detectable Δ" (statsmodels, 80 % power).
-            "detectable": _effect_size(WELCH, len(x), len(y), 1 - level) * pooled}
-
-
 def compare_studies(datas: Sequence[StudyData], alpha: float = ALPHA) -> StudyComparison:
     """Check the studies are comparable, then every row, selection and test (nothing drawn)."""
     if len(datas) < 2:
@@ -278,18 +248,19 @@ def compare_studies(datas: Sequence[StudyData], alpha: float = ALPHA) -> StudyCo
     arms = {s: _values(done[s], reported).get(str(selected.loc[s, "config_hash"]), np.array([])) for s in selected.index}
     reference = datas[0].study
     others = [d.study for d in datas[1:]]
-    level = 1 - family_alpha(len(others), alpha)  # Bonferroni over the other studies
-    tests = []
-    for s in others:
-        found = welch_test(arms[s], arms[reference], level)
-        p = found.get("p_value", math.nan)
-        tests.append(StudyTest(
+    # Welch's test of each other study against the reference, Bonferroni over those tested: the
+    # single-study table's statistics, unpaired (no seed is shared across studies).
+    tested = adjust_family(
+        [compare_to_baseline(arms[s], [], arms[reference], [], paired=False) for s in others], alpha
+    )
+    tests = [
+        StudyTest(
+            **{f.name: getattr(c, f.name) for f in fields(Comparison)},
             study=s, label=str(selected.loc[s, "label"]), reference_label=str(selected.loc[reference, "label"]),
-            metric=reported, diff=found["diff"], test=found["test"], n=len(arms[s]), n_reference=len(arms[reference]),
-            df=found.get("df", math.nan), p_value=p, p_adjusted=min(1.0, p * len(others)) if p == p else math.nan,
-            ci_low=found.get("ci_low", math.nan), ci_high=found.get("ci_high", math.nan),
-            detectable=found.get("detectable", math.nan),
-        ))
+            metric=reported,
+        )
+        for s, c in zip(others, tested, strict=True)
+    ]
     counts = {d.study: int(rows["study"].eq(d.study).sum()) for d in datas}
     many = [s for s, k in counts.items() if k > 1]
     if many:

@@ -89,12 +89,15 @@ def compare_to_baseline(
     seeds: Sequence[int],
     base_values: Sequence[float] | np.ndarray,
     base_seeds: Sequence[int],
+    *,
+    paired: bool = True,
 ) -> Comparison:
     """The difference of means from the baseline and its t-test, not yet adjusted for a family.
 
     Paired t-test on the seed-wise differences when both sides hold exactly the same seeds (the
     seed fixes data order and initialisation, so pairing removes that variance); Welch's t-test
-    otherwise. No test with fewer than two values on either side, or when the differences (or
+    otherwise, and always with ``paired=False`` (studies compared: one seed number in two
+    different studies shares nothing). No test with fewer than two values on either side, or when the differences (or
     both sides' values) are all equal. Pass the result through :func:`adjust_family` for its
     interval and detectable difference (a family of one for a single comparison).
     """
@@ -104,7 +107,7 @@ def compare_to_baseline(
     diff = float(x.mean() - y.mean())
     if len(x) < 2 or len(y) < 2:
         return Comparison(diff, SINGLE, len(x), len(y))
-    order = _pairing(list(seeds), list(base_seeds))
+    order = _pairing(list(seeds), list(base_seeds)) if paired else None
     if order is not None:
         d = x - y[order]
         if _no_spread(d):
