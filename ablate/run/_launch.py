@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,27 @@ class LaunchRequest:
     runs_dir: Path  # absolute; every node must see it at this path to resume checkpoints
     lease_s: float | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
+
+    def worker_command(self) -> list[str]:
+        """The ``ablate worker`` process every launcher starts, as a user would by hand."""
+        return [sys.executable, "-m", "ablate", "worker", str(self.study_file), "--study", self.study]
+
+    def worker_env(self, worker: str, threads: int) -> dict[str, str]:
+        """What that process gets on top of its node's environment. The database URL, the runs
+        folder and the lease go through the variables the CLI reads, not the command line, which
+        every user of the node can see in `ps`; ``worker`` names it after the engine's job (the
+        worker appends its pid), so `ablate status` shows which job runs which trial."""
+        env = {
+            **self.extra_env,
+            "ABLATE_DB": self.db_url,
+            "ABLATE_RUNS": str(self.runs_dir),
+            "ABLATE_WORKER": worker,
+            "OMP_NUM_THREADS": str(threads),
+            "MKL_NUM_THREADS": str(threads),
+        }
+        if self.lease_s is not None:
+            env["ABLATE_LEASE_S"] = str(self.lease_s)
+        return env
 
 
 class Launcher(ABC):

@@ -120,17 +120,23 @@ def _host_port(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _probe(address: str, *, how: str = "") -> None:
-    """Fail in seconds when nothing listens at ``address`` (ray.init would wait minutes)."""
-    host, port = _host_port(address)
+def _refused(host: str, port: int) -> str | None:
+    """Why ``host:port`` accepts no TCP connection within the probe's time (None: it does)."""
     try:
         socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
     except OSError as e:
-        reason = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+        return "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+    return None
+
+
+def _probe(address: str, *, how: str = "") -> None:
+    """Fail in seconds when nothing listens at ``address`` (ray.init would wait minutes)."""
+    reason = _refused(*_host_port(address))
+    if reason is not None:
         raise LaunchError(
             f"the Ray cluster at {address}{how} does not answer ({reason}); start it "
             "(ray start --head) or give its address: --ray address=HOST:PORT"
-        ) from None
+        )
 
 
 def _answers(address: str) -> bool:
@@ -209,12 +215,7 @@ def _reach(host: str, port: int) -> tuple[str, str | None]:
     """On a node: its address, and why ``host:port`` does not accept a connection (None: it does)."""
     import ray
 
-    node = ray.util.get_node_ip_address()
-    try:
-        socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
-    except OSError as e:
-        return node, "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
-    return node, None
+    return ray.util.get_node_ip_address(), _refused(host, port)
 
 
 def _check_database_reachable(ray: Any, db_url: str) -> None:
@@ -274,27 +275,6 @@ def _actor_name(study: str, k: int, token: str) -> str:
     # Ray names are free text; the study's name is kept readable in `ray list actors`.
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", study)[:60]
     return f"ablate-{safe}-{k}-{token}"
-
-
-def _worker_command(request: LaunchRequest) -> list[str]:
-    return [sys.executable, "-m", "ablate", "worker", str(request.study_file), "--study", request.study]
-
-
-def _worker_env(request: LaunchRequest, worker_id: str, cpus: float) -> dict[str, str]:
-    """What the worker process gets on top of the actor's environment. The database URL, the
-    runs folder and the lease go through the variables the CLI reads, not the command line,
-    which every user of the node can see in `ps`."""
-    env = {
-        **request.extra_env,
-        "ABLATE_DB": request.db_url,
-        "ABLATE_RUNS": str(request.runs_dir),
-        "ABLATE_WORKER": f"ray-{worker_id}",  # `ablate status` shows the actor next to its trial
-        "OMP_NUM_THREADS": str(max(1, int(cpus))),
-        "MKL_NUM_THREADS": str(max(1, int(cpus))),
-    }
-    if request.lease_s is not None:
-        env["ABLATE_LEASE_S"] = str(request.lease_s)
-    return env
 
 
 def _die_with_parent() -> None:
@@ -427,8 +407,8 @@ class RayLauncher(Launcher):
                     # other) resumes the dead one's trial once the lease runs out.
                     max_restarts=-1,
                 ).remote(
-                    _worker_command(request_abs),
-                    _worker_env(request_abs, str(worker), opts.cpus_per_worker),
+                    request_abs.worker_command(),
+                    request_abs.worker_env(f"ray-{worker}", max(1, int(opts.cpus_per_worker))),
                     no_gpu=gpus == 0,
                 )
                 ids.append(str(worker))

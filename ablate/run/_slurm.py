@@ -145,9 +145,7 @@ class SlurmLauncher(Launcher):
         return array_job_id(ids)
 
     def log_dir(self, request: LaunchRequest, options: Mapping[str, str]) -> Path:
-        return self.folder(request, options)
-
-    def folder(self, request: LaunchRequest, options: Mapping[str, str]) -> Path:
+        """submitit's folder: the tasks' scripts and their output."""
         given = options.get("folder")
         return Path(given).absolute() if given else request.runs_dir / request.study / "slurm"
 
@@ -162,7 +160,7 @@ class SlurmLauncher(Launcher):
         extra: dict[str, Any] = dict(_sbatch_extra(options.get("sbatch", "")))
         if "mem" in options:  # as sbatch takes it ("32G"); submitit's own mem wants gigabytes
             extra["mem"] = options["mem"]
-        executor = submitit.SlurmExecutor(folder=self.folder(request, options), max_num_timeout=MAX_TIMEOUTS)
+        executor = submitit.SlurmExecutor(folder=self.log_dir(request, options), max_num_timeout=MAX_TIMEOUTS)
         parameters: dict[str, Any] = dict(
             job_name=f"ablate-{request.study}",
             time=parse_minutes(options.get("time", str(DEFAULT_TIME_MIN))),

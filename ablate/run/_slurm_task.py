@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -66,22 +65,13 @@ class WorkerTask(submitit.helpers.Checkpointable):
         request = self.request
         host = socket.gethostname()
         for i, gpu in enumerate(slots):
-            env = dict(os.environ)
-            env.update(request.extra_env)
-            env.update(
-                ABLATE_DB=request.db_url,  # in the environment, not on a command line `ps` shows
-                ABLATE_RUNS=str(request.runs_dir),
-                ABLATE_WORKER=f"slurm-{task_id}-{host}-w{i}",
-                OMP_NUM_THREADS=str(threads),
-                MKL_NUM_THREADS=str(threads),
-            )
-            if request.lease_s is not None:
-                env["ABLATE_LEASE_S"] = str(request.lease_s)
+            env = {**os.environ, **request.worker_env(f"slurm-{task_id}-{host}-w{i}", threads)}
             if gpu is not None:
                 env["CUDA_VISIBLE_DEVICES"] = gpu
-            command = [sys.executable, "-m", "ablate", "worker", str(request.study_file), "--study", request.study]
             print(f"ablate: task {task_id} starts worker {env['ABLATE_WORKER']}", flush=True)
-            self._procs.append(subprocess.Popen(command, env=env, preexec_fn=_ignore_preemption_signal))
+            self._procs.append(
+                subprocess.Popen(request.worker_command(), env=env, preexec_fn=_ignore_preemption_signal)
+            )
         while not all(_ended(p) for p in self._procs):
             time.sleep(0.5)
         codes = [int(p.returncode) for p in self._procs]
