@@ -176,14 +176,6 @@ def check_space(root: Path, needed: int, what: str) -> None:
         )
 
 
-def fits_on_disk(n: int, side: int) -> tuple[bool, int, int]:
-    """(whether a cache of ``n`` images at ``side`` px fits, bytes needed, bytes free)."""
-    root = images_root()
-    need = cache_bytes(n, side) + DISK_MARGIN
-    free = shutil.disk_usage(root).free
-    return free >= need, need, free
-
-
 def _read_index(path: Path) -> dict[str, Any] | None:
     try:
         index = json.loads((path / "index.json").read_text())
