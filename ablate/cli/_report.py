@@ -108,11 +108,10 @@ def report(
 
 def _compare(names: list[str], db: str | None, out: Path | None, *, pdf: bool, svg: bool) -> None:
     from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
 
     from ablate.report import (
         ReportOptions,
+        cells_rich_table,
         check_study_names,
         comparison_cells,
         comparison_folder,
@@ -128,12 +127,7 @@ def _compare(names: list[str], db: str | None, out: Path | None, *, pdf: bool, s
     comparison = load_comparison(names, db=db)  # every refusal before a file is written
     cells = comparison_cells(comparison)
     console = Console()
-    table = Table(title=f"{' vs '.join(names)}: {comparison.metric} ({comparison.direction})")
-    for header, is_text in zip(cells.header, cells.text, strict=True):
-        table.add_column(header, justify="left" if is_text else "right", overflow="fold")
-    for row in cells.rows[:40]:
-        table.add_row(*(Text(c.text, style="bold green" if c.best else "") for c in row))
-    console.print(table)
+    console.print(cells_rich_table(cells, title=f"{' vs '.join(names)}: {comparison.metric} ({comparison.direction})"))
     if len(cells.rows) > 40:
         console.print(f"40 of {len(cells.rows)} rows shown; the full table is in table.md and index.html.", style="dim")
     for line in comparison_notes(comparison):

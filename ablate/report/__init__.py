@@ -56,6 +56,7 @@ from ablate.report._stats import (
 )
 from ablate.report._table import AblationTable, ablation_table, parse_baseline
 from ablate.report._tables import (
+    cells_rich_table,
     latex_table,
     markdown_table,
     rich_table,
@@ -77,6 +78,7 @@ __all__ = [
     "anova_table",
     "bootstrap_ci",
     "build_report",
+    "cells_rich_table",
     "check_study_names",
     "collect_report",
     "compare_studies",

@@ -389,9 +389,6 @@ def rich_table(
     """The table for the terminal (best in bold green, significant p in bold): at most
     ``max_rows`` rows, and the columns that fit ``width`` characters (see
     :func:`terminal_columns`; all of them without a width). The caption names what is left out."""
-    from rich.table import Table
-    from rich.text import Text
-
     cells = cells or table_cells(table)
     header, rows = cells.header, cells.rows
     columns, broken = terminal_columns(table, cells, width, rows=max_rows)
@@ -403,14 +400,27 @@ def rich_table(
     if parts:
         parts.append("the full table is in table.md, table.csv and index.html")
     caption = constants_line(table) + ("\n" + "; ".join(parts) + "." if parts else "")
+    headers = [_header_text(header[i], [row[i].text for row in shown], broken=broken and cells.keys[i] in table.factors)
+               for i in columns]
+    return cells_rich_table(cells, columns, headers, max_rows=max_rows, title=title, caption=caption)
+
+
+def cells_rich_table(
+    cells: Cells, columns: list[int] | None = None, headers: list[str] | None = None, *, max_rows: int = 40,
+    title: str | None = None, caption: str | None = None,
+) -> Any:
+    """``cells`` as a rich table (the ablation table's, the comparison's): the ``columns`` asked
+    for (all by default) under ``headers`` (the cells' own by default), the first ``max_rows``
+    rows, best in bold green, significant in bold."""
+    from rich.table import Table
+    from rich.text import Text
+
+    columns = list(range(len(cells.header))) if columns is None else columns
+    headers = [cells.header[i] for i in columns] if headers is None else headers
     t = Table(title=title, caption=caption)
-    for i in columns:
-        values = [row[i].text for row in shown]
-        is_factor = cells.keys[i] in table.factors
-        t.add_column(_header_text(header[i], values, broken=broken and is_factor),
-                     justify="left" if cells.text[i] else "right",
-                     overflow="fold")
-    for cells_of_row in shown:
+    for i, name in zip(columns, headers, strict=True):
+        t.add_column(name, justify="left" if cells.text[i] else "right", overflow="fold")
+    for cells_of_row in cells.rows[:max_rows]:
         # Text, not markup: a CI like "[-0.01, +0.02]" must not be read as a style tag.
         t.add_row(*(Text(c.text, style="bold green" if c.best else "bold" if c.significant else "")
                     for c in (cells_of_row[i] for i in columns)))
