@@ -79,8 +79,8 @@ def _disk_full(error: BaseException, path: Path, needed: int) -> bool:
 
 def human_bytes(n: float) -> str:
     """A size for people: 512 B, 15 KB, 61.0 MB, 1.2 GB."""
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit in ("B", "KB") else f"{n:.1f} {unit}"
+    for unit in ("B", "KB", "MB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit != "MB" else f"{n:.1f} {unit}"
         n /= 1024
-    return f"{n:.1f} TB"  # pragma: no cover - the loop returns
+    return f"{n:.1f} GB"
