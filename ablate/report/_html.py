@@ -26,6 +26,7 @@ from ablate.report._tables import (
     format_p,
     markdown_table,
     metric_label,
+    per_seed_cells,
     table_cells,
     table_notes,
 )
@@ -159,16 +160,19 @@ def seed_rows(report: Report) -> tuple[list[str], list[list[str]], list[bool]]:
     view = report.seeds
     if view is None:
         return [], [], []
-    seed_columns = [c for c in report.table.per_seed.columns if c.startswith("seed ")]
+    # Each seed's value as the table's per-seed cells write it; a seed that does not count shows
+    # its trial's status instead of "–".
+    seed_header, seed_cells = per_seed_cells(report.table)
+    seed_columns = seed_header[1:]
+    values_of = dict(zip(report.table.per_seed["config_hash"], (row[1:] for row in seed_cells), strict=True))
     status_of = {(t.config_hash, int(r["seed"])): str(r["status"]) for t in report.trial_sections for r in t.trials}
     header = ["configuration", "seeds done / planned", f"mean [95 % CI] of {report.metric}", *seed_columns, "state"]
     rows, pending = [], []
     for r in view.itertuples(index=False):
-        value_of = dict(zip(r.seeds, r.values, strict=True))
-        cells = []
-        for column in seed_columns:
-            seed = int(column.removeprefix("seed "))
-            cells.append(f"{value_of[seed]:.3f}" if seed in value_of else status_of.get((r.config_hash, seed), "–"))
+        cells = [
+            text if text != "–" else status_of.get((r.config_hash, int(column.removeprefix("seed "))), "–")
+            for column, text in zip(seed_columns, values_of[r.config_hash], strict=True)
+        ]
         rows.append([str(r.label), f"{r.done}/{r.planned}", interval_text(r.mean, r.ci_low, r.ci_high, r.done),
                      *cells, str(r.state)])
         pending.append(bool(r.running or r.queued))
