@@ -181,11 +181,19 @@ def test_preempted_task_hands_its_trial_back_and_is_requeued_by_submitit(
         return state == "PENDING"
 
     _wait("submitit to requeue the task", requeued, 60)
-    # SLURM holds a requeued job for two minutes; the test does not wait for that.
+    # SLURM holds a requeued job for two minutes; the test does not wait for that, but it must
+    # not start the job before the node is done with its first run: slurmd revokes that run's
+    # credential at a one-second granularity, and a restart in the same second is killed
+    # ("Killing non-startable batch JobId=N: Job credential revoked", the job then FAILED).
+    _wait("the first run's job steps to end", lambda: not _steps_of(job), 60)
+    time.sleep(2.0)
     _slurm(["scontrol", "update", f"jobid={job}", "StartTime=now"], slurm_conf)
     _wait("the requeued task to finish the study", lambda: not _queue(slurm_conf), 120)
 
-    assert _statuses("digits_resume", pg_url) == {0: "completed", 1: "completed"}
+    logs = runs.absolute() / "digits_resume" / "slurm"
+    assert _statuses("digits_resume", pg_url) == {0: "completed", 1: "completed"}, (
+        "\n".join(p.read_text() for p in sorted(logs.glob("*_log.*")))
+    )
     trials = check_completed_trials("digits_resume", pg_url).set_index("number")
     assert sorted(trials["attempt"]) == [1, 2]  # the preempted trial claimed again, once
     number = int(trials["attempt"].idxmax())
@@ -250,6 +258,12 @@ def test_bad_launch_is_one_line_exit_2_and_claims_nothing(
                 (n,) = conn.execute("SELECT count(*) FROM trials").fetchone() or (0,)
                 assert n == 0
     assert not (runs / "digits_launch").exists()
+
+
+def _steps_of(job: str) -> list[str]:
+    """The slurmstepd processes still running a step of ``job`` on this node."""
+    ps = subprocess.run(["pgrep", "-af", f"slurmstepd: \\[{job}[._]"], capture_output=True, text=True, check=False)
+    return ps.stdout.splitlines()
 
 
 def _libpq(url: str) -> str:
