@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -324,10 +325,19 @@ class _WorkerActor:
 
 
 def _handle(ray: Any, worker: RayWorkerId) -> Any | None:
-    try:
-        return ray.get_actor(worker.name, namespace=worker.namespace)
-    except ValueError:  # Ray's answer for a name that is not (or no longer) alive
-        return None
+    """The actor's handle; None once it is gone (or going: see below)."""
+    for attempt in range(3):
+        try:
+            return ray.get_actor(worker.name, namespace=worker.namespace)
+        except ValueError:  # Ray's answer for a name that is not (or no longer) alive
+            return None
+        except AssertionError:
+            # Ray's race between a name lookup and the actor's teardown (ray-project/ray#41324):
+            # the name still answers but its class is already gone ("Expected str or bytes, got
+            # NoneType"). Asked again it answers for real; a dying actor's name soon stops.
+            if attempt < 2:
+                time.sleep(0.2)
+    return None
 
 
 def _by_address(ids: list[str]) -> dict[str, list[RayWorkerId]]:
