@@ -86,13 +86,16 @@ def _sbatch_extra(text: str) -> dict[str, str | bool]:
     return extra
 
 
+_CHECK = ": is slurmctld running, and does $SLURM_CONF (or /etc/slurm/slurm.conf) name it?"
+
+
 def _run_slurm(args: list[str]) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(args, capture_output=True, text=True, timeout=SLURM_ANSWER_S, check=False)
     except FileNotFoundError:
         raise LaunchError(f"{args[0]} is not on PATH: run ablate launch --slurm on a SLURM login node") from None
     except subprocess.TimeoutExpired:
-        raise LaunchError(f"SLURM does not answer ({' '.join(args)} took over {SLURM_ANSWER_S:.0f} s)") from None
+        raise LaunchError(f"SLURM does not answer ({' '.join(args)} took over {SLURM_ANSWER_S:.0f} s){_CHECK}") from None
 
 
 @register_launcher
@@ -132,8 +135,10 @@ class SlurmLauncher(Launcher):
                 raise LaunchError(f"{tool} is not on PATH: run ablate launch --slurm on a SLURM login node")
         answer = _run_slurm(["sinfo", "--noheader", "--format=%P"])
         if answer.returncode != 0:
+            # sinfo's last line is its verdict ("fatal: Could not establish a configuration source").
             why = (answer.stderr or answer.stdout).strip().splitlines()
-            raise LaunchError(f"SLURM does not answer (sinfo: {why[0] if why else f'exit code {answer.returncode}'})")
+            said = why[-1].removeprefix("sinfo: ") if why else f"exit code {answer.returncode}"
+            raise LaunchError(f"SLURM does not answer (sinfo: {said}){_CHECK}")
         partitions = [p.strip().rstrip("*") for p in answer.stdout.split()]
         wanted = options.get("partition")
         if wanted and wanted not in partitions:

@@ -260,6 +260,19 @@ def test_bad_launch_is_one_line_exit_2_and_claims_nothing(
     assert not (runs / "digits_launch").exists()
 
 
+def test_a_slurm_that_does_not_answer_is_one_line_naming_what_to_check(pg_url: str, runs: Path, tmp_path: Path) -> None:
+    # A slurm.conf sinfo cannot read: it fails at once, as on a machine outside the cluster (a
+    # missing file makes it retry for a minute: then the 20 s timeout answers with the same hint).
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("NotAKey=1\n")
+    refused = _launch("digits_launch", "tasks=2", pg_url, runs, str(conf))
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.startswith("error: SLURM does not answer (sinfo: ") and "sinfo: sinfo:" not in line, line
+    assert "is slurmctld running, and does $SLURM_CONF" in line
+    assert not (runs / "digits_launch").exists()
+
+
 def _steps_of(job: str) -> list[str]:
     """The slurmstepd processes still running a step of ``job`` on this node."""
     ps = subprocess.run(["pgrep", "-af", f"slurmstepd: \\[{job}[._]"], capture_output=True, text=True, check=False)
