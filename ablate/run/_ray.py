@@ -386,6 +386,11 @@ class RayLauncher(Launcher):
         "namespace": f"Ray namespace of the actors (default {DEFAULT_NAMESPACE})",
     }
 
+    def parse_options(self, text: str) -> dict[str, str]:
+        options = super().parse_options(text)
+        _options(options)  # every value checked now: a typo is one line before the database is asked
+        return options
+
     def check(self, options: Mapping[str, str]) -> None:
         opts = _options(options)
         address = _existing_address(opts.address) if opts.address else _default_address()

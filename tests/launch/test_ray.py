@@ -280,6 +280,16 @@ def test_bad_options_are_refused_in_one_line(text: str, message: str) -> None:
         launcher.check(launcher.parse_options(text))
 
 
+def test_a_bad_option_value_is_refused_before_the_database_is_asked(tmp_path: Path) -> None:
+    # The default database is a SQLite file, which a launch refuses too: the typo is said first.
+    proc = subprocess.run(
+        [sys.executable, "-m", "ablate", "launch", str(STUDY_FILE), "--ray", "workers=two"],
+        env=clean_env(), capture_output=True, text=True, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: --ray workers=two: expected a whole number", proc.stderr
+
+
 def test_more_gpus_than_a_node_has_is_refused(ray_address: str) -> None:
     launcher = get_launcher("ray")
     with pytest.raises(LaunchError, match=r"gpus_per_worker=1: no node of the Ray cluster has 1 GPU\(s\) \(the largest has 0\)"):
