@@ -360,7 +360,8 @@ def _imagefolder(config: TrialConfig, name: str, wanted: dict[str, str], verify:
         if split not in found:
             raise StudyError(
                 f"field {field_name!r} is {split!r} but {root} has no {split}/ folder "
-                f"(folders found: {', '.join(found) or 'none'})"
+                f"(folders found: {', '.join(found) or 'none'}); set {field_name} to one of them, to a "
+                f"fraction of {config.train_split}/ to hold out (e.g. 0.1), or to None"
             )
     classes = sorted(d.name for d in train_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:

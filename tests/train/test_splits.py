@@ -174,6 +174,7 @@ def test_a_split_contradicting_the_folders_names_the_folders_found(tmp_path: Pat
     root = write_tree(tmp_path / "inat", {"train": 3, "val": 2})
     line = _refused(tmp_path, _base(root))  # default test_split='test': the old silent swap
     assert "'test_split' is 'test'" in line and "folders found: train, val" in line
+    assert line.endswith("set test_split to one of them, to a fraction of train/ to hold out (e.g. 0.1), or to None")
     line = _refused(tmp_path, _base(root, val_split="valid", test_split="val"))
     assert "'val_split' is 'valid'" in line and "folders found: train, val" in line
 
